@@ -1,0 +1,1 @@
+"""`rns eval`: registers itself on the `rns` click group."""

@@ -1,0 +1,56 @@
+"""The click group every sub-command registers on, and the options they share."""
+
+from __future__ import annotations
+
+import click
+
+from rns.devices import DEVICE_CHOICES
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="rns")
+def cli() -> None:
+    """rns: name classes, get pixel masks; show a few labelled examples and it gets better at once.
+
+    \b
+    Example:
+      rns segment photo.jpg --classes "bus,car"
+      rns add-support img.png mask.png --class bus
+    """
+
+
+memory_option = click.option(
+    "--memory",
+    "memory_path",
+    type=click.Path(dir_okay=True, file_okay=False),
+    default=None,
+    help="Support memory (zarr directory). Default: $RNS_MEMORY, else a per-user data directory.",
+)
+device_option = click.option(
+    "--device",
+    type=click.Choice(DEVICE_CHOICES, case_sensitive=False),
+    default="auto",
+    show_default=True,
+    help="Where the model runs; auto picks a CUDA GPU when there is one.",
+)
+model_option = click.option(
+    "--model", default=None, help="open_clip model name (default ViT-B-16, or $RNS_MODEL)."
+)
+pretrained_option = click.option(
+    "--pretrained",
+    default=None,
+    help="open_clip pretrained tag (default laion2b_s34b_b88k, or $RNS_PRETRAINED).",
+)
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Local checkpoint file for the model (or $RNS_CHECKPOINT); for machines with no internet.",
+)
+
+
+def backbone_options(func):
+    """The options that pick the backbone, shared by every command that builds one."""
+    for option in reversed((model_option, pretrained_option, checkpoint_option, device_option)):
+        func = option(func)
+    return func

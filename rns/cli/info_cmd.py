@@ -1,0 +1,1 @@
+"""`rns info`: registers itself on the `rns` click group."""

@@ -1,0 +1,1 @@
+"""`rns memory ...`: registers itself on the `rns` click group."""

@@ -1,0 +1,1 @@
+"""`rns segment`: registers itself on the `rns` click group."""

@@ -1,0 +1,1 @@
+"""`rns add-support`: registers itself on the `rns` click group."""

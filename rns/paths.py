@@ -1,0 +1,43 @@
+"""Where rns keeps things on disk: the support memory and caches.
+
+Precedence for the memory: an explicit path (`--memory`), then `RNS_MEMORY`, then a per-user data
+directory (XDG_DATA_HOME on Linux, ~/Library/Application Support on macOS, %LOCALAPPDATA% on Windows).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+MEMORY_ENV = "RNS_MEMORY"
+CACHE_ENV = "RNS_CACHE"
+
+
+def _user_dir(kind: str) -> Path:
+    home = Path.home()
+    if sys.platform == "darwin":
+        base = home / "Library" / ("Caches" if kind == "cache" else "Application Support")
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local"))
+    else:
+        var = "XDG_CACHE_HOME" if kind == "cache" else "XDG_DATA_HOME"
+        default = home / (".cache" if kind == "cache" else ".local/share")
+        base = Path(os.environ.get(var) or default)
+    return base / "rns"
+
+
+def default_memory_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The support memory to use when the user names none explicitly."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(MEMORY_ENV)
+    if env:
+        return Path(env).expanduser()
+    return _user_dir("data") / "memory.zarr"
+
+
+def cache_dir() -> Path:
+    """Per-user cache (text features, region proposals); `RNS_CACHE` overrides it."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else _user_dir("cache")
