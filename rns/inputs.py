@@ -1,0 +1,182 @@
+"""Turning what the user typed (files, folders, list files) into an ordered list of images to segment.
+
+Accepted sources, freely mixed:
+- an image file: taken as is, whatever its extension (the loader reports a non-image);
+- a folder: every file matching `glob` below it (default `**/*`: recursive) whose extension is an image
+  extension; files and folders whose name starts with "." are left out, and so is the output folder when it
+  lies inside the input folder (so a rerun never segments its own overlays);
+- `@list.txt`: a text file naming one path per line (files or folders); blank lines and lines starting with
+  "#" are ignored, relative paths are relative to the list file's folder.
+
+Every image gets an output *stem* (a relative path without extension) that mirrors where it came from:
+a folder's images keep their subfolders (`in/a/x.jpg` -> `a/x`), loose files are placed relative to
+their common parent folder. Stems that would still collide (`x.jpg` and `x.png`, equal names from two
+folders, or names differing only in case, which collide on macOS and Windows) get the extension appended
+(`x_jpg`), then a short hash of the full path. The list is sorted by stem, so order and names are stable
+from run to run, which is what resume relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from rns.errors import InputError
+from rns.imageio import IMAGE_EXTENSIONS
+
+DEFAULT_GLOB = "**/*"
+LIST_PREFIX = "@"
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One image to segment: where it is, and the stem its outputs are named by (POSIX, no extension)."""
+
+    path: Path
+    stem: str
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: Path
+    root: Path | None  # the folder source it was found under; None for a loose file
+
+
+def expand_inputs(
+    sources: Sequence[str | os.PathLike],
+    *,
+    glob: str = DEFAULT_GLOB,
+    list_files: Sequence[str | os.PathLike] = (),
+    extensions: Iterable[str] = IMAGE_EXTENSIONS,
+    exclude: Sequence[str | os.PathLike] = (),
+) -> list[InputImage]:
+    """Expand files, folders and list files into images with unique output stems, sorted by stem.
+
+    `list_files` are read like `@file` sources. `exclude` names folders never to scan (the output folder).
+    Raises `InputError` for a missing path, a folder without matching images, or an empty overall result.
+    """
+    suffixes = frozenset(ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions)
+    excluded = [Path(path).resolve() for path in exclude]
+    found: list[_Found] = []
+    texts = [str(os.fspath(source)) for source in sources]
+    texts += [f"{LIST_PREFIX}{os.fspath(path)}" for path in list_files]
+    for text in texts:
+        # "@name" is a list file, unless a file literally named "@name" exists.
+        if text.startswith(LIST_PREFIX) and not Path(text).exists():
+            found.extend(_from_list_file(Path(text[len(LIST_PREFIX) :]), glob, suffixes, excluded))
+        else:
+            found.extend(_from_path(Path(text), glob, suffixes, excluded, context=""))
+    if not found:
+        raise InputError("no input images given: name image files, folders or @list.txt files")
+    return _assign_stems(_unique(found))
+
+
+def _from_path(
+    path: Path, glob: str, suffixes: frozenset[str], excluded: list[Path], *, context: str
+) -> list[_Found]:
+    if not path.exists():
+        raise InputError(f"input {path}{context} does not exist: check the path")
+    if path.is_dir():
+        images = _scan_folder(path, glob, suffixes, excluded)
+        if not images:
+            shown = ", ".join(sorted(suffixes))
+            raise InputError(
+                f"folder {path}{context} holds no images matching {glob!r} ({shown}): "
+                "check the folder or the --glob pattern"
+            )
+        return [_Found(image, path) for image in images]
+    return [_Found(path, None)]
+
+
+def _scan_folder(folder: Path, glob: str, suffixes: frozenset[str], excluded: list[Path]) -> list[Path]:
+    images = []
+    for candidate in folder.glob(glob):
+        relative = candidate.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if candidate.suffix.lower() not in suffixes or not candidate.is_file():
+            continue
+        if excluded and _is_under(candidate.resolve(), excluded):
+            continue
+        images.append(candidate)
+    return images
+
+
+def _is_under(path: Path, folders: list[Path]) -> bool:
+    return any(path == folder or path.is_relative_to(folder) for folder in folders)
+
+
+def _from_list_file(
+    list_file: Path, glob: str, suffixes: frozenset[str], excluded: list[Path]
+) -> list[_Found]:
+    if not list_file.is_file():
+        raise InputError(f"list file {list_file} does not exist: check the path after '{LIST_PREFIX}'")
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(
+            f"list file {list_file} cannot be read as UTF-8 text ({error}): fix or recreate it"
+        ) from error
+    found: list[_Found] = []
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = Path(entry).expanduser()
+        if not path.is_absolute():
+            path = list_file.parent / path
+        found.extend(_from_path(path, glob, suffixes, excluded, context=f" (line {number} of {list_file})"))
+    if not found:
+        raise InputError(f"list file {list_file} names no images: put one image path per line")
+    return found
+
+
+def _unique(found: list[_Found]) -> list[_Found]:
+    """Drop repeats of the same file (named twice, or in two overlapping sources); first one wins."""
+    seen: set[Path] = set()
+    unique = []
+    for item in found:
+        key = item.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(item)
+    return unique
+
+
+def _assign_stems(found: list[_Found]) -> list[InputImage]:
+    loose = [item.path for item in found if item.root is None]
+    loose_root = _common_parent(loose) if loose else None
+    stems: dict[Path, str] = {}
+    for item in found:
+        root = item.root if item.root is not None else loose_root
+        assert root is not None
+        relative = PurePosixPath(*item.path.resolve().relative_to(root.resolve()).parts)
+        stems[item.path] = str(relative.with_suffix(""))
+    stems = _resolve_collisions(stems, lambda path, stem: f"{stem}_{path.suffix.lstrip('.').lower()}")
+    stems = _resolve_collisions(stems, lambda path, stem: f"{stem}_{_short_hash(path)}")
+    return sorted((InputImage(path, stem) for path, stem in stems.items()), key=lambda image: image.stem)
+
+
+def _common_parent(paths: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(path.resolve().parent) for path in paths]))
+
+
+def _resolve_collisions(stems: dict[Path, str], rename: Callable[[Path, str], str]) -> dict[Path, str]:
+    """Rename every stem that collides (case-insensitively) with another one."""
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for path, stem in stems.items():
+        groups[stem.casefold()].append(path)
+    renamed = dict(stems)
+    for paths in groups.values():
+        if len(paths) > 1:
+            for path in paths:
+                renamed[path] = rename(path, stems[path])
+    return renamed
+
+
+def _short_hash(path: Path) -> str:
+    return hashlib.blake2b(str(path.resolve()).encode("utf-8"), digest_size=4).hexdigest()

@@ -1,0 +1,487 @@
+"""Segmenting many images into a folder: resume, background decoding, per-file failures, progress events.
+
+`run_folder` is the whole of `rns segment` minus argument parsing and printing. For every input image it
+writes the requested outputs (see `rns.outputs`) and then, last, a small *done record* `<stem>.rns.json`
+holding the run's settings key, the source file's size, mtime and content hash, and the size of every
+output. A rerun skips an image only when that record matches: same settings, same source (by size and
+mtime, or by content hash when only the mtime changed), and every requested output present with the
+recorded size. Because every file is written atomically and the record comes last, a run killed at any
+moment leaves each image either complete or redone next time, never half-written.
+
+A bad input (missing, corrupt, too large) or a user-fixable error raised while segmenting it is reported,
+counted and skipped; the run goes on. Any other exception is a bug and stops the run with its traceback.
+
+Decoding runs on 1-2 background threads that read ahead a few images (a bounded queue of futures), so
+while the model works on one image the next is already being read and decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, Protocol
+
+from PIL import Image
+
+from rns.atomic import atomic_write_json, remove_stale_temp_files
+from rns.errors import InputError, RnsError
+from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND, bytes_content_hash, decode_image
+from rns.inputs import DEFAULT_GLOB, InputImage, expand_inputs
+from rns.outputs import (
+    DEFAULT_OVERLAY_ALPHA,
+    DEFAULT_SAVE,
+    class_table,
+    jsonable,
+    parse_save,
+    pixel_counts,
+    save_segmentation,
+    write_classes_json,
+)
+from rns.segmentation import Segmentation
+
+DONE_SUFFIX = ".rns.json"
+DONE_FORMAT = "rns.done/1"
+RUN_SUMMARY_FORMAT = "rns.run-summary/1"
+RUN_SUMMARY_NAME = "summary.json"
+CLASSES_NAME = "classes.json"
+# Bump when the bytes the writers produce for the same segmentation change, so old outputs are redone.
+OUTPUT_FORMAT_VERSION = 1
+
+Status = Literal["done", "skipped", "failed"]
+
+
+class ImageSegmenter(Protocol):
+    """What the runner needs from a segmenter (`rns.pipeline.Segmenter` is one)."""
+
+    def segment(self, image: Image.Image) -> Segmentation:
+        """Segment one RGB image."""
+        ...
+
+    def settings_key(self) -> str:
+        """A hash of everything that changes the output (model, weights, classes, memory state, options)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageEvent:
+    """What happened to one image; sent to the observer as soon as it is known."""
+
+    status: Status
+    index: int  # 1-based position in the run
+    total: int
+    image: InputImage
+    reason: str | None = None  # one line, for failures
+    seconds: Mapping[str, float] = field(default_factory=dict)  # read, segment, write, total (done only)
+    outputs: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An image the run could not segment, and why (one line, naming the fix)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class RunReport:
+    """The outcome of `run_folder`; `exit_code` is what the CLI should exit with (1 if anything failed)."""
+
+    out_dir: Path
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    class_pixels: dict[str, int] = field(default_factory=dict)  # over done and skipped images
+    seconds: float = 0.0
+    median_seconds: dict[str, float] = field(default_factory=dict)  # per step, over images done this run
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Images segmented (not skipped) per second of wall time."""
+        return self.done / self.seconds if self.done and self.seconds > 0 else None
+
+    def to_json(self) -> dict[str, object]:
+        total_pixels = max(sum(self.class_pixels.values()), 1)
+        classes = [
+            {
+                **entry,
+                "pixels": self.class_pixels.get(str(entry["name"]), 0),
+                "fraction": self.class_pixels.get(str(entry["name"]), 0) / total_pixels,
+            }
+            for entry in class_table(self.class_names)
+        ]
+        return {
+            "format": RUN_SUMMARY_FORMAT,
+            "out_dir": str(self.out_dir),
+            "counts": {
+                "total": self.total,
+                "done": self.done,
+                "skipped": self.skipped,
+                "failed": self.failed,
+            },
+            "failures": [{"path": str(f.path), "reason": f.reason} for f in self.failures],
+            "classes": classes,
+            "timings": {
+                "wall_seconds": self.seconds,
+                "images_per_second": self.images_per_second,
+                "median_seconds": self.median_seconds,
+            },
+            "interrupted": self.interrupted,
+            "exit_code": self.exit_code,
+        }
+
+
+class RunObserver(Protocol):
+    """Receives the run's events; `rns.progress` has a rich bar, a JSON-lines writer and a silent one."""
+
+    def on_start(self, total: int, out_dir: Path) -> None: ...
+
+    def on_image(self, event: ImageEvent) -> None: ...
+
+    def on_end(self, report: RunReport) -> None: ...
+
+
+class _NoObserver:
+    def on_start(self, total: int, out_dir: Path) -> None:
+        pass
+
+    def on_image(self, event: ImageEvent) -> None:
+        pass
+
+    def on_end(self, report: RunReport) -> None:
+        pass
+
+
+@dataclass
+class _Prepared:
+    """What a loader thread hands the main thread for one input."""
+
+    image: InputImage
+    picture: Image.Image | None = None
+    source: dict[str, object] | None = None  # size, mtime_ns, hash of the file as read
+    record: dict[str, object] | None = None  # the matching done record, when skipped
+    failure: str | None = None
+    read_seconds: float = 0.0
+
+
+def done_record_path(out_dir: str | os.PathLike, stem: str) -> Path:
+    """Where the done record of the image with this stem lives."""
+    return Path(out_dir) / f"{stem}{DONE_SUFFIX}"
+
+
+def run_settings_key(segmenter_key: str, *, overlay_alpha: float, background: tuple[int, int, int]) -> str:
+    """The key a done record must match: the segmenter's settings plus the runner's own output options."""
+    payload = json.dumps(
+        {
+            "segmenter": segmenter_key,
+            "output_format": OUTPUT_FORMAT_VERSION,
+            "overlay_alpha": overlay_alpha,
+            "transparent_background": list(background),
+        },
+        sort_keys=True,
+    )
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _read_record(path: Path) -> dict[str, object] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == DONE_FORMAT else None
+
+
+def _outputs_complete(record: Mapping[str, object], out_dir: Path, stem: str, save: frozenset[str]) -> bool:
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return False
+    for kind in save:
+        entry = outputs.get(kind)
+        if not isinstance(entry, dict):
+            return False
+        path = done_record_path(out_dir, stem).parent / str(entry.get("name", ""))
+        try:
+            if path.stat().st_size != entry.get("bytes"):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _stat_source(stat: os.stat_result) -> dict[str, object]:
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _fresh_record(
+    image: InputImage, out_dir: Path, save: frozenset[str], key: str
+) -> dict[str, object] | None:
+    """The done record if this image's outputs are complete and up to date, else None."""
+    record_path = done_record_path(out_dir, image.stem)
+    record = _read_record(record_path)
+    if record is None or record.get("settings") != key:
+        return None
+    if not _outputs_complete(record, out_dir, image.stem, save):
+        return None
+    source = record.get("source")
+    if not isinstance(source, dict):
+        return None
+    try:
+        stat = image.path.stat()
+    except OSError:
+        return None
+    if stat.st_size != source.get("bytes"):
+        return None
+    if stat.st_mtime_ns == source.get("mtime_ns"):
+        return record
+    # Touched or copied but maybe unchanged: compare content, and remember the new mtime if equal.
+    try:
+        content = bytes_content_hash(image.path.read_bytes())
+    except OSError:
+        return None
+    if content != source.get("hash"):
+        return None
+    record = {**record, "source": {**source, "mtime_ns": stat.st_mtime_ns}}
+    atomic_write_json(record_path, record)
+    return record
+
+
+def _prepare(
+    image: InputImage,
+    out_dir: Path,
+    save: frozenset[str],
+    key: str,
+    force: bool,
+    max_pixels: int | None,
+    background: tuple[int, int, int],
+) -> _Prepared:
+    """Loader-thread work: skip check, then read, hash and decode. Never raises for a bad file."""
+    if not force:
+        record = _fresh_record(image, out_dir, save, key)
+        if record is not None:
+            return _Prepared(image, record=record)
+    started = time.perf_counter()
+    try:
+        try:
+            with open(image.path, "rb") as handle:
+                stat = os.fstat(handle.fileno())  # before reading: a later change shows as a new mtime
+                data = handle.read()
+        except FileNotFoundError as error:
+            raise InputError(f"image {image.path} does not exist (any more): check the path") from error
+        except IsADirectoryError as error:
+            raise InputError(f"image {image.path} is a folder, not a file: name image files") from error
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise InputError(
+                f"image {image.path} cannot be read ({reason}): check its permissions"
+            ) from error
+        picture = decode_image(data, image.path, max_pixels=max_pixels, background=background)
+    except InputError as error:
+        return _Prepared(image, failure=str(error))
+    except Exception as error:  # one strange file must not end a long run; it is reported
+        return _Prepared(
+            image, failure=f"image {image.path} could not be decoded ({type(error).__name__}: {error})"
+        )
+    source = {**_stat_source(stat), "hash": bytes_content_hash(data)}
+    return _Prepared(image, picture=picture, source=source, read_seconds=time.perf_counter() - started)
+
+
+def _as_images(
+    inputs: Sequence[str | os.PathLike] | Sequence[InputImage], glob: str, out_dir: Path
+) -> list[InputImage]:
+    items = list(inputs)
+    if items and all(isinstance(item, InputImage) for item in items):
+        return items  # type: ignore[return-value]
+    if any(isinstance(item, InputImage) for item in items):
+        raise TypeError("inputs must be all paths or all InputImage, not a mix")
+    return expand_inputs(items, glob=glob, exclude=[out_dir])  # type: ignore[arg-type]
+
+
+def run_folder(
+    segmenter: ImageSegmenter,
+    inputs: Sequence[str | os.PathLike] | Sequence[InputImage],
+    out_dir: str | os.PathLike,
+    *,
+    save: str | Iterable[str] = DEFAULT_SAVE,
+    force: bool = False,
+    observer: RunObserver | None = None,
+    glob: str = DEFAULT_GLOB,
+    loader_threads: int = 2,
+    prefetch: int = 3,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    overlay_alpha: float = DEFAULT_OVERLAY_ALPHA,
+    background: tuple[int, int, int] = TRANSPARENT_BACKGROUND,
+) -> RunReport:
+    """Segment every input into `out_dir`, resuming a previous run; returns the report.
+
+    `inputs` are paths (files, folders, `@list.txt`; expanded with `glob`, the output folder excluded) or
+    an already expanded list of `InputImage`. `save` is a `--save` spec ("labels,overlay", "all", or a set).
+    `force` redoes images that are already done. `loader_threads` (1-2) decode ahead of the model, at most
+    `prefetch` images in memory. Writes `summary.json` and `classes.json` in `out_dir`, also when
+    interrupted (KeyboardInterrupt is re-raised after that).
+    """
+    out = Path(out_dir)
+    kinds = parse_save(save)
+    images = _as_images(inputs, glob, out)
+    observer = observer or _NoObserver()
+    key = run_settings_key(segmenter.settings_key(), overlay_alpha=overlay_alpha, background=background)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)
+
+    report = RunReport(out_dir=out, total=len(images))
+    step_seconds: dict[str, list[float]] = {}
+    started = time.perf_counter()
+    observer.on_start(len(images), out)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(loader_threads, 2)), thread_name_prefix="rns-load")
+    pending: deque[Future[_Prepared]] = deque()
+    queue = iter(images)
+
+    def refill() -> None:
+        while len(pending) < max(1, prefetch):
+            item = next(queue, None)
+            if item is None:
+                return
+            pending.append(pool.submit(_prepare, item, out, kinds, key, force, max_pixels, background))
+
+    try:
+        refill()
+        index = 0
+        while pending:
+            prepared = pending.popleft().result()
+            refill()
+            index += 1
+            event = _handle(prepared, index, segmenter, out, kinds, key, overlay_alpha, report, step_seconds)
+            observer.on_image(event)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        report.seconds = time.perf_counter() - started
+        report.median_seconds = {step: statistics.median(values) for step, values in step_seconds.items()}
+        _write_run_files(report, key, kinds)
+        observer.on_end(report)
+    return report
+
+
+def _handle(
+    prepared: _Prepared,
+    index: int,
+    segmenter: ImageSegmenter,
+    out: Path,
+    kinds: frozenset[str],
+    key: str,
+    overlay_alpha: float,
+    report: RunReport,
+    step_seconds: dict[str, list[float]],
+) -> ImageEvent:
+    """Segment and save one prepared image (main thread), updating the report."""
+    image = prepared.image
+    if prepared.record is not None:
+        report.skipped += 1
+        _add_pixels(report, prepared.record.get("class_names"), prepared.record.get("pixels"))
+        return ImageEvent("skipped", index, report.total, image)
+    if prepared.failure is not None or prepared.picture is None:
+        reason = prepared.failure or f"image {image.path} could not be read"
+        report.failures.append(Failure(image.path, reason))
+        return ImageEvent("failed", index, report.total, image, reason=reason)
+
+    began = time.perf_counter()
+    try:
+        seg = segmenter.segment(prepared.picture)
+    except RnsError as error:
+        report.failures.append(Failure(image.path, str(error)))
+        return ImageEvent("failed", index, report.total, image, reason=str(error))
+    segmented = time.perf_counter()
+    paths = save_segmentation(
+        seg, prepared.picture, out, image.stem, kinds, source=image.path, overlay_alpha=overlay_alpha
+    )
+    counts = pixel_counts(seg)
+    written = time.perf_counter()
+    seconds = {
+        "read": prepared.read_seconds,
+        "segment": segmented - began,
+        "write": written - segmented,
+        "total": prepared.read_seconds + (written - began),
+    }
+    _write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
+    report.done += 1
+    _add_pixels(report, seg.class_names, counts)
+    for step, value in {**seconds, **{f"segmenter.{k}": float(v) for k, v in seg.timings.items()}}.items():
+        step_seconds.setdefault(step, []).append(value)
+    return ImageEvent("done", index, report.total, image, seconds=seconds, outputs=paths)
+
+
+def _add_pixels(report: RunReport, class_names: object, pixels: object) -> None:
+    if isinstance(class_names, list) and not report.class_names:
+        report.class_names = [str(name) for name in class_names]
+    if isinstance(pixels, dict):
+        for name, count in pixels.items():
+            report.class_pixels[str(name)] = report.class_pixels.get(str(name), 0) + int(count)
+
+
+def _write_done_record(
+    out: Path,
+    image: InputImage,
+    key: str,
+    paths: Mapping[str, Path],
+    source: Mapping[str, object],
+    seg: Segmentation,
+    counts: Mapping[str, int],
+    seconds: Mapping[str, float],
+) -> None:
+    """The commit point of one image: written last, only after every output is in place."""
+    record = {
+        "format": DONE_FORMAT,
+        "settings": key,
+        "source": {"path": str(image.path), **source},
+        "outputs": {kind: {"name": path.name, "bytes": path.stat().st_size} for kind, path in paths.items()},
+        "class_names": list(seg.class_names),
+        "pixels": dict(counts),
+        "size": list(seg.size),
+        "seconds": jsonable(seconds),
+        "timings": jsonable(seg.timings),
+    }
+    atomic_write_json(done_record_path(out, image.stem), record)
+
+
+def _write_run_files(report: RunReport, key: str, kinds: frozenset[str]) -> None:
+    summary = report.to_json()
+    summary["settings"] = key
+    summary["save"] = sorted(kinds)
+    summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(report.out_dir / RUN_SUMMARY_NAME, summary)
+    if report.class_names:
+        write_classes_json(report.out_dir / CLASSES_NAME, report.class_names)
+
+
+__all__ = [
+    "DONE_SUFFIX",
+    "Failure",
+    "ImageEvent",
+    "ImageSegmenter",
+    "RunObserver",
+    "RunReport",
+    "done_record_path",
+    "run_folder",
+    "run_settings_key",
+]
