@@ -1,0 +1,196 @@
+"""Steps 1-7 for one image: from query features, class texts and retrieved supports to class scores.
+
+Upsampling to the image and writing files are the pipeline's; this module only scores the queries it is
+given (patches or regions).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from rns.adapt.anchors import build_anchor_set, neutral_text_prior, pseudo_prototypes
+from rns.adapt.head import HeadProblem, LinearHead, build_problem, objective
+from rns.adapt.relevance import class_relevance
+from rns.adapt.solvers import fit_head
+from rns.adapt.types import AdaptConfig, AdaptResult, ClassText, SupportSet
+from rns.adapt.zero_shot import text_similarity, zero_shot_logits
+from rns.errors import InputError
+
+
+@dataclass(frozen=True)
+class ClassRoles:
+    """How each class is learned in this image.
+
+    `visual`: class index -> visual prototype, for classes trained on fused anchors (step 4);
+    `pseudo`: classes trained on pseudo anchors (step 5) because they have text but no visual support here.
+    """
+
+    visual: dict[int, torch.Tensor]
+    pseudo: list[int]
+
+
+def _missing_class_error(text: ClassText, c: int) -> InputError:
+    name = text.name(c)
+    return InputError(f"class {name!r} has no usable name and no examples: add examples of it with "
+                      f"`rns add-support IMAGE MASK` or give it a text prompt with --text")
+
+
+def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> ClassRoles:
+    """Decide, per class, between fused visual anchors and pseudo anchors; refuse unlearnable classes.
+
+    A class has visual support when it has a class-level prototype or retrieved rows (the mean of its rows
+    stands in for a missing prototype). With `anchors_need_retrieval` (the reference behaviour) a class
+    with text whose examples no query retrieved is treated as unsupported here and falls back to pseudo
+    anchors; a class without text keeps its visual anchors either way, having nothing else.
+    """
+    retrieved = torch.zeros(support.num_classes, dtype=torch.bool, device=support.labels.device)
+    retrieved[support.labels] = True
+    visual: dict[int, torch.Tensor] = {}
+    pseudo: list[int] = []
+    for c in range(text.num_classes):
+        has_text = text.vectors[c] is not None
+        was_retrieved = bool(retrieved[c])
+        if bool(support.has_visual[c]):
+            proto = support.class_vectors[c]
+        elif was_retrieved:
+            proto = torch.nn.functional.normalize(support.vectors[support.labels == c].mean(dim=0), dim=-1)
+        else:
+            proto = None
+        if proto is not None and (was_retrieved or not has_text or not config.anchors_need_retrieval):
+            visual[c] = proto
+        elif has_text:
+            pseudo.append(c)
+        else:
+            raise _missing_class_error(text, c)
+    return ClassRoles(visual, pseudo)
+
+
+def _clock(device: torch.device) -> float:
+    """Wall time after the device has finished its queued work, so that stage timings are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _finish(logits: torch.Tensor, config: AdaptConfig, timings: dict[str, float],
+            diagnostics: dict[str, object]) -> AdaptResult:
+    """Probabilities and labels, with the optional background threshold."""
+    probs = torch.softmax(logits, dim=1)
+    confidence, labels = probs.max(dim=1)
+    if config.background_threshold is not None:
+        labels = torch.where(confidence < config.background_threshold, torch.zeros_like(labels), labels)
+    return AdaptResult(logits=logits, probs=probs, labels=labels, timings=timings, diagnostics=diagnostics)
+
+
+def zero_shot(queries: torch.Tensor, text: ClassText, config: AdaptConfig | None = None) -> AdaptResult:
+    """Step 1 alone: the zero-shot result (what `rns segment --zero-shot` gives).
+
+    Every class needs text here: a class known only from examples cannot be found without them.
+    """
+    config = config or AdaptConfig()
+    start = _clock(queries.device)
+    for c, vectors in enumerate(text.vectors):
+        if vectors is None:
+            raise _missing_class_error(text, c)
+    logits = zero_shot_logits(queries.float(), text, config.temperature)
+    timings = {"zero_shot": _clock(queries.device) - start}
+    return _finish(logits, config, timings, {"mode": "zero-shot", "num_retrieved": 0})
+
+
+def _check_inputs(queries: torch.Tensor, text: ClassText, support: SupportSet | None) -> None:
+    if queries.dim() != 2 or queries.shape[0] == 0:
+        raise ValueError(f"queries must be a non-empty [n, d] tensor, got {tuple(queries.shape)}")
+    if text.dim is not None and text.dim != queries.shape[1]:
+        raise ValueError(f"text vectors have dimension {text.dim}, queries {queries.shape[1]}")
+    if support is not None and support.num_classes != text.num_classes:
+        raise ValueError(f"support covers {support.num_classes} classes, text {text.num_classes}")
+    if support is not None and support.class_vectors.shape[1] != queries.shape[1]:
+        raise ValueError(f"support has dimension {support.class_vectors.shape[1]}, "
+                         f"queries {queries.shape[1]}")
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    """Everything steps 2-5 decide for one image: the head's training problem and how it was built."""
+
+    problem: HeadProblem
+    roles: ClassRoles
+    relevance: torch.Tensor
+    pseudo_from_image: list[int]
+
+
+def plan_head(queries: torch.Tensor, text: ClassText, support: SupportSet, config: AdaptConfig) -> HeadPlan:
+    """Steps 2-5: relevance, fused anchors, pseudo anchors, stacked into the head's training problem."""
+    device, dim = queries.device, queries.shape[1]
+    work_text = text if config.use_text else text.without_text()
+    roles = class_roles(work_text, support, config)
+    relevance = class_relevance(queries, work_text, config.relevance_temperature, config.use_relevance)
+    prior = neutral_text_prior(work_text, device)
+    anchors = build_anchor_set(roles.visual, work_text, config.lambdas, prior, dim, device)
+    from_image: list[int] = []
+    pseudo = build_anchor_set({}, work_text, config.lambdas, prior, dim, device)
+    pseudo_targets = torch.zeros(0, text.num_classes, device=device)
+    if roles.pseudo:
+        zero_shot_labels = zero_shot_logits(queries, work_text, config.temperature).argmax(dim=1)
+        protos, from_image = pseudo_prototypes(queries, zero_shot_labels, roles.pseudo, work_text)
+        pseudo = build_anchor_set(protos, work_text, config.lambdas, prior, dim, device)
+        soft_logits = config.temperature * text_similarity(pseudo.features, work_text)
+        pseudo_targets = torch.softmax(soft_logits, dim=1)
+    problem = build_problem(support.vectors, support.labels, anchors, pseudo, pseudo_targets, relevance,
+                            config)
+    return HeadPlan(problem, roles, relevance, from_image)
+
+
+def segment_features(queries: torch.Tensor, text: ClassText, support: SupportSet | None = None,
+                     config: AdaptConfig | None = None) -> AdaptResult:
+    """Score every query (patch or region feature, L2-normalised `[n, d]`) over the C classes of `text`.
+
+    With no support (None or empty) the result is the zero-shot pass (step 1), unless
+    `config.pseudo_only_adaptation` asks for a head fitted on pseudo anchors alone. Otherwise: relevance
+    (2), fused anchors of visually supported classes (4), pseudo anchors of the others (5), head fit on
+    supports + anchors (6), head applied to the queries (7). Everything runs on the queries' device.
+
+    Diagnostics: mode, solver, relevance `[C]` (list), num_retrieved, visual_classes, pseudo_classes,
+    pseudo_from_image (pseudo classes whose prototype came from this image's queries), num_samples, loss.
+    Raises `InputError` for a class with neither text nor visual support.
+    """
+    config = config or AdaptConfig()
+    _check_inputs(queries, text, support)
+    queries = queries.float()
+    device = queries.device
+    if support is None or support.is_empty:
+        if not config.pseudo_only_adaptation:
+            return zero_shot(queries, text, config)
+        support = SupportSet.empty(text.num_classes, queries.shape[1], device)
+    timings: dict[str, float] = {}
+    start = _clock(device)
+    plan = plan_head(queries, text, support.to(device), config)
+    timings["prepare"] = _clock(device) - start
+
+    start = _clock(device)
+    head = fit_head(plan.problem, config)
+    timings["head_fit"] = _clock(device) - start
+
+    start = _clock(device)
+    logits = head(queries)
+    timings["predict"] = _clock(device) - start
+    diagnostics: dict[str, object] = {
+        "mode": "adapted",
+        "solver": config.solver,
+        "relevance": plan.relevance.tolist(),
+        "num_retrieved": support.num_rows,
+        "visual_classes": sorted(plan.roles.visual),
+        "pseudo_classes": list(plan.roles.pseudo),
+        "pseudo_from_image": plan.pseudo_from_image,
+        "num_samples": len(plan.problem),
+        "loss": float(_loss(head, plan.problem)),
+    }
+    return _finish(logits, config, timings, diagnostics)
+
+
+def _loss(head: LinearHead, problem: HeadProblem) -> torch.Tensor:
+    with torch.no_grad():
+        return objective(head, problem)
