@@ -1,1 +1,100 @@
-"""`rns segment`: registers itself on the `rns` click group."""
+"""`rns segment`: one photo, several, a folder or a list file; masks, overlays and summaries out."""
+
+from __future__ import annotations
+
+import sys
+from typing import get_args
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rns.adapt import AdaptConfig
+from rns.adapt.types import Solver
+from rns.cli.group import backbone_options, cli, memory_option
+from rns.outputs import needs_probabilities, parse_save
+from rns.pipeline import SegmentOptions, build_segmenter
+from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
+from rns.runner import RunReport, run_folder
+
+EPILOG = """\b
+Examples:
+  rns segment photo.jpg --classes "bus,car"
+  rns segment photos/ --classes "bus,car" --out results/ --save all
+  rns segment @todo.txt --zero-shot --json > log.jsonl
+"""
+
+
+@cli.command("segment", epilog=EPILOG)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--classes", default=None, help='Comma-separated class names, e.g. "bus,car". Default: all '
+              "classes in the memory.")
+@click.option("--out", "out_dir", default="rns-out", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder (subfolders of a folder input are mirrored).")
+@click.option("--save", default="labels,overlay,summary", show_default=True,
+              help="Outputs per image: labels, overlay, summary, probs, rle, or all.")
+@click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")
+@click.option("--regions", type=click.Choice(["none", "superpixels", "sam"]), default="none",
+              show_default=True,
+              help="Classify regions instead of patches: sharper boundaries, more compute.")
+@click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="SAM checkpoint file for --regions sam (or $RNS_SAM_CHECKPOINT).")
+@click.option("--background-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Pixels whose best class probability is below this become background.")
+@click.option("--solver", type=click.Choice(get_args(Solver)), default=AdaptConfig().solver,
+              show_default=True,
+              help="Head fit: the fast solver, or the paper's 700-step AdamW reference (adamw).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Head-fit steps (AdamW reference: 700).")
+@click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Neighbours retrieved per patch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the head fit.")
+@click.option("--variant", type=click.Choice(["maskclip", "clearclip", "naclip"]), default=None,
+              help="Dense-feature variant of the backbone's last block.")
+@click.option("--glob", "glob_pattern", default="**/*", show_default=True,
+              help="Which files of a folder input to take.")
+@click.option("--force", is_flag=True, help="Redo images whose outputs are already up to date.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; only errors and the final line.")
+@click.option("--json", "json_lines", is_flag=True, help="Machine-readable JSON lines on stdout.")
+@memory_option
+@backbone_options
+def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, save: str, zero_shot: bool,
+                    regions: str, sam_checkpoint: str | None, background_threshold: float | None, solver: str,
+                    steps: int | None, k: int, seed: int, variant: str | None, glob_pattern: str, force: bool,
+                    quiet: bool, json_lines: bool, memory_path: str | None, model: str | None,
+                    pretrained: str | None, checkpoint: str | None, device: str) -> int:
+    """Segment the named classes in photos (files, folders, or @list.txt files)."""
+    kinds = parse_save(save)
+    adapt = AdaptConfig(k=k, seed=seed, solver=solver, background_threshold=background_threshold,
+                        **({"steps": steps} if steps else {}))
+    options = SegmentOptions(zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
+                             keep_probabilities=needs_probabilities(kinds), adapt=adapt)
+    segmenter = build_segmenter(classes, memory_path=memory_path, model=model, pretrained=pretrained,
+                                checkpoint=checkpoint, variant=variant, device=device, options=options)
+    err = Console(stderr=True)
+    if json_lines:
+        observer = JsonLinesProgress(sys.stdout)
+    elif quiet:
+        observer = SilentProgress()
+    else:
+        observer = RichProgress(err)
+        info = segmenter.describe()
+        err.print(f"[bold]rns[/] {info['mode']} | {info['model']} ({info['weights']}) on {info['device']} | "
+                  f"classes: {', '.join(segmenter.class_names)}")
+    report = run_folder(segmenter, list(inputs), out_dir, save=kinds, force=force, observer=observer,
+                        glob=glob_pattern)
+    if not json_lines:
+        _print_failures(report, err)
+    return report.exit_code
+
+
+def _print_failures(report: RunReport, console: Console) -> None:
+    """The end-of-run table of failures (also in quiet mode: they decide the exit code)."""
+    if not report.failures:
+        return
+    table = Table(title=f"{report.failed} image(s) failed", title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    for failure in report.failures:
+        table.add_row(str(failure.path), failure.reason)
+    console.print(table)

@@ -1,0 +1,364 @@
+"""The segmentation pipeline: one request (classes, memory, settings) applied to any number of images.
+
+Building is separate from using, as in segment-anything and open_clip: `build_segmenter` resolves the
+backbone, the support memory and the region proposer once, and the returned `Segmenter` segments images
+one after another with everything that repeats across images (text features, the memory's class table
+and class-level prototypes) computed a single time.
+
+Per image (DESIGN.md section 2): dense features -> optional regions -> retrieval from the memory ->
+adaptation (zero-shot, relevance, anchors, pseudo prototypes, head fit) -> upsampling -> labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, segment_features
+from rns.backbone import ClipBackbone, build_backbone
+from rns.classes import background_words, parse_class_list
+from rns.errors import InputError
+from rns.imageio import load_image
+from rns.paths import default_memory_path
+from rns.segmentation import BACKGROUND, Segmentation
+from rns.upsample import upsample_probabilities
+from support_memory import SupportMemory
+from support_memory.errors import FingerprintMismatchError
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How to segment, beyond which classes.
+
+    `zero_shot` ignores the memory (text only). `background` adds class 0 "background" (on for users;
+    benchmarks whose label set covers every pixel turn it off). `regions` is "none", "superpixels" or
+    "sam". `keep_probabilities` returns per-pixel class probabilities (large; only when saving them).
+    """
+
+    zero_shot: bool = False
+    background: bool = True
+    regions: str = "none"
+    sam_checkpoint: str | None = None
+    keep_probabilities: bool = False
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+
+
+@dataclass(frozen=True)
+class ClassPlan:
+    """The output classes (index = label id) and, per class, the text prompt to encode (None: no name)."""
+
+    names: tuple[str, ...]
+    prompts: tuple[tuple[str, ...] | None, ...]
+
+
+def plan_classes(asked: list[str], memory: SupportMemory | None, *, background: bool) -> ClassPlan:
+    """Decide the label ids and the text of every class.
+
+    A class the memory knows takes its stored prompt (or no text for a `--no-text` class); any other class
+    is described by its own name. Background, when on, is class 0 with the generic background words.
+    """
+    stored = {info.name: info for info in memory.classes()} if memory is not None else {}
+    names: list[str] = [BACKGROUND] if background else []
+    prompts: list[tuple[str, ...] | None] = [tuple(background_words(asked))] if background else []
+    for name in asked:
+        info = stored.get(name)
+        names.append(name)
+        if info is None:
+            prompts.append((name,))
+        else:
+            prompts.append((info.text,) if info.has_text and info.text else None)
+    return ClassPlan(tuple(names), tuple(prompts))
+
+
+def memory_class_index(memory: SupportMemory, plan: ClassPlan, *, background: bool) -> dict[int, int | None]:
+    """Map memory class ids to output label ids.
+
+    Classes that were asked for map to themselves; a stored "background" class maps to background; any
+    other stored class is evidence of "none of the asked classes", so it maps to background when there is
+    one and is dropped otherwise.
+    """
+    index: dict[int, int | None] = {}
+    for info in memory.classes():
+        if info.name in plan.names:
+            index[info.id] = plan.names.index(info.name)
+        else:
+            index[info.id] = 0 if background else None
+    return index
+
+
+class Segmenter:
+    """Segments images for one fixed request. Build it with `build_segmenter` (or directly in tests)."""
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        classes: list[str] | str | None = None,
+        *,
+        memory: SupportMemory | None = None,
+        options: SegmentOptions | None = None,
+        region_proposer: object | None = None,
+    ) -> None:
+        self.backbone = backbone
+        self.options = options or SegmentOptions()
+        self.memory = None if self.options.zero_shot else memory
+        if self.memory is not None:
+            self._check_fingerprint(self.memory)
+        asked = self._asked_classes(classes, self.memory)
+        self.plan = plan_classes(asked, memory, background=self.options.background)
+        self.region_proposer = region_proposer
+        self.text = ClassText.from_list(
+            [None if words is None else backbone.encode_text(list(words)) for words in self.plan.prompts],
+            list(self.plan.names),
+        )
+        self._class_index = (
+            memory_class_index(self.memory, self.plan, background=self.options.background)
+            if self._memory_has_rows()
+            else None
+        )
+        self._check_every_class_has_evidence()
+        self._description = self._describe()
+
+    # -- construction helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _asked_classes(classes: list[str] | str | None, memory: SupportMemory | None) -> list[str]:
+        if isinstance(classes, str):
+            return parse_class_list(classes)
+        if classes:
+            return parse_class_list(",".join(classes))
+        names = [info.name for info in memory.classes() if info.name != BACKGROUND] if memory else []
+        if not names:
+            raise InputError(
+                "no classes to segment: pass --classes \"a,b\" (or add examples with rns add-support first)"
+            )
+        return names
+
+    def _check_fingerprint(self, memory: SupportMemory) -> None:
+        stored = memory.fingerprint
+        if stored is not None and stored != self.backbone.fingerprint:
+            differing = sorted(k for k in set(stored) | set(self.backbone.fingerprint)
+                               if stored.get(k) != self.backbone.fingerprint.get(k))  # fmt: skip
+            raise FingerprintMismatchError(
+                f"memory {memory.path} was built with other model/feature settings (differ in: "
+                f"{', '.join(differing)}); use the same --model/--pretrained/--checkpoint as when the "
+                "examples were added, another --memory, or --zero-shot"
+            )
+
+    def _memory_has_rows(self) -> bool:
+        return self.memory is not None and self.memory.stats()["n_prototypes"] > 0
+
+    def _check_every_class_has_evidence(self) -> None:
+        """A class with no text must have examples: otherwise nothing could ever predict it."""
+        visual = set()
+        if self._class_index is not None:
+            visual = {label for label in self._class_index.values() if label is not None}
+        for label, prompts in enumerate(self.plan.prompts):
+            if prompts is None and label not in visual:
+                name = self.plan.names[label]
+                raise InputError(
+                    f"class {name!r} has no usable name and no examples in the memory; add examples with "
+                    f"`rns add-support IMAGE MASK --class {name}`, or give it a text prompt"
+                )
+
+    # -- public API --------------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Output class names; the index is the label id (0 = background when background is on)."""
+        return list(self.plan.names)
+
+    def describe(self) -> dict[str, object]:
+        """What this segmenter is, for summaries: model, weights, classes, memory, options."""
+        return dict(self._description)
+
+    def _describe(self) -> dict[str, object]:
+        return {
+            "model": self.backbone.spec.model,
+            "weights": self.backbone.weights_label,
+            "variant": self.backbone.variant,
+            "device": str(self.backbone.device),
+            "classes": self.class_names,
+            "memory": str(self.memory.path) if self.memory is not None else None,
+            "memory_prototypes": self.memory.stats()["n_prototypes"] if self.memory is not None else 0,
+            "memory_commit": self.memory.stats()["commit"] if self.memory is not None else None,
+            "mode": "zero-shot" if self._class_index is None else "rns",
+            "regions": self.options.regions,
+        }
+
+    def settings_key(self) -> str:
+        """A hash of everything that changes the output (used by folder runs to know what is up to date)."""
+        state = {
+            "fingerprint": self.backbone.fingerprint,
+            "plan": asdict(self.plan),
+            "options": _jsonable(asdict(self.options)),
+            "memory": self._description["memory_commit"],
+            "regions": self.region_proposer.settings_key() if self.region_proposer is not None else None,
+        }
+        return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def segment(self, image: Image.Image | np.ndarray | str | os.PathLike) -> Segmentation:
+        """Segment one image (a PIL image, an RGB/grey array, or a path)."""
+        image = _as_pil(image)
+        timings: dict[str, float] = {}
+        clock = _Clock(self.backbone.device)
+
+        features = self.backbone.dense_features(image)  # [gh, gw, d]
+        timings["backbone"] = clock.lap()
+        gh, gw, dim = features.shape
+
+        region_map = None
+        if self.region_proposer is not None:
+            region_map = self.region_proposer.propose(image)
+            timings["regions"] = clock.lap()
+            from rns.regions import pool_regions
+
+            queries = pool_regions(features, region_map)
+        else:
+            queries = features.reshape(gh * gw, dim)
+
+        support = self._retrieve(queries)
+        timings["retrieval"] = clock.lap()
+
+        adapt_config = replace(self.options.adapt, background_threshold=None)
+        result = segment_features(queries, self.text, support, adapt_config)
+        timings.update({f"adapt_{name}": seconds for name, seconds in result.timings.items()})
+        clock.lap()
+
+        threshold = self.options.adapt.background_threshold if self.options.background else None
+        labels, probabilities = self._to_pixels(result.probs, (image.height, image.width), (gh, gw),
+                                                region_map, threshold)  # fmt: skip
+        timings["upsample"] = clock.lap()
+        timings["total"] = clock.total()
+        info = {
+            **self._description,
+            "mode": result.diagnostics.get("mode", "zero-shot"),
+            "grid": [gh, gw],
+            "num_queries": int(queries.shape[0]),
+            "num_retrieved": int(support.num_rows) if support is not None else 0,
+            "diagnostics": result.diagnostics,
+        }
+        return Segmentation(labels, self.class_names, probabilities, timings, info)
+
+    # -- steps -------------------------------------------------------------------------------------------
+    def _retrieve(self, queries: torch.Tensor) -> SupportSet | None:
+        if self._class_index is None:
+            return None
+        return retrieve_support(
+            queries,
+            self.memory,
+            self._class_index,
+            len(self.plan.names),
+            self.options.adapt,
+            unmapped=0 if self.options.background else None,
+        )
+
+    def _to_pixels(
+        self,
+        probs: torch.Tensor,
+        size: tuple[int, int],
+        grid: tuple[int, int],
+        region_map: np.ndarray | None,
+        threshold: float | None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        keep = self.options.keep_probabilities
+        if region_map is None:
+            grid_probs = probs.reshape(*grid, -1)
+            return upsample_probabilities(grid_probs, size, background_threshold=threshold, keep=keep)
+        from rns.regions import region_scores_to_pixels, regions_to_pixels
+
+        confidence, region_labels = probs.max(dim=1)
+        if threshold is not None:
+            below = confidence < threshold
+            region_labels = torch.where(below, torch.zeros_like(region_labels), region_labels)
+        labels = regions_to_pixels(region_labels.cpu(), region_map)
+        labels = labels.astype(np.uint8 if probs.shape[1] <= 256 else np.uint16)
+        maps = None
+        if keep:
+            maps = region_scores_to_pixels(probs.cpu(), region_map).numpy().astype(np.float16)
+        return labels, maps
+
+
+def build_segmenter(
+    classes: list[str] | str | None = None,
+    *,
+    memory_path: str | os.PathLike | None = None,
+    model: str | None = None,
+    pretrained: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    variant: str | None = None,
+    device: str | None = "auto",
+    options: SegmentOptions | None = None,
+    backbone: ClipBackbone | None = None,
+) -> Segmenter:
+    """Build everything a run needs, once: backbone, memory (if it exists), region proposer.
+
+    Arguments left as None come from the environment (RNS_MODEL, RNS_PRETRAINED, RNS_CHECKPOINT,
+    RNS_MEMORY) or the defaults. The memory is opened read-only in spirit: a missing memory means
+    zero-shot, it is never created by segmenting.
+    """
+    options = options or SegmentOptions()
+    backbone = backbone or build_backbone(model, pretrained, checkpoint, variant, device)
+    memory = None if options.zero_shot else open_memory_if_present(memory_path)
+    proposer = None
+    if options.regions != "none":
+        from rns.regions import build_region_proposer
+
+        proposer = build_region_proposer(options.regions, sam_checkpoint=options.sam_checkpoint,
+                                         device=str(backbone.device))  # fmt: skip
+    return Segmenter(backbone, classes, memory=memory, options=options, region_proposer=proposer)
+
+
+def open_memory_if_present(memory_path: str | os.PathLike | None) -> SupportMemory | None:
+    """The support memory at the resolved path, or None when there is none yet."""
+    path = default_memory_path(memory_path)
+    if not Path(path, "manifest.json").exists() and not (Path(path).exists() and any(Path(path).iterdir())):
+        return None
+    return SupportMemory.open(path, create=False)
+
+
+def _as_pil(image: Image.Image | np.ndarray | str | os.PathLike) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB") if image.mode != "RGB" else image
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            raise InputError(f"image array has dtype {array.dtype}; give uint8 RGB [H, W, 3] or grey [H, W]")
+        if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
+            return Image.fromarray(array).convert("RGB")
+        raise InputError(f"image array has shape {array.shape}; give RGB [H, W, 3] or grey [H, W]")
+    return load_image(image)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Clock:
+    """Stage timer that waits for the GPU before reading the time, so stage figures are honest."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.start = self.last = self._now()
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def lap(self) -> float:
+        now = self._now()
+        elapsed, self.last = now - self.last, now
+        return elapsed
+
+    def total(self) -> float:
+        return self._now() - self.start
