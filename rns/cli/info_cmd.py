@@ -1,1 +1,69 @@
-"""`rns info`: registers itself on the `rns` click group."""
+"""`rns info`: what rns would use right now (model, weights, device, memory, features), without loading it.
+
+It answers "why does rns not work here?" before a user runs anything heavy: in particular whether the
+weights are usable offline, and if not, the two ways to fix that. It never loads the model and never
+touches the network, so it is instant and works on an offline machine.
+"""
+
+from __future__ import annotations
+
+import click
+
+from rns.backbone import VARIANTS, BackboneSpec, check_weights
+from rns.backbone.registry import register_model_configs
+from rns.cli.group import backbone_options, cli, memory_option
+from rns.devices import resolve_device
+from rns.errors import DeviceError
+from rns.paths import default_memory_path
+
+
+def _model_line(name: str) -> str:
+    import open_clip
+
+    register_model_configs()
+    if name in open_clip.list_models():
+        return name
+    return f"{name} (unknown to open_clip: see open_clip.list_models())"
+
+
+def _device_line(requested: str) -> str:
+    try:
+        device = resolve_device(requested)
+    except DeviceError as error:
+        return f"{requested}: not available ({error})"
+    if requested == "auto":
+        reason = "a CUDA GPU is visible" if device.type == "cuda" else "no CUDA GPU visible"
+        return f"{device} (auto: {reason})"
+    return str(device)
+
+
+@cli.command("info")
+@backbone_options
+@memory_option
+def info(model: str | None, pretrained: str | None, checkpoint: str | None, device: str,
+         memory_path: str | None) -> None:
+    """Show the model, weights, device, memory and feature settings rns would use, and what is missing.
+
+    Nothing is loaded or downloaded: this is safe to run anywhere, offline included.
+
+    \b
+    Example:
+      rns info
+      rns info --checkpoint ~/models/ViT-B-16-laion2b.bin
+    """
+    spec = BackboneSpec.resolve(model, pretrained, checkpoint, None, device)
+    weights = check_weights(spec.model, spec.pretrained, spec.checkpoint)
+    memory = default_memory_path(memory_path)
+    window = spec.window
+    rows = [
+        ("model", _model_line(spec.model)),
+        ("weights", weights.label),
+        ("offline use", f"{'yes' if weights.available_offline else 'no'}: {weights.detail}"),
+        ("device", _device_line(spec.device)),
+        ("memory", f"{memory} ({'exists' if memory.exists() else 'not created yet'})"),
+        ("features", f"{spec.variant} (choices: {', '.join(VARIANTS)}; set RNS_VARIANT to change)"),
+        ("window", f"short side {window.short_side} px, crop {window.crop} px, stride {window.stride} px"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"{name + ':':<{width + 1}} {value}")

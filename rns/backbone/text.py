@@ -1,0 +1,178 @@
+"""Text features for class prompts: the 80 ImageNet templates, averaged, normalised, cached.
+
+A single "a photo of a car." is a noisy estimate of what "car" means to CLIP; averaging the normalised
+embeddings of the same name in 80 contexts (the template list the CLIP authors used for ImageNet
+zero-shot classification) gives a steadier class vector. Encoding 80 sentences is the expensive part of a
+text query, and the same class names recur in every image of a folder run, so results are cached per
+prompt: in memory always, and on disk when a cache directory is given, keyed by the backbone fingerprint
+so a cache written by other weights is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of a {}.",
+    "a photo of many {}.",
+    "a sculpture of a {}.",
+    "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.",
+    "a rendering of a {}.",
+    "graffiti of a {}.",
+    "a bad photo of the {}.",
+    "a cropped photo of the {}.",
+    "a tattoo of a {}.",
+    "the embroidered {}.",
+    "a photo of a hard to see {}.",
+    "a bright photo of a {}.",
+    "a photo of a clean {}.",
+    "a photo of a dirty {}.",
+    "a dark photo of the {}.",
+    "a drawing of a {}.",
+    "a photo of my {}.",
+    "the plastic {}.",
+    "a photo of the cool {}.",
+    "a close-up photo of a {}.",
+    "a black and white photo of the {}.",
+    "a painting of the {}.",
+    "a painting of a {}.",
+    "a pixelated photo of the {}.",
+    "a sculpture of the {}.",
+    "a bright photo of the {}.",
+    "a cropped photo of a {}.",
+    "a plastic {}.",
+    "a photo of the dirty {}.",
+    "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.",
+    "a photo of the {}.",
+    "a good photo of the {}.",
+    "a rendering of the {}.",
+    "a {} in a video game.",
+    "a photo of one {}.",
+    "a doodle of a {}.",
+    "a close-up photo of the {}.",
+    "a photo of a {}.",
+    "the origami {}.",
+    "the {} in a video game.",
+    "a sketch of a {}.",
+    "a doodle of the {}.",
+    "a origami {}.",
+    "a low resolution photo of a {}.",
+    "the toy {}.",
+    "a rendition of the {}.",
+    "a photo of the clean {}.",
+    "a photo of a large {}.",
+    "a rendition of a {}.",
+    "a photo of a nice {}.",
+    "a photo of a weird {}.",
+    "a blurry photo of a {}.",
+    "a cartoon {}.",
+    "art of a {}.",
+    "a sketch of the {}.",
+    "a embroidered {}.",
+    "a pixelated photo of a {}.",
+    "itap of the {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.",
+    "a plushie {}.",
+    "a photo of the nice {}.",
+    "a photo of the small {}.",
+    "a photo of the weird {}.",
+    "the cartoon {}.",
+    "art of the {}.",
+    "a drawing of the {}.",
+    "a photo of the large {}.",
+    "a black and white photo of a {}.",
+    "the plushie {}.",
+    "a dark photo of a {}.",
+    "itap of a {}.",
+    "graffiti of the {}.",
+    "a toy {}.",
+    "itap of my {}.",
+    "a photo of a cool {}.",
+    "a photo of a small {}.",
+    "a tattoo of the {}.",
+)
+
+
+def fingerprint_key(fingerprint: dict) -> str:
+    """A short stable key for a fingerprint, used to separate on-disk caches of different backbones."""
+    blob = json.dumps(fingerprint, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class TextFeatureCache:
+    """Template-averaged text features per prompt, computed once.
+
+    `encode_sentences` maps a list of sentences to `[n, d]` (unnormalised) embeddings; it is the model's
+    text tower with its tokenizer. Returned tensors live on `device`; cached copies are kept on the CPU in
+    float32, so a cached prompt costs `d` floats.
+    """
+
+    def __init__(self, encode_sentences: Callable[[list[str]], torch.Tensor], dim: int, device: torch.device,
+                 fingerprint: dict, disk_dir: Path | None = None,
+                 templates: tuple[str, ...] = IMAGENET_TEMPLATES) -> None:
+        self._encode_sentences = encode_sentences
+        self._dim = dim
+        self._device = device
+        self._templates = templates
+        self._memory: dict[str, torch.Tensor] = {}
+        self._disk_dir = Path(disk_dir) / fingerprint_key(fingerprint) if disk_dir else None
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """[n, d] normalised features, one row per prompt, in the order given."""
+        if isinstance(prompts, str):
+            raise TypeError("encode_text takes a list of prompts, not a single string")
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._memory and not self._load(p)]
+        for prompt in missing:
+            self._memory[prompt] = self._compute(prompt)
+            self._store(prompt)
+        if not prompts:
+            return torch.empty(0, self._dim, device=self._device)
+        return torch.stack([self._memory[p] for p in prompts]).to(self._device)
+
+    @torch.inference_mode()
+    def _compute(self, prompt: str) -> torch.Tensor:
+        sentences = [template.format(prompt) for template in self._templates]
+        per_template = F.normalize(self._encode_sentences(sentences).float(), dim=-1)
+        return F.normalize(per_template.mean(dim=0), dim=-1).cpu()
+
+    def _path(self, prompt: str) -> Path | None:
+        if self._disk_dir is None:
+            return None
+        return self._disk_dir / (hashlib.sha256(prompt.encode()).hexdigest()[:24] + ".pt")
+
+    def _load(self, prompt: str) -> bool:
+        path = self._path(prompt)
+        if path is None or not path.is_file():
+            return False
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged cache entry is recomputed, never trusted
+            return False
+        if not isinstance(stored, dict) or stored.get("prompt") != prompt:
+            return False
+        self._memory[prompt] = stored["features"].float()
+        return True
+
+    def _store(self, prompt: str) -> None:
+        path = self._path(prompt)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{id(self)}")
+            torch.save({"prompt": prompt, "features": self._memory[prompt]}, tmp)
+            tmp.replace(path)
+        except OSError:  # the disk cache is an optimisation; a read-only cache dir must not fail a run
+            return

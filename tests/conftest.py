@@ -1,0 +1,26 @@
+"""Shared test fixtures.
+
+Tests never touch the model hub: HF_HUB_OFFLINE is set before anything imports huggingface_hub, so a test
+that asks for real weights fails (or skips) in milliseconds instead of retrying the network for a minute.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """The tiny randomly initialised test model (`rns-tiny-test`) on CPU, built through the real path.
+
+    Shared by the whole session because building it costs about a second; it is frozen and its text
+    cache only ever holds values it would compute again, so sharing cannot leak state between tests.
+    Its features prove wiring and shapes, never accuracy.
+    """
+    from rns.backbone import DEFAULT_VARIANT, TINY_TEST_MODEL, build_backbone
+
+    return build_backbone(TINY_TEST_MODEL, pretrained="random", variant=DEFAULT_VARIANT, device="cpu")
