@@ -61,7 +61,7 @@ def eval_command(images_dir: str, masks_dir: str, classes_file: str, zero_shot: 
     out.print(f"{info['mode']} | {info['model']} ({info['weights']}) | {report.num_images} images",
               highlight=False)
     if info["weights"] == RANDOM_LABEL:
-        out.print("randomly initialised weights: these numbers test the wiring and say nothing about accuracy",
+        out.print("random weights: these numbers test the wiring and say nothing about accuracy",
                   style="bold red", highlight=False)
     table = Table()
     table.add_column("class")
