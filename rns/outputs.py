@@ -26,7 +26,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from rns.atomic import atomic_write, atomic_write_json
+from rns.atomic import atomic_write, atomic_write_json, fsync_directory
 from rns.errors import InputError
 from rns.palette import class_colour, hex_colour, png_palette
 from rns.rle import encode_rle
@@ -87,7 +87,7 @@ def output_paths(out_dir: str | os.PathLike, stem: str, save: Iterable[str]) -> 
 # --- labels -------------------------------------------------------------------------------------------
 
 
-def write_labels_png(path: str | os.PathLike, seg: Segmentation) -> Path:
+def write_labels_png(path: str | os.PathLike, seg: Segmentation, *, sync_directory: bool = True) -> Path:
     """Palette PNG of the class ids: pixel value = class id, palette = the fixed class colours.
 
     More than 256 classes cannot fit a palette: those are written as 16-bit greyscale PNGs of the ids.
@@ -102,7 +102,7 @@ def write_labels_png(path: str | os.PathLike, seg: Segmentation) -> Path:
         image.putpalette(png_palette(count))
     else:
         image = Image.fromarray(labels.astype(np.uint16))
-    return atomic_write(path, lambda handle: image.save(handle, format="PNG", optimize=False))
+    return atomic_write(path, lambda handle: image.save(handle, format="PNG"), sync_directory=sync_directory)
 
 
 def read_labels_png(path: str | os.PathLike) -> np.ndarray:
@@ -181,11 +181,18 @@ def _text_height(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFon
 
 
 def write_overlay_png(
-    path: str | os.PathLike, seg: Segmentation, image: Image.Image, *, alpha: float = DEFAULT_OVERLAY_ALPHA
+    path: str | os.PathLike,
+    seg: Segmentation,
+    image: Image.Image,
+    *,
+    alpha: float = DEFAULT_OVERLAY_ALPHA,
+    sync_directory: bool = True,
 ) -> Path:
     """`render_overlay` saved as an RGB PNG."""
     overlay = render_overlay(seg, image, alpha=alpha)
-    return atomic_write(path, lambda handle: overlay.save(handle, format="PNG"))
+    return atomic_write(
+        path, lambda handle: overlay.save(handle, format="PNG"), sync_directory=sync_directory
+    )
 
 
 # --- summary ------------------------------------------------------------------------------------------
@@ -256,15 +263,17 @@ def write_summary_json(
     *,
     source: str | os.PathLike | None = None,
     outputs: Mapping[str, Path] | None = None,
+    sync_directory: bool = True,
 ) -> Path:
     """Write `image_summary(...)` as JSON."""
-    return atomic_write_json(path, image_summary(seg, source=source, outputs=outputs))
+    summary = image_summary(seg, source=source, outputs=outputs)
+    return atomic_write_json(path, summary, sync_directory=sync_directory)
 
 
 # --- probabilities ------------------------------------------------------------------------------------
 
 
-def write_probs_npz(path: str | os.PathLike, seg: Segmentation) -> Path:
+def write_probs_npz(path: str | os.PathLike, seg: Segmentation, *, sync_directory: bool = True) -> Path:
     """Compressed npz: `probs` uint8 [C, H, W] = round(p * 255), `class_names`, `scale` = 1/255.
 
     Quantising to 8 bits bounds the error by 0.5/255 (about 0.002) and, with zip compression, makes the
@@ -289,7 +298,7 @@ def write_probs_npz(path: str | os.PathLike, seg: Segmentation) -> Path:
             scale=np.float32(1.0 / PROBS_SCALE),
         )
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, sync_directory=sync_directory)
 
 
 def read_probs_npz(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
@@ -322,9 +331,9 @@ def rle_document(seg: Segmentation) -> dict[str, object]:
     return {"size": [height, width], "classes": annotations}
 
 
-def write_rle_json(path: str | os.PathLike, seg: Segmentation) -> Path:
+def write_rle_json(path: str | os.PathLike, seg: Segmentation, *, sync_directory: bool = True) -> Path:
     """Write `rle_document(seg)` as JSON."""
-    return atomic_write_json(path, rle_document(seg))
+    return atomic_write_json(path, rle_document(seg), sync_directory=sync_directory)
 
 
 # --- run-level and all-in-one -------------------------------------------------------------------------
@@ -357,18 +366,21 @@ def save_segmentation(
     paths = output_paths(out_dir, stem, kinds)
     if "overlay" in kinds and image is None:
         raise ValueError("the 'overlay' output needs the photo: pass the image that was segmented")
+    # Each file is fsynced before its rename; the folder is fsynced once, after the last rename.
     if "labels" in paths:
-        write_labels_png(paths["labels"], seg)
+        write_labels_png(paths["labels"], seg, sync_directory=False)
     if "overlay" in paths:
         assert image is not None
-        write_overlay_png(paths["overlay"], seg, image, alpha=overlay_alpha)
+        write_overlay_png(paths["overlay"], seg, image, alpha=overlay_alpha, sync_directory=False)
     if "probs" in paths:
-        write_probs_npz(paths["probs"], seg)
+        write_probs_npz(paths["probs"], seg, sync_directory=False)
     if "rle" in paths:
-        write_rle_json(paths["rle"], seg)
+        write_rle_json(paths["rle"], seg, sync_directory=False)
     if "summary" in paths:
         others = {kind: path for kind, path in paths.items() if kind != "summary"}
-        write_summary_json(paths["summary"], seg, source=source, outputs=others)
+        write_summary_json(paths["summary"], seg, source=source, outputs=others, sync_directory=False)
+    for folder in {path.parent for path in paths.values()}:
+        fsync_directory(folder)
     return paths
 
 
