@@ -205,11 +205,19 @@ class Segmenter:
     def segment(self, image: Image.Image | np.ndarray | str | os.PathLike) -> Segmentation:
         """Segment one image (a PIL image, an RGB/grey array, or a path)."""
         image = _as_pil(image)
-        timings: dict[str, float] = {}
         clock = _Clock(self.backbone.device)
-
         features = self.backbone.dense_features(image)  # [gh, gw, d]
-        timings["backbone"] = clock.lap()
+        return self.segment_features(image, features, backbone_seconds=clock.lap())
+
+    def segment_features(
+        self, image: Image.Image, features: torch.Tensor, *, backbone_seconds: float | None = None
+    ) -> Segmentation:
+        """Segment an image whose dense features were already computed by this segmenter's backbone.
+
+        Benchmarks use it to compare methods on the same features without recomputing them.
+        """
+        timings: dict[str, float] = {} if backbone_seconds is None else {"backbone": backbone_seconds}
+        clock = _Clock(self.backbone.device)
         gh, gw, dim = features.shape
 
         region_map = None
@@ -234,7 +242,7 @@ class Segmenter:
         labels, probabilities = self._to_pixels(result.probs, (image.height, image.width), (gh, gw),
                                                 region_map, threshold)  # fmt: skip
         timings["upsample"] = clock.lap()
-        timings["total"] = clock.total()
+        timings["total"] = clock.total() + (backbone_seconds or 0.0)
         info = {
             **self._description,
             "mode": result.diagnostics.get("mode", "zero-shot"),
