@@ -21,3 +21,15 @@ class CorruptMemoryError(MemoryStoreError):
 
 class UnknownEntryError(MemoryStoreError):
     """A class or source that the memory does not hold was named."""
+
+
+class NotAMemoryError(MemoryStoreError):
+    """A path was given as a memory but holds something else (or nothing, where creating was not allowed)."""
+
+
+class InvalidInputError(MemoryStoreError):
+    """Vectors, names or queries offered to the memory are malformed; nothing was written."""
+
+
+class MemoryLockedError(MemoryStoreError):
+    """Another process kept the writer lock for longer than we were willing to wait."""

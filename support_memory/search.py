@@ -1,0 +1,89 @@
+"""Exact k-nearest-neighbour search by inner product, one block of rows at a time.
+
+The memory can be far larger than RAM allows to hold as float32, so the search never materialises it: the
+store hands over blocks of rows (already float32, with a mask of rows that may be returned) and a running
+top-k per query is merged block by block. Scores are computed in float32 even though rows are stored as
+float16, so storage precision never leaks into the arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+# Score matrices are kept near this many float32 elements (~32 MB) per block.
+SCORE_BLOCK_ELEMENTS = 8_000_000
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k neighbours per query, best first.
+
+    scores: [q, k] float32 inner products; -inf where fewer than k rows qualified.
+    rows: [q, k] int64 row numbers for `SupportMemory.rows`; -1 where fewer than k rows qualified.
+    """
+
+    scores: np.ndarray
+    rows: np.ndarray
+
+
+def block_rows_for(n_queries: int, granularity: int) -> int:
+    """Rows per block so that the [q, block] score matrix stays near SCORE_BLOCK_ELEMENTS."""
+    rows = max(granularity, SCORE_BLOCK_ELEMENTS // max(n_queries, 1))
+    return max(granularity, (rows // granularity) * granularity)
+
+
+class RunningTopK:
+    """The best k (score, row) pairs per query seen so far; ties go to the lower row number."""
+
+    def __init__(self, n_queries: int, k: int) -> None:
+        self.k = k
+        self.scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
+        self.rows = np.full((n_queries, k), -1, dtype=np.int64)
+
+    def add(self, scores: np.ndarray, rows: np.ndarray) -> None:
+        """Merge a block: scores [q, m] (-inf for rows that may not be returned), rows [m] or [q, m]."""
+        if scores.shape[1] == 0:
+            return
+        if rows.ndim == 1:
+            rows = np.broadcast_to(rows, scores.shape)
+        if scores.shape[1] > self.k:
+            keep = np.argpartition(-scores, self.k - 1, axis=1)[:, : self.k]
+            scores = np.take_along_axis(scores, keep, axis=1)
+            rows = np.take_along_axis(rows, keep, axis=1)
+        all_scores = np.concatenate([self.scores, scores], axis=1)
+        all_rows = np.concatenate([self.rows, rows.astype(np.int64, copy=False)], axis=1)
+        # Order by score descending, then by row ascending (-1 padding last), deterministic across block sizes.
+        tie_rows = np.where(all_rows < 0, np.iinfo(np.int64).max, all_rows)
+        order = np.lexsort((tie_rows, -all_scores), axis=1)[:, : self.k]
+        self.scores = np.take_along_axis(all_scores, order, axis=1)
+        self.rows = np.take_along_axis(all_rows, order, axis=1)
+
+    def result(self) -> SearchResult:
+        rows = np.where(np.isneginf(self.scores), -1, self.rows)
+        return SearchResult(scores=self.scores.copy(), rows=rows.astype(np.int64))
+
+
+def exact_search(
+    queries: np.ndarray, k: int, blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+) -> SearchResult:
+    """Exact top-k by inner product over blocks of (row numbers [m], vectors [m, d] float32, allowed [m])."""
+    top = RunningTopK(queries.shape[0], k)
+    for row_numbers, vectors, allowed in blocks:
+        scores = queries @ vectors.T
+        if allowed is not None:
+            scores[:, ~allowed] = -np.inf
+        top.add(scores, row_numbers)
+    return top.result()
+
+
+def merge_results(results: Iterable[SearchResult], k: int) -> SearchResult:
+    """Combine top-k lists over disjoint row sets (e.g. an index plus its not-yet-indexed tail)."""
+    results = list(results)
+    top = RunningTopK(results[0].scores.shape[0], k)
+    for result in results:
+        scores = np.where(result.rows < 0, -np.inf, result.scores).astype(np.float32)
+        top.add(scores, result.rows)
+    return top.result()
