@@ -109,7 +109,7 @@ class ReaderPin:
 
 
 def try_remove_unpinned(pin_path: Path, remove: Callable[[], None]) -> bool:
-    """Run `remove` (deleting a generation) only if no reader pins it; then drop the pin file. Writers only."""
+    """Run `remove` (delete a generation) only if no reader pins it, then drop the pin file (writers only)."""
     fd = os.open(pin_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -165,7 +165,7 @@ def read_manifest(path: Path) -> Manifest:
 
 
 def normalise_fingerprint(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The fingerprint as it will read back from JSON, so that comparisons do not depend on tuples vs lists."""
+    """The fingerprint as it reads back from JSON, so comparisons do not depend on tuples vs lists."""
     return json.loads(json.dumps(fingerprint, sort_keys=True))
 
 

@@ -55,7 +55,7 @@ class RunningTopK:
             rows = np.take_along_axis(rows, keep, axis=1)
         all_scores = np.concatenate([self.scores, scores], axis=1)
         all_rows = np.concatenate([self.rows, rows.astype(np.int64, copy=False)], axis=1)
-        # Order by score descending, then by row ascending (-1 padding last), deterministic across block sizes.
+        # Score descending, then row ascending (-1 padding last): deterministic whatever the block size.
         tie_rows = np.where(all_rows < 0, np.iinfo(np.int64).max, all_rows)
         order = np.lexsort((tie_rows, -all_scores), axis=1)[:, : self.k]
         self.scores = np.take_along_axis(all_scores, order, axis=1)

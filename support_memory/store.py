@@ -25,6 +25,7 @@ never drifts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,7 +71,7 @@ _IGNORABLE = {LOCK_FILE_NAME, ".DS_Store"}
 
 @dataclass(frozen=True)
 class ClassInfo:
-    """A class in the memory. `text` is the prompt to encode (None: no usable name, use visual support only)."""
+    """A class in the memory. `text` is the prompt to encode (None: no usable name, visual support only)."""
 
     id: int
     name: str
@@ -522,7 +523,9 @@ class SupportMemory:
         else:
             to_sync_tree = []
             if draft.n_pending:
-                if not (self.path / _generation_group(manifest.generation) / "vectors" / "zarr.json").exists():
+                if not (
+                    self.path / _generation_group(manifest.generation) / "vectors" / "zarr.json"
+                ).exists():
                     self._create_generation(manifest.generation, manifest.dim or 0, 0)
                     to_sync_tree.append(self.path / _generation_group(manifest.generation))
                 # One write for the whole batch: each zarr chunk is then rewritten once, not once per source.
@@ -556,12 +559,8 @@ class SupportMemory:
         """Rewrite the live rows (committed and pending) into generation+1, one range per source."""
         manifest = draft.manifest
         base = draft.base
-        pending_vectors = (
-            np.concatenate([p.vectors for p in draft.pending]) if draft.pending else None
-        )
-        pending_classes = (
-            np.concatenate([p.class_ids for p in draft.pending]) if draft.pending else None
-        )
+        pending_vectors = np.concatenate([p.vectors for p in draft.pending]) if draft.pending else None
+        pending_classes = np.concatenate([p.class_ids for p in draft.pending]) if draft.pending else None
         new_generation = base.manifest.generation + 1
         self._create_generation(new_generation, manifest.dim or 0, manifest.n_live)
         sums = np.zeros_like(draft.sums)
@@ -604,7 +603,9 @@ class SupportMemory:
         generations |= {int(p.stem[1:]) for p in (self.path / "readers").glob("g*.lock")}
         for generation in sorted(generations - {current_generation}):
             group = self.path / _generation_group(generation)
-            try_remove_unpinned(self._pin_path(generation), lambda g=group: shutil.rmtree(g, ignore_errors=True))
+            try_remove_unpinned(
+                self._pin_path(generation), lambda g=group: shutil.rmtree(g, ignore_errors=True)
+            )
         sums_dir = self.path / "sums"
         if sums_dir.is_dir():
             for child in sums_dir.iterdir():
@@ -713,10 +714,8 @@ class SupportMemory:
         size = 0
         for dirpath, _dirnames, filenames in os.walk(self.path):
             for name in filenames:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     size += (Path(dirpath) / name).stat().st_size
-                except FileNotFoundError:
-                    pass
         return {
             "path": str(self.path),
             "n_prototypes": manifest.n_live,
@@ -827,7 +826,9 @@ class SupportMemory:
             raise InvalidInputError(f"row {int(bad[0])} is not a stored prototype (drop -1 padding first)")
         unique, inverse = np.unique(rows, return_inverse=True)
         generation = snapshot.manifest.generation
-        vectors = np.asarray(self._array(generation, "vectors").get_orthogonal_selection((unique, slice(None))))
+        vectors = np.asarray(
+            self._array(generation, "vectors").get_orthogonal_selection((unique, slice(None)))
+        )
         class_ids = np.asarray(self._array(generation, "class_ids").get_orthogonal_selection(unique))
         return vectors[inverse].astype(np.float32), class_ids[inverse].astype(np.int64)
 

@@ -10,6 +10,7 @@ version are pure functions of their arguments, so the parent can replay them to 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import zlib
 
@@ -62,10 +63,8 @@ def run_ops(memory: SupportMemory, seed: int, n_ops: int) -> None:
                 entries.append(SourceEntry(source, vectors, names, content_key=version))
             memory.put_sources(entries, fingerprint=FINGERPRINT)
         else:
-            try:
+            with contextlib.suppress(UnknownEntryError):
                 memory.remove_source(op[1]) if op[0] == "remove" else memory.remove_class(op[1])
-            except UnknownEntryError:
-                pass
 
 
 def run_adds(memory: SupportMemory, prefix: str, n: int) -> None:

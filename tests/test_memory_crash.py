@@ -51,7 +51,7 @@ def apply(state: State, op: tuple) -> State:
 
 
 def observed_state(memory: SupportMemory) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """The memory's state, after verifying each source's rows equal its version's rows (minus removed classes)."""
+    """The memory's state, after checking each source's rows equal its version's (minus removed classes)."""
     class_of = {c.id: c.name for c in memory.classes()}
     rows_of: dict[str, list[int]] = {}
     for source_id, record in memory._snapshot.manifest.sources.items():
@@ -102,7 +102,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new_state(tmp_path: Path) -> No
         matches = [i for i, candidate in enumerate(candidates) if visible(candidate) == seen]
         assert matches, f"trial {trial}: state after SIGKILL matches no prefix of the script"
         state = candidates[matches[-1]]
-        kills_mid_script += 0 < matches[0] and matches[-1] < n_ops
+        kills_mid_script += matches[0] > 0 and matches[-1] < n_ops
     assert kills_mid_script >= 4, "too few kills landed among the writes to test anything"
 
     # A writer after all those crashes finishes cleanly and ends in the script's final state.
