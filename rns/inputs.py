@@ -10,8 +10,9 @@ Accepted sources, freely mixed:
 
 Every image gets an output *stem* (a relative path without extension) that mirrors where it came from:
 a folder's images keep their subfolders (`in/a/x.jpg` -> `a/x`), loose files are placed relative to
-their common parent folder. Stems that would still collide (`x.jpg` and `x.png`, equal names from two
-folders, or names differing only in case, which collide on macOS and Windows) get the extension appended
+their common parent folder; with several sources (two folders, or a folder and loose files), stems are
+relative to the sources' common parent (`one/x`, `two/x`). Stems that would still collide (`x.jpg` and
+`x.png`, or names differing only in case, which collide on macOS and Windows) get the extension appended
 (`x_jpg`), then a short hash of the full path. The list is sorted by stem, so order and names are stable
 from run to run, which is what resume relies on.
 """
@@ -150,11 +151,13 @@ def _unique(found: list[_Found]) -> list[_Found]:
 def _assign_stems(found: list[_Found]) -> list[InputImage]:
     loose = [item.path for item in found if item.root is None]
     loose_root = _common_parent(loose) if loose else None
+    roots = {(item.root or loose_root).resolve() for item in found}  # type: ignore[union-attr]
+    # One source: stems relative to it. Several: relative to their common parent, so "one/x" and "two/x".
+    shared_base = Path(os.path.commonpath([str(root) for root in roots])) if len(roots) > 1 else None
     stems: dict[Path, str] = {}
     for item in found:
-        root = item.root if item.root is not None else loose_root
-        assert root is not None
-        relative = PurePosixPath(*item.path.resolve().relative_to(root.resolve()).parts)
+        base = shared_base or (item.root or loose_root).resolve()  # type: ignore[union-attr]
+        relative = PurePosixPath(*item.path.resolve().relative_to(base).parts)
         stems[item.path] = str(relative.with_suffix(""))
     stems = _resolve_collisions(stems, lambda path, stem: f"{stem}_{path.suffix.lstrip('.').lower()}")
     stems = _resolve_collisions(stems, lambda path, stem: f"{stem}_{_short_hash(path)}")
