@@ -1,1 +1,193 @@
-"""`rns add-support`: registers itself on the `rns` click group."""
+"""`rns add-support`: teach rns from labelled example images (a thin shell over `rns.support`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from rns.cli.group import backbone_options, cli, memory_option
+from rns.errors import InputError
+from rns.labels import LabelMapping
+from rns.paths import default_memory_path
+from rns.support import (
+    DEFAULT_BATCH_SIZE,
+    AddReport,
+    ProgressCallback,
+    add_checked_supports,
+    check_supports,
+    pair_by_stem,
+)
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+_MAX_LISTED_OUTCOMES = 20
+
+
+@cli.command("add-support")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of support images (bulk mode; pairs with --masks by file name).")
+@click.option("--masks", "masks_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of masks named like their images (a.jpg <-> a.png).")
+@click.option("--class", "class_name", metavar="NAME",
+              help="Binary masks (0/1 or 0/255): nonzero pixels are this class.")
+@click.option("--labels", "labels_spec", metavar="MAP",
+              help='Index masks: value=name pairs, e.g. "0=background,1=bus". 255 is ignored.')
+@click.option("--classes-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Index masks: a text file naming value i on line i+1 (one class per line).")
+@click.option("--text", "text_prompt", metavar="PROMPT",
+              help="With --class: the words to describe the class by, when they differ from its name.")
+@click.option("--no-text", is_flag=True,
+              help="With --class: the class has no usable name (e.g. my-backpack); rely on its examples.")
+@click.option("--commit-every", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Images per memory commit; a killed run keeps the commits it finished.")
+@memory_option
+@backbone_options
+def add_support_command(
+    files: tuple[Path, ...],
+    images_dir: Path | None,
+    masks_dir: Path | None,
+    class_name: str | None,
+    labels_spec: str | None,
+    classes_file: Path | None,
+    text_prompt: str | None,
+    no_text: bool,
+    commit_every: int,
+    memory_path: str | None,
+    model: str | None,
+    pretrained: str | None,
+    checkpoint: str | None,
+    device: str,
+) -> None:
+    """Add labelled example images (IMAGE MASK pairs) to the support memory.
+
+    Stores one feature prototype per class per image, never the pixels. Re-adding an image with the
+    same mask changes nothing; with a new mask it replaces the old entry.
+
+    \b
+    Examples:
+      rns add-support bus1.jpg bus1_mask.png bus2.jpg bus2_mask.png --class bus
+      rns add-support pack.jpg pack_mask.png --class my-backpack --no-text
+      rns add-support street.jpg street.png --labels "0=background,1=bus,2=car"
+      rns add-support --images train/images --masks train/masks --classes-file classes.txt
+    """
+    pairs = _pairs(files, images_dir, masks_dir)
+    mapping = _mapping(class_name, labels_spec, classes_file)
+    class_texts = _class_texts(mapping, text_prompt, no_text)
+    memory_location = default_memory_path(memory_path)
+
+    with stage_progress() as progress:
+        checked = check_supports(pairs, mapping, progress=progress)
+    from rns.backbone import build_backbone
+    from support_memory import SupportMemory
+
+    with _status(f"loading the model ({model or 'default'})"):
+        backbone = build_backbone(model=model, pretrained=pretrained, checkpoint=checkpoint, device=device)
+    memory = SupportMemory.open(memory_location, create=True)
+    with stage_progress() as progress:
+        report = add_checked_supports(
+            backbone, memory, checked, mapping, class_texts=class_texts, batch_size=commit_every,
+            progress=progress,
+        )
+    _print_report(report, memory_location)
+
+
+def _pairs(
+    files: tuple[Path, ...], images_dir: Path | None, masks_dir: Path | None
+) -> list[tuple[Path, Path]]:
+    if images_dir is not None or masks_dir is not None:
+        if files:
+            raise InputError("give either IMAGE MASK pairs or --images DIR --masks DIR, not both")
+        if images_dir is None or masks_dir is None:
+            raise InputError("bulk mode needs both --images DIR and --masks DIR")
+        return pair_by_stem(images_dir, masks_dir)
+    if not files:
+        raise InputError("no support images given; pass IMAGE MASK pairs, or --images DIR --masks DIR")
+    if len(files) % 2:
+        raise InputError(
+            f"{len(files)} files given but they must come in IMAGE MASK pairs; {files[-1]} has no partner"
+        )
+    return [(files[i], files[i + 1]) for i in range(0, len(files), 2)]
+
+
+def _mapping(class_name: str | None, labels_spec: str | None, classes_file: Path | None) -> LabelMapping:
+    given = [flag for flag, value in (("--class", class_name), ("--labels", labels_spec),
+                                      ("--classes-file", classes_file)) if value is not None]
+    if len(given) != 1:
+        problem = "say what the masks mean" if not given else f"{' and '.join(given)} both given"
+        raise InputError(
+            f"{problem}: use exactly one of --class NAME (binary masks), --labels \"0=background,1=bus\" "
+            "or --classes-file FILE (index masks)"
+        )
+    if class_name is not None:
+        return LabelMapping.single_class(class_name)
+    if labels_spec is not None:
+        return LabelMapping.parse(labels_spec)
+    assert classes_file is not None
+    return LabelMapping.from_classes_file(classes_file)
+
+
+def _class_texts(
+    mapping: LabelMapping, text_prompt: str | None, no_text: bool
+) -> dict[str, str | None] | None:
+    if text_prompt is None and not no_text:
+        return None
+    if text_prompt is not None and no_text:
+        raise InputError("--text and --no-text contradict each other; give one of them")
+    flag = "--no-text" if no_text else "--text"
+    if not mapping.binary:
+        raise InputError(f"{flag} applies to one class: use it with --class NAME")
+    (name,) = mapping.class_names
+    if no_text:
+        return {name: None}
+    prompt = " ".join(text_prompt.split())
+    if not prompt:
+        raise InputError("--text is empty; give the words that describe the class, or use --no-text")
+    return {name: prompt}
+
+
+@contextmanager
+def _status(message: str) -> Iterator[None]:
+    """A spinner on stderr for a step with no count (loading the model)."""
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
+
+
+@contextmanager
+def stage_progress() -> Iterator[ProgressCallback]:
+    """A rich progress bar on stderr fed by `rns.support`'s `progress(stage, done, total)` callbacks.
+
+    It draws only on a terminal (rich's own check) and disappears when done, so piped output holds
+    just the summary.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield update
+
+
+def _print_report(report: AddReport, memory_location: Path) -> None:
+    outcomes = report.outcomes
+    if len(outcomes) <= _MAX_LISTED_OUTCOMES:
+        for outcome in outcomes:
+            click.echo(f"{outcome.status:<9} {outcome.image}  ({', '.join(outcome.classes)})")
+    counts = ", ".join(f"{report.count(status)} {status}" for status in ("added", "replaced", "unchanged"))
+    click.echo(f"{len(outcomes)} image(s): {counts}")
+    click.echo(f"classes: {', '.join(report.classes)}")
+    click.echo(f"memory: {memory_location}")
