@@ -156,7 +156,11 @@ def _status(message: str) -> Iterator[None]:
     """A spinner on stderr for a step with no count (loading the model)."""
     from rich.console import Console
 
-    with Console(stderr=True).status(message):
+    console = Console(stderr=True)
+    if not console.is_terminal:  # no spinner frames (or stray blank lines) in logs and pipes
+        yield
+        return
+    with console.status(message):
         yield
 
 
@@ -164,14 +168,14 @@ def _status(message: str) -> Iterator[None]:
 def stage_progress() -> Iterator[ProgressCallback]:
     """A rich progress bar on stderr fed by `rns.support`'s `progress(stage, done, total)` callbacks.
 
-    It draws only on a terminal (rich's own check) and disappears when done, so piped output holds
-    just the summary.
+    It draws only on a terminal and disappears when done, so logs and pipes get just the summary.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int) -> None:
