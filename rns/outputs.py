@@ -134,12 +134,12 @@ def render_overlay(
             f"image is {image.size[0]}x{image.size[1]} but labels are {seg.size[1]}x{seg.size[0]}"
         )
     labels = np.asarray(seg.labels)
-    photo = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colours = np.array([class_colour(i) for i in range(len(seg.class_names))], dtype=np.float32)
-    painted = colours[labels]
-    foreground = (labels != 0)[..., None]
-    blended = np.where(foreground, photo * (1.0 - alpha) + painted * alpha, photo)
-    body = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+    photo = image.convert("RGB")
+    colours = np.array([class_colour(i) for i in range(len(seg.class_names))], dtype=np.uint8)
+    painted = Image.fromarray(colours[labels])
+    foreground = Image.fromarray(np.where(labels != 0, 255, 0).astype(np.uint8))
+    # PIL's blend and composite run in C: several times faster than float numpy on a 1080p photo.
+    body = Image.composite(Image.blend(photo, painted, alpha), photo, foreground)
     legend = _render_legend(seg, width=body.width)
     canvas = Image.new("RGB", (body.width, body.height + legend.height), (255, 255, 255))
     canvas.paste(body, (0, 0))
@@ -191,7 +191,10 @@ def write_overlay_png(
     """`render_overlay` saved as an RGB PNG."""
     overlay = render_overlay(seg, image, alpha=alpha)
     return atomic_write(
-        path, lambda handle: overlay.save(handle, format="PNG"), sync_directory=sync_directory
+        # Level 3: about 40% faster than PIL's default 6 on photos, for about 10% larger files.
+        path,
+        lambda handle: overlay.save(handle, format="PNG", compress_level=3),
+        sync_directory=sync_directory,
     )
 
 

@@ -11,8 +11,10 @@ moment leaves each image either complete or redone next time, never half-written
 A bad input (missing, corrupt, too large) or a user-fixable error raised while segmenting it is reported,
 counted and skipped; the run goes on. Any other exception is a bug and stops the run with its traceback.
 
-Decoding runs on 1-2 background threads that read ahead a few images (a bounded queue of futures), so
-while the model works on one image the next is already being read and decoded.
+Three stages overlap: 1-2 loader threads read and decode a few images ahead (a bounded queue of
+futures), the calling thread runs the model, and one writer thread encodes and writes the outputs of the
+previous images (PNG and zlib encoding release the GIL). With a fast GPU model, writing a 1080p overlay
+costs about as much as segmenting, so this keeps the model busy.
 """
 
 from __future__ import annotations
@@ -327,6 +329,7 @@ def run_folder(
     glob: str = DEFAULT_GLOB,
     loader_threads: int = 2,
     prefetch: int = 3,
+    pending_writes: int = 2,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     overlay_alpha: float = DEFAULT_OVERLAY_ALPHA,
     background: tuple[int, int, int] = TRANSPARENT_BACKGROUND,
@@ -336,8 +339,9 @@ def run_folder(
     `inputs` are paths (files, folders, `@list.txt`; expanded with `glob`, the output folder excluded) or
     an already expanded list of `InputImage`. `save` is a `--save` spec ("labels,overlay", "all", or a set).
     `force` redoes images that are already done. `loader_threads` (1-2) decode ahead of the model, at most
-    `prefetch` images in memory. Writes `summary.json` and `classes.json` in `out_dir`, also when
-    interrupted (KeyboardInterrupt is re-raised after that).
+    `prefetch` images in memory; one writer thread encodes and writes outputs behind it, at most
+    `pending_writes` images queued. Observer events arrive in input order. Writes `summary.json` and
+    `classes.json` in `out_dir`, also when interrupted (KeyboardInterrupt is re-raised after that).
     """
     out = Path(out_dir)
     kinds = parse_save(save)
@@ -348,95 +352,156 @@ def run_folder(
     remove_stale_temp_files(out)
 
     report = RunReport(out_dir=out, total=len(images))
-    step_seconds: dict[str, list[float]] = {}
+    steps: dict[str, list[float]] = {}
     started = time.perf_counter()
     observer.on_start(len(images), out)
-    pool = ThreadPoolExecutor(max_workers=max(1, min(loader_threads, 2)), thread_name_prefix="rns-load")
-    pending: deque[Future[_Prepared]] = deque()
+    loader = ThreadPoolExecutor(max_workers=max(1, min(loader_threads, 2)), thread_name_prefix="rns-load")
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rns-write")
+    loading: deque[Future[_Prepared]] = deque()
+    # Outcomes in input order; a skipped or failed image gets an already-completed future.
+    outcomes: deque[Future[_Outcome]] = deque()
     queue = iter(images)
 
-    def refill() -> None:
-        while len(pending) < max(1, prefetch):
+    def load_ahead() -> None:
+        while len(loading) < max(1, prefetch):
             item = next(queue, None)
             if item is None:
                 return
-            pending.append(pool.submit(_prepare, item, out, kinds, key, force, max_pixels, background))
+            loading.append(loader.submit(_prepare, item, out, kinds, key, force, max_pixels, background))
+
+    def report_finished(limit: int) -> None:
+        """Report outcomes from the front of the queue that are finished, waiting while over `limit`."""
+        while outcomes and (outcomes[0].done() or len(outcomes) > limit):
+            outcome = outcomes.popleft().result()
+            _account(outcome, report, steps)
+            observer.on_image(outcome.event)
 
     try:
-        refill()
+        load_ahead()
         index = 0
-        while pending:
-            prepared = pending.popleft().result()
-            refill()
+        while loading:
+            prepared = loading.popleft().result()
+            load_ahead()
             index += 1
-            event = _handle(prepared, index, segmenter, out, kinds, key, overlay_alpha, report, step_seconds)
-            observer.on_image(event)
+            outcomes.append(
+                _segment_and_submit(
+                    prepared, index, segmenter, writer, out, kinds, key, overlay_alpha, report.total
+                )
+            )
+            report_finished(max(0, pending_writes))
+        report_finished(0)
     except KeyboardInterrupt:
         report.interrupted = True
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        loader.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True)  # images already segmented are still written and recorded
+        for future in outcomes:  # after an interruption: images written while shutting down
+            if future.exception() is None:
+                _account(future.result(), report, steps)
+                observer.on_image(future.result().event)
         report.seconds = time.perf_counter() - started
-        report.median_seconds = {step: statistics.median(values) for step, values in step_seconds.items()}
+        report.median_seconds = {step: statistics.median(values) for step, values in steps.items()}
         _write_run_files(report, key, kinds)
         observer.on_end(report)
     return report
 
 
-def _handle(
+@dataclass
+class _Outcome:
+    """One image's result as the report needs it; built off the main thread for written images."""
+
+    event: ImageEvent
+    class_names: list[str] | None = None
+    pixels: Mapping[str, int] | None = None
+    steps: Mapping[str, float] = field(default_factory=dict)
+
+
+def _completed(outcome: _Outcome) -> Future[_Outcome]:
+    future: Future[_Outcome] = Future()
+    future.set_result(outcome)
+    return future
+
+
+def _segment_and_submit(
     prepared: _Prepared,
     index: int,
     segmenter: ImageSegmenter,
+    writer: ThreadPoolExecutor,
     out: Path,
     kinds: frozenset[str],
     key: str,
     overlay_alpha: float,
-    report: RunReport,
-    step_seconds: dict[str, list[float]],
-) -> ImageEvent:
-    """Segment and save one prepared image (main thread), updating the report."""
+    total: int,
+) -> Future[_Outcome]:
+    """Main-thread work for one image: segment it and hand the writing to the writer thread."""
     image = prepared.image
     if prepared.record is not None:
-        report.skipped += 1
-        _add_pixels(report, prepared.record.get("class_names"), prepared.record.get("pixels"))
-        return ImageEvent("skipped", index, report.total, image)
+        names, pixels = prepared.record.get("class_names"), prepared.record.get("pixels")
+        return _completed(
+            _Outcome(
+                ImageEvent("skipped", index, total, image),
+                class_names=[str(n) for n in names] if isinstance(names, list) else None,
+                pixels={str(k): int(v) for k, v in pixels.items()} if isinstance(pixels, dict) else None,
+            )
+        )
     if prepared.failure is not None or prepared.picture is None:
         reason = prepared.failure or f"image {image.path} could not be read"
-        report.failures.append(Failure(image.path, reason))
-        return ImageEvent("failed", index, report.total, image, reason=reason)
-
+        return _completed(_Outcome(ImageEvent("failed", index, total, image, reason=reason)))
     began = time.perf_counter()
     try:
         seg = segmenter.segment(prepared.picture)
     except RnsError as error:
-        report.failures.append(Failure(image.path, str(error)))
-        return ImageEvent("failed", index, report.total, image, reason=str(error))
-    segmented = time.perf_counter()
+        return _completed(_Outcome(ImageEvent("failed", index, total, image, reason=str(error))))
+    seconds = {"read": prepared.read_seconds, "segment": time.perf_counter() - began}
+    return writer.submit(_write, prepared, seg, index, total, out, kinds, key, overlay_alpha, seconds)
+
+
+def _write(
+    prepared: _Prepared,
+    seg: Segmentation,
+    index: int,
+    total: int,
+    out: Path,
+    kinds: frozenset[str],
+    key: str,
+    overlay_alpha: float,
+    seconds: dict[str, float],
+) -> _Outcome:
+    """Writer-thread work: every output, then the done record (the image's commit point)."""
+    image = prepared.image
+    began = time.perf_counter()
     paths = save_segmentation(
         seg, prepared.picture, out, image.stem, kinds, source=image.path, overlay_alpha=overlay_alpha
     )
     counts = pixel_counts(seg)
-    written = time.perf_counter()
-    seconds = {
-        "read": prepared.read_seconds,
-        "segment": segmented - began,
-        "write": written - segmented,
-        "total": prepared.read_seconds + (written - began),
-    }
+    seconds = {**seconds, "write": time.perf_counter() - began}
+    seconds["total"] = seconds["read"] + seconds["segment"] + seconds["write"]
     _write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
-    report.done += 1
-    _add_pixels(report, seg.class_names, counts)
-    for step, value in {**seconds, **{f"segmenter.{k}": float(v) for k, v in seg.timings.items()}}.items():
-        step_seconds.setdefault(step, []).append(value)
-    return ImageEvent("done", index, report.total, image, seconds=seconds, outputs=paths)
+    steps = {**seconds, **{f"segmenter.{name}": float(value) for name, value in seg.timings.items()}}
+    return _Outcome(
+        ImageEvent("done", index, total, image, seconds=seconds, outputs=paths),
+        class_names=list(seg.class_names),
+        pixels=counts,
+        steps=steps,
+    )
 
 
-def _add_pixels(report: RunReport, class_names: object, pixels: object) -> None:
-    if isinstance(class_names, list) and not report.class_names:
-        report.class_names = [str(name) for name in class_names]
-    if isinstance(pixels, dict):
-        for name, count in pixels.items():
-            report.class_pixels[str(name)] = report.class_pixels.get(str(name), 0) + int(count)
+def _account(outcome: _Outcome, report: RunReport, steps: dict[str, list[float]]) -> None:
+    """Add one finished image to the report (main thread only)."""
+    event = outcome.event
+    if event.status == "done":
+        report.done += 1
+    elif event.status == "skipped":
+        report.skipped += 1
+    else:
+        report.failures.append(Failure(event.image.path, event.reason or "unknown failure"))
+    if outcome.class_names and not report.class_names:
+        report.class_names = list(outcome.class_names)
+    for name, count in (outcome.pixels or {}).items():
+        report.class_pixels[name] = report.class_pixels.get(name, 0) + int(count)
+    for step, value in outcome.steps.items():
+        steps.setdefault(step, []).append(float(value))
 
 
 def _write_done_record(

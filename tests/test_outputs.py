@@ -97,8 +97,8 @@ def test_overlay_colours_foreground_and_keeps_background():
     photo = Image.new("RGB", (10, 10), (100, 100, 100))
     overlay = np.asarray(render_overlay(seg, photo, alpha=0.5)).astype(int)
     np.testing.assert_array_equal(overlay[0, 0], [100, 100, 100])
-    expected = np.rint((np.array([100, 100, 100]) + np.array(class_colour(1))) / 2)
-    np.testing.assert_array_equal(overlay[0, 9], expected)
+    expected = (np.array([100, 100, 100]) + np.array(class_colour(1))) / 2
+    assert np.abs(overlay[0, 9] - expected).max() <= 1  # PIL's blend rounds to an integer
 
 
 def test_overlay_refuses_a_photo_of_another_size():

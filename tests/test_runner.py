@@ -173,6 +173,21 @@ def test_segmenter_user_error_is_a_failure_but_a_bug_stops_the_run(tmp_path):
         run_folder(Broken(), [tmp_path / "in"], tmp_path / "out2")
 
 
+def test_an_error_while_writing_stops_the_run(tmp_path):
+    make_folder(tmp_path / "in", count=3, corrupt=())
+
+    class WrongSize(BrightnessSegmenter):
+        def segment(self, image):
+            seg = super().segment(image)
+            seg.labels = seg.labels[:-1]  # a pipeline bug: labels smaller than the photo
+            seg.probabilities = None
+            return seg
+
+    with pytest.raises(ValueError, match="but labels are"):
+        run_folder(WrongSize(), [tmp_path / "in"], tmp_path / "out", save="overlay")
+    assert not list((tmp_path / "out").rglob(f"*{DONE_SUFFIX}"))
+
+
 def test_keyboard_interrupt_writes_summary_and_reraises(tmp_path):
     make_folder(tmp_path / "in", count=6, corrupt=())
 
