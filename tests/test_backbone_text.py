@@ -87,3 +87,16 @@ def test_damaged_disk_entry_is_recomputed(tmp_path):
     feats = _cache(encoder, tmp_path).encode(["sky"])
     assert len(encoder.sentences) == 80
     assert torch.allclose(feats.norm(dim=-1), torch.ones(1))
+
+
+def test_trimmed_text_encoding_equals_open_clips_full_length_forward(tiny_backbone):
+    from rns.backbone.text import encode_tokens_trimmed
+
+    sentences = ["a photo of a car.", "itap of my extraordinarily long and winding country road."]
+    tokens = tiny_backbone._tokenizer(sentences)
+    model = tiny_backbone.model
+    with torch.inference_mode():
+        full = model.encode_text(tokens)
+        trimmed = encode_tokens_trimmed(model, tokens)
+    assert trimmed.shape == full.shape
+    assert torch.allclose(trimmed, full, atol=1e-5)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from rns.backbone.dense import DenseFeatureExtractor
-from rns.backbone.text import TextFeatureCache
+from rns.backbone.text import TextFeatureCache, encode_tokens_trimmed
 
 if TYPE_CHECKING:
     from rns.backbone.registry import BackboneSpec
@@ -90,4 +90,4 @@ class ClipBackbone:
     @torch.inference_mode()
     def _encode_sentences(self, sentences: list[str]) -> torch.Tensor:
         tokens = self._tokenizer(sentences).to(self.device)
-        return self._model.encode_text(tokens)
+        return encode_tokens_trimmed(self._model, tokens)

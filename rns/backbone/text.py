@@ -176,3 +176,32 @@ class TextFeatureCache:
             tmp.replace(path)
         except OSError:  # the disk cache is an optimisation; a read-only cache dir must not fail a run
             return
+
+
+def encode_tokens_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """`model.encode_text(tokens)`, computed on the tokens up to the longest sentence's end only.
+
+    CLIP's text tower is causal and pools the end-of-text token, so the padding after it can change
+    nothing; yet open_clip always runs all 77 positions. Prompt templates are about 10-15 tokens long, so
+    trimming makes text encoding several times faster on a CPU with identical results. Towers that do not
+    have that shape (custom text towers, other pooling) take the ordinary path.
+    """
+    mask = getattr(model, "attn_mask", None)
+    trimmable = (
+        getattr(model, "text_pool_type", None) == "argmax"
+        and mask is not None
+        and hasattr(model, "token_embedding")
+        and hasattr(model, "positional_embedding")
+    )
+    if not trimmable:
+        return model.encode_text(tokens)
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.ln_final(model.transformer(x, attn_mask=mask[:length, :length]))
+    pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+    projection = model.text_projection
+    if projection is None:
+        return pooled
+    return projection(pooled) if isinstance(projection, torch.nn.Linear) else pooled @ projection
