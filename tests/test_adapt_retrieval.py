@@ -93,3 +93,22 @@ def test_an_empty_memory_gives_an_empty_support_set() -> None:
     empty = ArraySource(np.zeros((0, 3), dtype=np.float32), np.zeros(0, dtype=np.int64))
     support = retrieve_support(torch.eye(3), empty, {}, num_classes=2)
     assert support.is_empty and support.class_vectors.shape == (2, 3)
+
+
+def test_the_support_memory_store_satisfies_the_protocol_even_after_removals(tmp_path) -> None:
+    from support_memory import SupportMemory
+
+    memory = SupportMemory.open(tmp_path / "memory")
+    fingerprint = {"model": "synthetic"}
+    memory.put_source("a", unit_rows([1, 0, 0], [0, 1, 0]), ["bus", "road"], fingerprint=fingerprint)
+    memory.put_source("b", unit_rows([0, 0, 1]), ["tree"], fingerprint=fingerprint)
+    memory.put_source("c", unit_rows([0.9, 0.1, 0], [0.1, 0.9, 0]), ["bus", "road"], fingerprint=fingerprint)
+    memory.remove_source("a")  # leaves dead rows behind
+    ids = {info.name: info.id for info in memory.classes()}
+    class_index = {ids["bus"]: 1}  # "road" and "tree" are not asked: background
+    queries = torch.from_numpy(unit_rows([1, 0, 0]))
+    near = retrieve_support(queries, memory, class_index, 2, AdaptConfig(k=1))
+    assert near.labels.tolist() == [1] and near.has_visual.tolist() == [True, True]
+    every = retrieve_support(queries, memory, class_index, 2, AdaptConfig(use_retrieval=False),
+                             total_rows=memory.stats()["n_prototypes"])
+    assert sorted(every.labels.tolist()) == [0, 0, 1]

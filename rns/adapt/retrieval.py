@@ -101,13 +101,18 @@ def retrieve_support(queries: torch.Tensor, source: RowSource, class_index: Mapp
     """The SupportSet for one image, on the queries' device.
 
     With `config.use_retrieval` the rows are the union of the `config.k` nearest neighbours of every
-    query; without it (ablation) they are all `total_rows` rows of the memory (default `len(source)`).
+    query; without it (ablation) they are every stored row: one search for the `total_rows` nearest
+    (default `len(source)`; for a `SupportMemory` pass `memory.stats()["n_prototypes"]`), which returns
+    exactly the live rows however the store numbers them.
     """
     config = config or AdaptConfig()
     if config.use_retrieval:
         rows = nearest_rows(queries, source, config.k)
     else:
-        rows = np.arange(_row_count(source, total_rows), dtype=np.int64)
+        total = _row_count(source, total_rows)
+        rows = np.zeros(0, dtype=np.int64)
+        if total:
+            rows = nearest_rows(queries.mean(dim=0, keepdim=True), source, total)
     dim = queries.shape[1]
     if len(rows):
         vectors, memory_ids = source.rows(rows)
