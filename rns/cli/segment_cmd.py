@@ -12,6 +12,7 @@ from rich.table import Table
 from rns.adapt import AdaptConfig
 from rns.adapt.types import Solver
 from rns.cli.group import backbone_options, cli, memory_option
+from rns.errors import InputError
 from rns.outputs import needs_probabilities, parse_save
 from rns.pipeline import SegmentOptions, build_segmenter
 from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
@@ -83,6 +84,9 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                   f"classes: {', '.join(segmenter.class_names)}")
     report = run_folder(segmenter, list(inputs), out_dir, save=kinds, force=force, observer=observer,
                         glob=glob_pattern)
+    if report.total == 1 and report.failures:
+        # One photo that cannot be read is a plain input error, as for any other command.
+        raise InputError(report.failures[0].reason)
     if not json_lines:
         _print_failures(report, err)
     return report.exit_code
