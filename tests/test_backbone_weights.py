@@ -24,7 +24,7 @@ def test_offline_tag_fails_with_one_line(monkeypatch, nothing_cached):
     message = str(excinfo.value)
     assert "\n" not in message
     assert "ViT-B-16 / laion2b_s34b_b88k" in message
-    assert "HF_HUB_OFFLINE" in message
+    assert "unset HF_HUB_OFFLINE" in message
     assert "--checkpoint FILE" in message and "internet" in message
 
 
@@ -37,6 +37,21 @@ def test_unreachable_hub_is_detected_without_hf_hub_offline(monkeypatch, nothing
     assert weights_module.hub_reachable(timeout_s=1.0) is False
     with pytest.raises(WeightsUnavailableError, match="unreachable"):
         build_backbone("ViT-B-16", "laion2b_s34b_b88k", device="cpu")
+
+
+def test_failed_download_is_one_line(monkeypatch, nothing_cached):
+    import open_clip
+
+    monkeypatch.setattr(weights_module, "hub_offline_forced", lambda: False)
+    monkeypatch.setattr(weights_module, "hub_reachable", lambda timeout_s=3.0: True)
+
+    def failing_download(*args, **kwargs):
+        raise RuntimeError("Failed to download weights for tag 'laion2b_s34b_b88k': 503\nmore detail")
+
+    monkeypatch.setattr(open_clip, "create_model", failing_download)
+    with pytest.raises(WeightsUnavailableError, match="download from the model hub failed") as excinfo:
+        build_backbone("ViT-B-16", "laion2b_s34b_b88k", device="cpu")
+    assert "\n" not in str(excinfo.value)
 
 
 def test_cached_tag_is_found_in_the_hub_cache_without_network(monkeypatch, tmp_path):

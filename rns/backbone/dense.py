@@ -10,8 +10,8 @@ into heads; `out` the block's output projection; `ls_*` its layer scales, identi
 
 - `maskclip` (Zhou et al., ECCV 2022): the attention is replaced by identity, i.e. each token keeps only
   its own value, `a = out(v)`. Residual and MLP are kept: `y = x + ls_1(a)`, `y = y + ls_2(mlp(ln_2(y)))`.
-  That is what the MaskCLIP paper's ViT variant computes (it drops query and key, keeps the value
-  embedding and the rest of the block) and what DESIGN.md describes.
+  The paper states the essential change (query and key dropped, the value embedding used directly); keeping
+  the residual and MLP follows DESIGN.md and the common reimplementations of MaskCLIP's ViT variant.
 - `clearclip` (Lan et al., ECCV 2024): self-self attention with queries, `softmax(q q^T / sqrt(d_h)) v`,
   then `out`; the residual connection and the MLP are dropped: `y = ls_1(a)`.
 - `naclip` (Hajimiri et al., WACV 2025): key-key attention plus a Gaussian neighbourhood bias added to
@@ -23,9 +23,10 @@ into heads; `out` the block's output projection; `ls_*` its layer scales, identi
 
 Default: `naclip`. The issue asks for "whichever measures best"; no real weights can be obtained on the
 machine this was written on, so it could not be measured here. Published training-free results (ViT-B/16,
-no post-processing, averaged over the usual eight benchmarks) rank NACLIP first, ClearCLIP close behind
-and MaskCLIP about ten mIoU lower. The RNS paper's reference figures use `maskclip`; pass
-`variant="maskclip"` (or RNS_VARIANT=maskclip) to reproduce them. Revisit with `benchmarks/` on real weights.
+no post-processing, averaged over the usual eight benchmarks) put NACLIP and ClearCLIP within about a
+point of each other, NACLIP ahead, and MaskCLIP roughly ten mIoU lower. The RNS paper's reference figures
+use `maskclip`; pass `variant="maskclip"` (or RNS_VARIANT=maskclip) to reproduce them. Revisit with a
+benchmark on real weights.
 
 Sliding window (`WindowConfig`): the image is resized so that its short side is `short_side` pixels and
 each side is a whole number of patches (rounded to the nearest; the aspect ratio moves by under half a

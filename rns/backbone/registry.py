@@ -23,9 +23,9 @@ import torch
 
 from rns.backbone.clip import ClipBackbone
 from rns.backbone.dense import DEFAULT_VARIANT, WindowConfig, check_variant
-from rns.backbone.weights import RANDOM_SEED, WeightsSource, locate_weights
+from rns.backbone.weights import RANDOM_SEED, WeightsSource, locate_weights, unavailable_message
 from rns.devices import resolve_device
-from rns.errors import InputError
+from rns.errors import InputError, WeightsUnavailableError
 
 DEFAULT_MODEL = "ViT-B-16"
 DEFAULT_PRETRAINED = "laion2b_s34b_b88k"
@@ -150,12 +150,19 @@ def _create_model(name: str, source: WeightsSource) -> torch.nn.Module:
     # A cached file is loaded by path so that open_clip never touches the network; the tag's own settings
     # (QuickGELU, normalisation) are passed explicitly because a path carries none of them.
     weights = str(source.local_file) if source.local_file is not None else source.label
-    return open_clip.create_model(
-        name,
-        pretrained=weights,
-        force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-        force_preprocess_cfg=preprocess or None,
-    )
+    try:
+        return open_clip.create_model(
+            name,
+            pretrained=weights,
+            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+            force_preprocess_cfg=preprocess or None,
+        )
+    except RuntimeError as error:
+        if source.local_file is not None or "download" not in str(error).lower():
+            raise
+        raise WeightsUnavailableError(
+            unavailable_message(name, source.label, "the download from the model hub failed")
+        ) from None
 
 
 def _load_checkpoint_file(name: str, path: Path) -> torch.nn.Module:

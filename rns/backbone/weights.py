@@ -151,10 +151,12 @@ def _pretrained_config(model: str, tag: str) -> dict:
     return dict(cfg)
 
 
-def _unavailable_message(model: str, tag: str, tried: str) -> str:
+def unavailable_message(model: str, tag: str, tried: str,
+                        online_fix: str = "connect to the internet once") -> str:
+    """The one-line explanation for missing tag weights: what was tried and the two ways out."""
     return (
-        f"weights {model} / {tag} are not available: {tried}; either connect to the internet once so "
-        f"open_clip downloads and caches them, or pass --checkpoint FILE (or set RNS_CHECKPOINT)"
+        f"weights {model} / {tag} are not available: {tried}; either {online_fix} so open_clip downloads "
+        f"and caches them, or pass --checkpoint FILE (or set RNS_CHECKPOINT)"
     )
 
 
@@ -181,11 +183,12 @@ def locate_weights(model: str, pretrained: str, checkpoint: str | os.PathLike | 
         return WeightsSource("tag", pretrained, identity, local_file=cached, tag_config=tag_cfg)
     if hub_offline_forced():
         raise WeightsUnavailableError(
-            _unavailable_message(model, pretrained, "not in the open_clip cache and HF_HUB_OFFLINE is set")
+            unavailable_message(model, pretrained, "not in the open_clip cache and HF_HUB_OFFLINE is set",
+                                "unset HF_HUB_OFFLINE and connect to the internet once")
         )
     if not hub_reachable():
         raise WeightsUnavailableError(
-            _unavailable_message(
+            unavailable_message(
                 model, pretrained, f"not in the open_clip cache and the model hub ({_hub_endpoint()}) is "
                 "unreachable"
             )
