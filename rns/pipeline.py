@@ -111,7 +111,7 @@ class Segmenter:
         self.memory = None if self.options.zero_shot else memory
         if self.memory is not None:
             self._check_fingerprint(self.memory)
-        asked = self._asked_classes(classes, self.memory)
+        asked = self._asked_classes(classes, memory)
         self.plan = plan_classes(asked, memory, background=self.options.background)
         self.region_proposer = region_proposer
         self.text = ClassText.from_list(
