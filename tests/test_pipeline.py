@@ -96,7 +96,8 @@ def test_instance_class_without_text_is_learned_from_examples(tiny_backbone, tmp
 
 def test_background_threshold_of_one_makes_everything_background(tiny_backbone, widget_memory):
     options = SegmentOptions(adapt=AdaptConfig(background_threshold=1.0))
-    seg = Segmenter(tiny_backbone, "widget", memory=widget_memory, options=options).segment(two_texture_image(3))
+    segmenter = Segmenter(tiny_backbone, "widget", memory=widget_memory, options=options)
+    seg = segmenter.segment(two_texture_image(3))
     assert (seg.labels == 0).all()
 
 
