@@ -30,24 +30,49 @@ def area_overlap_matrix(pixels: int, cells: int) -> np.ndarray:
     return np.clip(high - low, 0, None).astype(np.float64)
 
 
+_BLOCK_ELEMENTS = 1 << 22
+"""Pixel-cell overlaps gathered per block of rows in the column pooling (bounds its temporary memory)."""
+
+
 def class_patch_weights(label_map: np.ndarray, grid: tuple[int, int], class_ids: Sequence[int]) -> np.ndarray:
     """`P [n, gh*gw]`: for each class in `class_ids`, the fraction of its pixels in each patch.
 
-    Rows of absent classes are all zero. Computed per class as `Ry @ mask_c @ Rx^T` with the exact
-    area-overlap matrices, i.e. an area pooling of the class's one-hot mask onto the grid.
+    Rows of absent classes are all zero. This is an exact area pooling of the classes' one-hot masks
+    onto the grid, `Ry @ onehot_c @ Rx^T` with the overlap matrices above, done without materialising
+    the one-hot and using only the nonzero overlaps (about W + gw and H + gh of them): the column
+    pooling is one weighted `bincount` over (class, row, column cell) per block of rows, the row
+    pooling a segmented sum. The pixel work is linear in the pixels and independent of the classes.
     """
     height, width = label_map.shape
     grid_h, grid_w = grid
-    rows = area_overlap_matrix(height, grid_h)
-    cols = area_overlap_matrix(width, grid_w)
-    weights = np.zeros((len(class_ids), grid_h * grid_w), dtype=np.float64)
+    n_classes = len(class_ids)
+    # Class position of every pixel; `n_classes` collects the pixels of no listed class (ignore).
+    positions = np.full(label_map.shape, n_classes, dtype=np.int64)
     for index, class_id in enumerate(class_ids):
-        mask = label_map == class_id
-        if not mask.any():
-            continue
-        pooled = rows @ mask.astype(np.float64) @ cols.T
-        weights[index] = (pooled / pooled.sum()).ravel()
-    return weights
+        positions[label_map == class_id] = index
+
+    col_overlap = area_overlap_matrix(width, grid_w)
+    col_cell, col_pixel = np.nonzero(col_overlap)
+    col_weight = col_overlap[col_cell, col_pixel]
+    by_column = np.zeros((n_classes + 1, height, grid_w), dtype=np.float64)
+    block = max(1, _BLOCK_ELEMENTS // max(len(col_pixel), 1))
+    for top in range(0, height, block):
+        rows = np.arange(top, min(top + block, height), dtype=np.int64)
+        bins = (positions[rows][:, col_pixel] * height + rows[:, None]) * grid_w + col_cell[None, :]
+        weights = np.broadcast_to(col_weight, bins.shape)
+        by_column += np.bincount(bins.ravel(), weights.ravel(), minlength=by_column.size).reshape(
+            by_column.shape
+        )
+    by_column = by_column[:n_classes]  # drop the ignored pixels
+
+    # Row pooling: the nonzero overlaps come sorted by cell, so each cell's rows are one run to sum.
+    row_overlap = area_overlap_matrix(height, grid_h)
+    row_cell, row_pixel = np.nonzero(row_overlap)
+    weighted = by_column[:, row_pixel, :] * row_overlap[row_cell, row_pixel][None, :, None]
+    run_starts = np.searchsorted(row_cell, np.arange(grid_h))
+    pooled = np.add.reduceat(weighted, run_starts, axis=1).reshape(n_classes, grid_h * grid_w)
+    totals = pooled.sum(axis=1, keepdims=True)
+    return np.divide(pooled, totals, out=np.zeros_like(pooled), where=totals > 0)
 
 
 def extract_prototypes(
