@@ -14,9 +14,11 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 
 from rns.errors import InputError
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
@@ -32,6 +34,14 @@ ProgressCallback = Callable[[str, int, int], None]
 """`progress(stage, done, total)`; stage is "checking" (inputs validated) or "extracting"."""
 
 _MAX_LISTED_FILES = 5
+
+
+class FeatureBackbone(Protocol):
+    """What adding supports needs of a backbone (`rns.backbone.ClipBackbone` is one); tests use fakes."""
+
+    fingerprint: dict[str, Any]
+
+    def dense_features(self, image: Image.Image) -> torch.Tensor: ...
 
 
 # --------------------------------------------------------------------------------------- pairing
@@ -186,7 +196,7 @@ def check_supports(
 
 
 def add_supports(
-    backbone,
+    backbone: FeatureBackbone,
     memory: SupportMemory,
     pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
     mapping: LabelMapping,
@@ -214,7 +224,7 @@ def add_supports(
 
 
 def add_checked_supports(
-    backbone,
+    backbone: FeatureBackbone,
     memory: SupportMemory,
     checked: Sequence[CheckedSupport],
     mapping: LabelMapping,
@@ -231,7 +241,11 @@ def add_checked_supports(
     known = {source.source_id: source.content_key for source in memory.sources()}
     # Skipping needs the same backbone: under another one the memory must get the rows and refuse them.
     # Explicit texts are also passed on, since the memory records them even for an unchanged source.
-    may_skip = memory.fingerprint == _as_stored(fingerprint) and not class_texts
+    same_backbone = memory.fingerprint == _as_stored(fingerprint)
+    may_skip = same_backbone and not class_texts
+    # Under another backbone the memory will refuse the rows: commit the first image alone so that its
+    # error comes after one extraction, not a whole batch of them.
+    first_batch_size = 1 if memory.fingerprint is not None and not same_backbone else batch_size
     statuses: dict[str, str] = {}
     pending: list[tuple[CheckedSupport, SourceEntry]] = []
 
@@ -248,7 +262,7 @@ def add_checked_supports(
             statuses[pair.source_id] = "unchanged"
         else:
             pending.append((pair, _extract_entry(backbone, pair, mapping, class_texts)))
-            if len(pending) >= batch_size:
+            if len(pending) >= (batch_size if statuses else first_batch_size):
                 commit()
         if progress:
             progress("extracting", done, len(checked))
@@ -274,7 +288,10 @@ def _as_stored(fingerprint: dict) -> dict:
 
 
 def _extract_entry(
-    backbone, pair: CheckedSupport, mapping: LabelMapping, class_texts: dict[str, str | None] | None
+    backbone: FeatureBackbone,
+    pair: CheckedSupport,
+    mapping: LabelMapping,
+    class_texts: dict[str, str | None] | None,
 ) -> SourceEntry:
     """Features and prototypes of one validated pair, as the memory's entry."""
     image = load_image(pair.image)

@@ -177,9 +177,11 @@ def test_the_same_image_twice_in_one_call_is_refused(memory: SupportMemory, pair
 def test_another_backbone_is_refused_by_the_memory(memory: SupportMemory, pairs) -> None:
     add_supports(FakeBackbone("fake"), memory, pairs[:1], MAPPING)
     before = state(memory)
+    other = FakeBackbone("other")
     with pytest.raises(FingerprintMismatchError, match="other model settings"):
-        add_supports(FakeBackbone("other"), memory, pairs, MAPPING)
+        add_supports(other, memory, pairs, MAPPING)
     assert state(memory) == before
+    assert other.calls == 1  # refused after the first image, not after a whole batch
 
 
 def test_a_killed_bulk_run_keeps_finished_batches_and_resumes(memory: SupportMemory, pairs) -> None:
