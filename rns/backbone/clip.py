@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from rns.backbone.dense import DenseFeatureExtractor
+from rns.backbone.dense import DenseFeatureExtractor, resized_grid
 from rns.backbone.text import TextFeatureCache, encode_tokens_trimmed
 
 if TYPE_CHECKING:
@@ -71,8 +71,6 @@ class ClipBackbone:
 
     def grid_size(self, width: int, height: int) -> tuple[int, int]:
         """The `(gh, gw)` feature grid `dense_features` returns for a `width x height` image."""
-        from rns.backbone.dense import resized_grid
-
         return resized_grid(width, height, self.spec.window.short_side, self.patch_size)
 
     def dense_features(self, image: Image.Image) -> torch.Tensor:
