@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import get_args
 
 import click
@@ -13,6 +14,7 @@ from rns.adapt import AdaptConfig
 from rns.adapt.types import Solver
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
+from rns.inputs import expand_inputs
 from rns.outputs import needs_probabilities, parse_save
 from rns.pipeline import SegmentOptions, build_segmenter
 from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
@@ -66,6 +68,8 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                     pretrained: str | None, checkpoint: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
     kinds = parse_save(save)
+    # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
+    images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
     adapt = AdaptConfig(k=k, seed=seed, solver=solver, background_threshold=background_threshold,
                         **({"steps": steps} if steps else {}))
     options = SegmentOptions(zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
@@ -73,23 +77,38 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     segmenter = build_segmenter(classes, memory_path=memory_path, model=model, pretrained=pretrained,
                                 checkpoint=checkpoint, variant=variant, device=device, options=options)
     err = Console(stderr=True)
+    single = len(images) == 1
     if json_lines:
         observer = JsonLinesProgress(sys.stdout)
-    elif quiet:
+    elif quiet or single:
         observer = SilentProgress()
     else:
         observer = RichProgress(err)
-        info = segmenter.describe()
-        err.print(f"[bold]rns[/] {info['mode']} | {info['model']} ({info['weights']}) on {info['device']} | "
-                  f"classes: {', '.join(segmenter.class_names)}")
-    report = run_folder(segmenter, list(inputs), out_dir, save=kinds, force=force, observer=observer,
-                        glob=glob_pattern)
-    if report.total == 1 and report.failures:
+        err.print(_describe(segmenter), highlight=False, markup=False, soft_wrap=True)
+    report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer)
+    if single and report.failures:
         # One photo that cannot be read is a plain input error, as for any other command.
         raise InputError(report.failures[0].reason)
-    if not json_lines:
-        _print_failures(report, err)
+    if json_lines:
+        return report.exit_code
+    if single and not quiet:
+        err.print(f"{images[0].path.name}: {_describe(segmenter)}", highlight=False, markup=False,
+                  soft_wrap=True)  # fmt: skip
+        err.print(f"  {_shares(report)} -> {report.out_dir}", highlight=False, markup=False, soft_wrap=True)
+    _print_failures(report, err)
     return report.exit_code
+
+
+def _describe(segmenter) -> str:
+    info = segmenter.describe()
+    return (f"rns {info['mode']} | {info['model']} ({info['weights']}) on {info['device']} | "
+            f"classes: {', '.join(segmenter.class_names)}")
+
+
+def _shares(report: RunReport) -> str:
+    total = max(sum(report.class_pixels.values()), 1)
+    return ", ".join(f"{name} {100 * report.class_pixels.get(name, 0) / total:.1f}%"
+                     for name in report.class_names)  # fmt: skip
 
 
 def _print_failures(report: RunReport, console: Console) -> None:

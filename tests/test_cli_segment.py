@@ -1,0 +1,121 @@
+"""`rns segment` and `rns eval` end to end on the tiny random model: files, exit codes, error lines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from synthetic_images import save_pair, two_texture_image
+
+from rns.cli import cli
+from rns.cli.errors import run_with_user_errors
+
+TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
+
+
+def rns(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = run_with_user_errors(cli, argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(two_texture_image(0)).save(path)
+    return path
+
+
+def test_one_photo_writes_mask_overlay_and_summary(photo, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = rns(["segment", str(photo), "--classes", "car,road", "--out", str(out), *TINY], capsys)
+    assert code == 0, err
+    labels = np.asarray(Image.open(out / "photo.labels.png"))
+    assert labels.shape == (120, 160) and labels.max() <= 2
+    assert Image.open(out / "photo.overlay.png").size[0] == 160
+    summary = json.loads((out / "photo.summary.json").read_text())
+    assert [c["name"] for c in summary["classes"]] == ["background", "car", "road"]
+    assert "random init: for tests only" in json.dumps(summary)
+
+
+def test_save_all_writes_every_kind(photo, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = rns(["segment", str(photo), "--classes", "car", "--out", str(out), "--save", "all", "-q",
+                        *TINY], capsys)  # fmt: skip
+    assert code == 0, err
+    names = {p.name for p in out.iterdir()}
+    for suffix in ("labels.png", "overlay.png", "summary.json"):
+        assert f"photo.{suffix}" in names
+    assert any(name.startswith("photo.prob") for name in names)
+    assert any("rle" in name for name in names)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["segment", "MISSING.jpg", "--classes", "car"], "does not exist"),
+        (["segment", "NOTIMAGE", "--classes", "car"], "not an image"),
+        (["segment", "PHOTO", "--classes", " , "], "names no class"),
+        (["segment", "PHOTO", "--classes", "car", "--save", "labels,nope"], "unknown output"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, needle, photo, tmp_path, capsys):
+    not_image = tmp_path / "fake.jpg"
+    not_image.write_text("this is text, not a JPEG")
+    replace = {"MISSING.jpg": str(tmp_path / "missing.jpg"), "NOTIMAGE": str(not_image), "PHOTO": str(photo)}
+    argv = [replace.get(arg, arg) for arg in argv] + ["--out", str(tmp_path / "out"), *TINY]
+    code, _, err = rns(argv, capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rns: error:") and needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_unknown_device_is_a_usage_error(photo, capsys):
+    code, _, err = rns(["segment", str(photo), "--classes", "car", "--device", "tpu"], capsys)
+    assert code == 2 and "--device" in err and "Traceback" not in err
+
+
+def test_folder_with_corrupt_files_reports_them_and_resumes(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(18):
+        Image.fromarray(two_texture_image(i)).save(folder / f"img{i:02d}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    argv = ["segment", str(folder), "--classes", "car", "--out", str(out), "--json", *TINY]
+    code, stdout, _ = rns(argv, capsys)
+    assert code == 1
+    events = [json.loads(line) for line in stdout.splitlines()]
+    statuses = [e.get("status") for e in events if e.get("event") == "image"]
+    assert statuses.count("done") == 18 and statuses.count("failed") == 2
+    assert len(list(out.glob("*.labels.png"))) == 18
+
+    code, stdout, _ = rns(argv, capsys)
+    assert code == 1
+    events = [json.loads(line) for line in stdout.splitlines()]
+    statuses = [e.get("status") for e in events if e.get("event") == "image"]
+    assert statuses.count("skipped") == 18 and statuses.count("failed") == 2
+
+
+def test_eval_scores_a_labelled_set(tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for seed in range(3):
+        image, mask = save_pair(tmp_path / "raw", f"p{seed}", seed)
+        images.mkdir(exist_ok=True)
+        masks.mkdir(exist_ok=True)
+        image.rename(images / f"p{seed}.png")
+        mask.rename(masks / f"p{seed}.png")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("background\nwidget\n")
+    code, stdout, err = rns(["eval", "--images", str(images), "--masks", str(masks), "--classes-file",
+                             str(classes), "--json", *TINY], capsys)  # fmt: skip
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["num_images"] == 3
+    assert set(result["iou"]) == {"background", "widget"}
+    assert 0.0 <= result["miou"] <= 100.0
+    assert result["weights"] == "random init: for tests only"
