@@ -27,7 +27,7 @@ from rns.backbone import ClipBackbone, build_backbone
 from rns.classes import background_words, parse_class_list
 from rns.errors import InputError
 from rns.imageio import load_image
-from rns.paths import default_memory_path
+from rns.paths import cache_dir, default_memory_path
 from rns.segmentation import BACKGROUND, Segmentation
 from rns.upsample import upsample_probabilities
 from support_memory import SupportMemory
@@ -311,7 +311,9 @@ def build_segmenter(
     zero-shot, it is never created by segmenting.
     """
     options = options or SegmentOptions()
-    backbone = backbone or build_backbone(model, pretrained, checkpoint, variant, device)
+    # Text features take seconds per class on a CPU (80 templates each): keep them on disk across runs.
+    backbone = backbone or build_backbone(model, pretrained, checkpoint, variant, device,
+                                          text_cache_dir=cache_dir() / "text")  # fmt: skip
     memory = None if options.zero_shot else open_memory_if_present(memory_path)
     proposer = None
     if options.regions != "none":

@@ -7,8 +7,11 @@ that asks for real weights fails (or skips) in milliseconds instead of retrying 
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Caches (text features, region proposals) go to a throw-away folder, never the user's home.
+os.environ["RNS_CACHE"] = tempfile.mkdtemp(prefix="rns-test-cache-")
 
 import pytest  # noqa: E402
 
