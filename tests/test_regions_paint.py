@@ -120,3 +120,15 @@ def test_connected_components_respect_valid_mask():
     assert n == 2
     assert (components[:, 2] == -1).all()
     assert components[0, 0] != components[0, 4]
+
+
+def test_nesting_counts_the_pixels_a_mask_still_owns():
+    shape = (10, 12)
+    part = _box(shape, slice(2, 6), slice(2, 8))  # 24 px
+    neighbour = _box(shape, slice(0, 10), slice(6, 10))  # 40 px, takes 8 of `part`'s pixels (33 %)
+    whole = _box(shape, slice(0, 10), slice(0, 7))  # 70 px, holds all 16 pixels `part` still owns
+    region = paint_regions([whole, neighbour, part])
+    kept = part & ~neighbour
+    assert len(np.unique(region[kept])) == 1
+    assert region[3, 3] != region[0, 0]  # the part survives inside `whole`
+    assert (region[part & neighbour & ~whole] == region[0, 9]).all()

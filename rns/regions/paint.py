@@ -5,7 +5,8 @@ shares with a smaller one (DESIGN.md: "smallest-first so larger ones overwrite")
 overlap, the larger, usually more stable mask settles the disputed border. One exception keeps the rule
 from erasing detail: a smaller mask that lies (almost) wholly inside the larger one is a *part* of it (a
 wheel inside a car, a window inside a wall) and keeps its pixels, so objects inside objects survive. "Almost
-wholly" means at least `nest_fraction` (default 0.8) of the smaller mask's area is inside the larger mask.
+wholly" means at least `nest_fraction` (default 0.8) of the pixels the smaller mask still owns (after the
+masks painted before the larger one) lie inside the larger mask.
 
 Uncovered pixels. Pixels that no mask covers become regions too, one per 4-connected gap: a single
 "everything else" region would average the features of unrelated places (a patch of sky and a strip of
@@ -68,20 +69,22 @@ def paint_regions(
     order = [i for i in np.argsort(areas, kind="stable") if areas[i] > 0]
 
     region = np.full(shape, -1, dtype=np.int64)  # painting-order index of the mask owning each pixel
-    painted_areas = areas[order]
+    owned = np.zeros(len(order), dtype=np.int64)  # pixels each painted mask still owns
     for step, mask_index in enumerate(order):
         mask = bool_masks[mask_index]
         owners = region[mask]
         claimed = owners >= 0
         if claimed.any():
-            # Share of each earlier mask's area that lies inside this one: nested masks keep their pixels.
+            # Share of each earlier region that lies inside this mask: nested regions keep their pixels.
             inside = np.bincount(owners[claimed], minlength=step)
-            nested = inside >= nest_fraction * painted_areas[:step]
-            keep = np.zeros_like(owners, dtype=bool)
-            keep[claimed] = nested[owners[claimed]]
-            owners = np.where(keep, owners, step)
+            nested = inside >= nest_fraction * np.maximum(owned[:step], 1)
+            taken = claimed.copy()
+            taken[claimed] = ~nested[owners[claimed]]
+            owned[:step] -= np.bincount(owners[taken], minlength=step)
+            owners = np.where(claimed & ~taken, owners, step)
         else:
             owners = np.full_like(owners, step)
+        owned[step] = int((owners == step).sum())
         region[mask] = owners
 
     uncovered = region < 0

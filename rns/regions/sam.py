@@ -90,7 +90,7 @@ def resolve_sam_checkpoint(explicit: str | os.PathLike | None = None) -> Path:
         )
     path = Path(value).expanduser()
     if not path.is_file():
-        raise WeightsUnavailableError(f"SAM checkpoint {path} (from {source}) does not exist; {_WAYS_OUT}")
+        raise WeightsUnavailableError(f"SAM checkpoint {path} (from {source}) is not a file; {_WAYS_OUT}")
     return path
 
 
