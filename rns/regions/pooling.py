@@ -80,10 +80,6 @@ def pool_regions(features: torch.Tensor, region_map: np.ndarray) -> torch.Tensor
     return F.normalize(pooled, dim=-1).to(features.dtype)
 
 
-def _as_index(region_map: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(region_map) if not torch.is_tensor(region_map) else region_map).long()
-
-
 def regions_to_pixels(region_labels: np.ndarray | torch.Tensor, region_map: np.ndarray) -> np.ndarray:
     """Per-pixel labels `[H, W]` from per-region labels `[R]`: every pixel takes its region's label."""
     labels = np.asarray(region_labels.cpu() if torch.is_tensor(region_labels) else region_labels)
@@ -100,7 +96,7 @@ def region_scores_to_pixels(region_scores: torch.Tensor, region_map: np.ndarray)
     probabilities): every pixel takes its region's score vector. Stays on the scores' device."""
     if region_scores.ndim != 2:
         raise ValueError(f"region_scores must be [R, C], got shape {tuple(region_scores.shape)}")
-    index = _as_index(region_map).to(region_scores.device)
+    index = torch.as_tensor(np.asarray(region_map), dtype=torch.long, device=region_scores.device)
     if index.numel() and int(index.max()) >= region_scores.shape[0]:
         raise ValueError(
             f"region_map has id {int(index.max())} but only {region_scores.shape[0]} region score rows"
