@@ -1,30 +1,246 @@
-"""Optional approximate index (FAISS) for large memories. Placeholder while the store is tested."""
+"""Optional approximate index (FAISS) for large memories, persisted beside the zarr store.
+
+Exact search costs q x n x d multiply-adds: about 0.5 T for one 448-px image (1036 patches) against a
+million rows, tens of seconds on a small CPU. Above `IndexConfig.approximate_threshold` live rows (and only
+when `faiss` is installed) the memory searches an inverted-file index instead:
+
+    IVF{nlist}_HNSW32,SQfp16   nlist ~ 4 sqrt(n) lists, an HNSW graph over the list centroids (so picking
+                               the lists costs far less than comparing every query with every centroid),
+                               rows kept as float16: the same numbers as the zarr rows, so the scores of
+                               the candidates it returns are exact and only the candidate set is approximate.
+
+This choice was measured (see benchmarks/retrieval.py and the support_memory notes in ARCHITECTURE.md):
+PQ codes (even with exact re-ranking) lost too much recall among the close neighbours inside one cluster;
+8-bit scalar codes capped recall@4 near 0.93; a flat coarse quantizer made choosing lists the bottleneck.
+
+The index covers rows [0, n_indexed) of one generation of one store; `index/meta.json` (replaced
+atomically, after the index file it names is fsynced) is its commit point. It is:
+- used only if its store id and generation match the manifest, else ignored and rebuilt (compaction
+  renumbers rows, so an index of another generation would point at wrong rows);
+- updated incrementally: committed rows past n_indexed are searched exactly and merged, and once they
+  exceed `max_tail_fraction` they are added to the index, which is then saved if no writer holds the lock;
+- told about removals by a selector: rows outside the snapshot's live ranges are excluded at search time.
+Restricting a search to a few classes falls back to the exact search (an IVF probe of a few lists would
+often find too few rows of a rare class).
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from support_memory import durability
+from support_memory.locking import WriterLock
+from support_memory.search import SearchResult, exact_search, merge_results
+
+if TYPE_CHECKING:
+    from support_memory.manifest import Manifest
+    from support_memory.store import SupportMemory, _Snapshot
+
+META_NAME = "meta.json"
+BUILD_BLOCK_ROWS = 65536
 
 
 @dataclass(frozen=True)
 class IndexConfig:
+    """When and how the approximate index is used.
+
+    enabled: False never uses an index (exact search always).
+    approximate_threshold: live rows from which searches are approximate (below it, exact is fast enough).
+    nprobe: inverted lists visited per query (recall vs time, see benchmarks/retrieval.py).
+    factory: a faiss index_factory string to use instead of the default "IVF{nlist}_HNSW32,SQfp16".
+    max_tail_fraction: committed rows not yet in the index (searched exactly meanwhile) that trigger an
+      incremental update and save.
+    """
+
+    enabled: bool = True
     approximate_threshold: int = 200_000
+    nprobe: int = 8
+    factory: str | None = None
+    max_tail_fraction: float = 0.05
+    train_rows_per_list: int = 40
+
+
+def faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_factory(n_rows: int) -> str:
+    """IVF with ~4 sqrt(n) lists (a power of two, 64..65536) over an HNSW coarse quantizer, float16 rows."""
+    nlist = 2 ** int(round(math.log2(max(4 * math.sqrt(max(n_rows, 1)), 64))))
+    return f"IVF{min(nlist, 65536)}_HNSW32,SQfp16"
+
+
+@dataclass
+class _Loaded:
+    index: Any
+    store_id: str
+    generation: int
+    n_indexed: int
+    factory: str
 
 
 class IndexManager:
+    """Builds, loads, updates, saves and searches the approximate index of one memory directory."""
+
     def __init__(self, directory: Path, config: IndexConfig) -> None:
         self.directory = directory
         self.config = config
+        self._loaded: _Loaded | None = None
 
-    def wanted(self, manifest: Any) -> bool:
-        return False
+    # -- policy ---------------------------------------------------------------------------------------------
+    def wanted(self, manifest: Manifest) -> bool:
+        large = manifest.n_live >= self.config.approximate_threshold
+        return self.config.enabled and large and faiss_available()
 
-    def search(self, memory: Any, snapshot: Any, queries: Any, k: int, allowed: Any) -> Any:
-        return None
+    def describe(self, manifest: Manifest) -> dict[str, Any] | None:
+        meta = self._read_meta()
+        if meta is None:
+            return None
+        valid = meta["store_id"] == manifest.store_id and meta["generation"] == manifest.generation
+        return {"factory": meta["factory"], "n_indexed": meta["n_indexed"], "valid": valid}
 
-    def build(self, memory: Any, snapshot: Any) -> dict[str, Any] | None:
-        return None
+    # -- search ---------------------------------------------------------------------------------------------
+    def search(
+        self,
+        memory: SupportMemory,
+        snapshot: _Snapshot,
+        queries: np.ndarray,
+        k: int,
+        allowed_classes: np.ndarray | None,
+    ) -> SearchResult | None:
+        """Approximate top-k, or None when the caller should search exactly (class restriction)."""
+        if allowed_classes is not None:
+            return None
+        import faiss
 
-    def describe(self, manifest: Any) -> dict[str, Any] | None:
-        return None
+        loaded = self._ready(memory, snapshot)
+        manifest = snapshot.manifest
+        n_covered = min(loaded.n_indexed, manifest.n_rows)
+        live = snapshot.live_mask()
+        params = faiss.SearchParametersIVF()
+        params.nprobe = self.config.nprobe
+        bitmap = None
+        if loaded.n_indexed > n_covered or not live[:n_covered].all():
+            bitmap = np.packbits(live[:n_covered], bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(n_covered, faiss.swig_ptr(bitmap))
+        scores, rows = loaded.index.search(queries, k, params=params)
+        result = SearchResult(scores=scores.astype(np.float32), rows=rows.astype(np.int64))
+        del bitmap  # the selector points into it; keep it alive until the search is done
+        if n_covered < manifest.n_rows:
+            tail = memory._blocks(snapshot, n_covered, manifest.n_rows, queries.shape[0], None)
+            result = merge_results([result, exact_search(queries, k, tail)], k)
+        return result
+
+    def build(self, memory: SupportMemory, snapshot: _Snapshot) -> dict[str, Any] | None:
+        """Bring the index up to date with the snapshot and save it; None when faiss is not installed."""
+        if not faiss_available() or snapshot.manifest.n_rows == 0:
+            return None
+        self._ready(memory, snapshot, force_save=True)
+        return self.describe(snapshot.manifest)
+
+    # -- maintenance ----------------------------------------------------------------------------------------
+    def _ready(self, memory: SupportMemory, snapshot: _Snapshot, force_save: bool = False) -> _Loaded:
+        manifest = snapshot.manifest
+        loaded = self._loaded
+        if loaded is None or not self._matches(loaded.store_id, loaded.generation, manifest):
+            loaded = self._load(manifest)
+        changed = False
+        if loaded is None:
+            loaded = self._train(memory, snapshot)
+            changed = True
+        tail = manifest.n_rows - loaded.n_indexed
+        if tail > 0 and (force_save or changed or tail > self.config.max_tail_fraction * manifest.n_rows):
+            self._add_rows(memory, snapshot, loaded, manifest.n_rows)
+            changed = True
+        self._loaded = loaded
+        if changed or force_save:
+            self._save(memory, loaded, wait=force_save)
+        return loaded
+
+    @staticmethod
+    def _matches(store_id: str, generation: int, manifest: Manifest) -> bool:
+        return store_id == manifest.store_id and generation == manifest.generation
+
+    def _read_meta(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.directory / META_NAME).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def _load(self, manifest: Manifest) -> _Loaded | None:
+        import faiss
+
+        meta = self._read_meta()
+        if meta is None or not self._matches(meta.get("store_id", ""), meta.get("generation", -1), manifest):
+            return None
+        try:
+            index = faiss.read_index(str(self.directory / meta["file"]))
+        except (RuntimeError, KeyError):  # missing or damaged: rebuild rather than fail a search
+            return None
+        if index.ntotal != meta["n_indexed"] or index.d != manifest.dim:
+            return None
+        return _Loaded(index, meta["store_id"], meta["generation"], int(meta["n_indexed"]), meta["factory"])
+
+    def _train(self, memory: SupportMemory, snapshot: _Snapshot) -> _Loaded:
+        import faiss
+
+        manifest = snapshot.manifest
+        factory = self.config.factory or default_factory(manifest.n_live)
+        index = faiss.index_factory(manifest.dim, factory, faiss.METRIC_INNER_PRODUCT)
+        nlist = getattr(faiss.extract_index_ivf(index), "nlist", 1) if "IVF" in factory else 1
+        n_train = min(manifest.n_rows, max(self.config.train_rows_per_list * nlist, 10_000))
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(manifest.n_rows, size=n_train, replace=False))
+        vectors = memory._gather(snapshot, sample)
+        index.train(vectors)
+        return _Loaded(index, manifest.store_id, manifest.generation, 0, factory)
+
+    def _add_rows(self, memory: SupportMemory, snapshot: _Snapshot, loaded: _Loaded, stop: int) -> None:
+        """Add committed rows [n_indexed, stop) in order, so that faiss ids equal row numbers."""
+        generation = snapshot.manifest.generation
+        vectors_array = memory._array(generation, "vectors")
+        for start in range(loaded.n_indexed, stop, BUILD_BLOCK_ROWS):
+            block = np.asarray(vectors_array[start : min(stop, start + BUILD_BLOCK_ROWS)], dtype=np.float32)
+            loaded.index.add(block)
+        loaded.n_indexed = stop
+
+    def _save(self, memory: SupportMemory, loaded: _Loaded, wait: bool) -> None:
+        """Persist index then meta (the commit point); skipped when another writer holds the lock."""
+        import faiss
+
+        lock = WriterLock(memory.path)
+        if wait:
+            lock.acquire()
+        elif not lock.try_acquire():
+            return
+        try:
+            self.directory.mkdir(exist_ok=True)
+            name = f"faiss-{uuid.uuid4().hex[:12]}.index"
+            faiss.write_index(loaded.index, str(self.directory / name))
+            durability.fsync_files([self.directory / name])
+            meta = {
+                "store_id": loaded.store_id,
+                "generation": loaded.generation,
+                "n_indexed": loaded.n_indexed,
+                "factory": loaded.factory,
+                "file": name,
+            }
+            durability.atomic_write_json(self.directory / META_NAME, meta)
+            for old in self.directory.glob("faiss-*.index"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
+            for tmp in self.directory.glob(f"{META_NAME}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+        finally:
+            lock.release()

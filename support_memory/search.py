@@ -50,9 +50,7 @@ class RunningTopK:
         if rows.ndim == 1:
             rows = np.broadcast_to(rows, scores.shape)
         if scores.shape[1] > self.k:
-            keep = np.argpartition(-scores, self.k - 1, axis=1)[:, : self.k]
-            scores = np.take_along_axis(scores, keep, axis=1)
-            rows = np.take_along_axis(rows, keep, axis=1)
+            scores, rows = self._preselect(scores, rows)
         all_scores = np.concatenate([self.scores, scores], axis=1)
         all_rows = np.concatenate([self.rows, rows.astype(np.int64, copy=False)], axis=1)
         # Score descending, then row ascending (-1 padding last): deterministic whatever the block size.
@@ -60,6 +58,20 @@ class RunningTopK:
         order = np.lexsort((tie_rows, -all_scores), axis=1)[:, : self.k]
         self.scores = np.take_along_axis(all_scores, order, axis=1)
         self.rows = np.take_along_axis(all_rows, order, axis=1)
+
+    def _preselect(self, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of a block per query. argpartition breaks ties at the k-th score arbitrarily, so the
+        few queries with a finite tie there are redone with a full (row-ordered) sort."""
+        keep = np.argpartition(-scores, self.k - 1, axis=1)[:, : self.k]
+        kept_scores = np.take_along_axis(scores, keep, axis=1)
+        kept_rows = np.take_along_axis(rows, keep, axis=1)
+        kth = kept_scores.min(axis=1)
+        tied = np.flatnonzero(((scores >= kth[:, None]).sum(axis=1) > self.k) & np.isfinite(kth))
+        for query in tied:
+            order = np.lexsort((rows[query], -scores[query]))[: self.k]
+            kept_scores[query] = scores[query, order]
+            kept_rows[query] = rows[query, order]
+        return kept_scores, kept_rows
 
     def result(self) -> SearchResult:
         rows = np.where(np.isneginf(self.scores), -1, self.rows)

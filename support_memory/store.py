@@ -139,6 +139,7 @@ class _Draft:
         self.n_pending = 0
         self.changed = False
         self.sums_changed = False
+        self.force_compaction = False
 
     # -- fingerprint and dimension ------------------------------------------------------------------------
     def accept_fingerprint(self, fingerprint: dict[str, Any]) -> None:
@@ -517,7 +518,9 @@ class SupportMemory:
         total = base.n_rows + draft.n_pending
         dead = total - manifest.n_live
         to_sync: list[Path] = []
-        if dead >= self._compact_min_dead and dead > COMPACT_DEAD_FRACTION * total:
+        if draft.force_compaction or (
+            dead >= self._compact_min_dead and dead > COMPACT_DEAD_FRACTION * total
+        ):
             self._compact_into_new_generation(draft)
             to_sync_tree = [self.path / _generation_group(manifest.generation)]
         else:
@@ -675,14 +678,9 @@ class SupportMemory:
 
         def edit(draft: _Draft) -> None:
             if draft.manifest.n_rows > draft.manifest.n_live:
-                draft.changed = True
+                draft.changed = draft.force_compaction = True
 
-        saved = self._compact_min_dead
-        self._compact_min_dead = 1
-        try:
-            self._write(edit)
-        finally:
-            self._compact_min_dead = saved
+        self._write(edit)
 
     # ------------------------------------------------------------------------------------------------------
     # public API: reading
@@ -831,6 +829,15 @@ class SupportMemory:
         )
         class_ids = np.asarray(self._array(generation, "class_ids").get_orthogonal_selection(unique))
         return vectors[inverse].astype(np.float32), class_ids[inverse].astype(np.int64)
+
+    def _gather(self, snapshot: _Snapshot, rows: np.ndarray) -> np.ndarray:
+        """float32 vectors of sorted committed rows (live or not), read a block at a time."""
+        vectors_array = self._array(snapshot.manifest.generation, "vectors")
+        parts = []
+        for start in range(0, len(rows), 65536):
+            part = rows[start : start + 65536]
+            parts.append(np.asarray(vectors_array.get_orthogonal_selection((part, slice(None)))))
+        return np.concatenate(parts).astype(np.float32)
 
     def class_prototypes(self, class_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(class ids [c], vectors [c, d]): per class, the normalised mean of its per-source prototypes."""

@@ -1,0 +1,80 @@
+"""The approximate (faiss) path: high recall on clustered data, live-row filtering, persistence, fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support_memory import IndexConfig, SourceEntry, SupportMemory
+from support_memory.index import faiss_available
+
+pytestmark = pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed (extra rns[faiss])")
+
+FP = {"model": "test"}
+DIM = 64
+
+
+def clustered(rng: np.random.Generator, centres: np.ndarray, n: int, spread: float) -> np.ndarray:
+    picks = centres[rng.integers(0, len(centres), size=n)]
+    vectors = picks + rng.standard_normal(picks.shape).astype(np.float32) * (spread / np.sqrt(DIM))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def fill(memory: SupportMemory, vectors: np.ndarray, prefix: str, per_source: int = 500) -> None:
+    entries = [
+        SourceEntry(f"{prefix}{i}", vectors[s : s + per_source], ["a", "b"] * (per_source // 2))
+        for i, s in enumerate(range(0, len(vectors), per_source))
+    ]
+    memory.put_sources(entries, fingerprint=FP)
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(e)) / exact.shape[1] for a, e in zip(approx, exact, strict=True)]))
+
+
+def test_approximate_search_recall_updates_and_persistence(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    centres = clustered(rng, np.eye(DIM, dtype=np.float32), 200, 8.0)  # 200 random unit centres
+    config = IndexConfig(approximate_threshold=10_000)
+    memory = SupportMemory.open(tmp_path / "memory", index_config=config)
+    fill(memory, clustered(rng, centres, 20_000, 0.75), "s")
+    queries = clustered(rng, centres, 300, 1.0)
+
+    approx = memory.search(queries, 4)
+    exact = memory.search(queries, 4, exact=True)
+    assert memory.stats()["index"]["n_indexed"] == 20_000, "the first approximate search builds the index"
+    assert recall_at_k(approx.rows, exact.rows) >= 0.95
+    found = approx.rows >= 0
+    stored, _ = memory.rows(approx.rows[found])
+    repeated = np.repeat(queries, 4, axis=0)[found.ravel()]
+    np.testing.assert_allclose(approx.scores[found], np.einsum("qd,qd->q", repeated, stored), atol=1e-4)
+
+    # Added rows are found at once (exact tail) and removed rows never come back.
+    extra = clustered(rng, centres, 500, 0.75)
+    memory.put_source("new", extra, ["c"] * 500, fingerprint=FP)
+    memory.remove_source("s0")
+    hits = memory.search(extra[:50], 1)
+    assert (memory.rows(hits.rows[:, 0])[1] == next(c.id for c in memory.classes() if c.name == "c")).all()
+    dead = memory.search(clustered(rng, centres, 200, 1.0), 4)
+    assert not np.isin(dead.rows, np.arange(0, 500)).any()
+
+    # Another process (a fresh object) reuses the saved index; a compaction invalidates it safely.
+    reopened = SupportMemory.open(memory.path, index_config=config)
+    again = reopened.search(queries, 4)
+    assert recall_at_k(again.rows, reopened.search(queries, 4, exact=True).rows) >= 0.95
+    reopened.compact()
+    assert reopened.stats()["index"]["valid"] is False
+    after = reopened.search(queries, 4)
+    assert recall_at_k(after.rows, reopened.search(queries, 4, exact=True).rows) >= 0.95
+    assert reopened.stats()["index"]["valid"] is True
+
+
+def test_disabled_or_below_threshold_is_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    vectors = clustered(rng, np.eye(DIM, dtype=np.float32), 3000, 4.0)
+    memory = SupportMemory.open(tmp_path / "memory", index_config=IndexConfig(approximate_threshold=5000))
+    fill(memory, vectors, "s")
+    memory.search(vectors[:10], 4)
+    assert memory.stats()["index"] is None and not (memory.path / "index").exists()
