@@ -114,3 +114,17 @@ def test_running_top_k_is_independent_of_block_split() -> None:
     np.testing.assert_array_equal(whole.result().rows, pieces.result().rows)
     ref_rows = np.argsort(-scores, axis=1, kind="stable")[:, :7]  # ties go to the lower row
     np.testing.assert_array_equal(whole.result().rows, ref_rows)
+
+
+def test_without_faiss_large_memories_search_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import support_memory.index
+
+    monkeypatch.setattr(support_memory.index, "faiss_available", lambda: False)
+    rng = np.random.default_rng(2)
+    memory = SupportMemory.open(tmp_path / "memory", index_config=IndexConfig(approximate_threshold=10))
+    stored = unit(rng, 50, 8)
+    memory.put_source("s", stored, ["a"] * 50, fingerprint=FP)
+    queries = unit(rng, 6, 8)
+    _, ref_rows = brute_force(queries, stored.astype(np.float16).astype(np.float32), 3)
+    np.testing.assert_array_equal(memory.search(queries, 3).rows, ref_rows)
+    assert memory.build_index() is None and not (memory.path / "index").exists()
