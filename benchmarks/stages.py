@@ -9,7 +9,6 @@ fit's share of the backbone forward is the figure issue 7 targets (<= 10% on thi
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -17,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from camvid import DEFAULT_DATA, FeatureCache, build_memory, class_names, draw_supports, load_split  # noqa: E402
-from timing_backbone import timing_backbone  # noqa: E402
+from camvid import FeatureCache, build_memory, class_names, draw_supports, load_split  # noqa: E402
+from timing_backbone import open_timing_backbone, timing_parser  # noqa: E402
 
 from rns.adapt import AdaptConfig  # noqa: E402
 from rns.classes import background_words  # noqa: E402
@@ -27,26 +26,15 @@ from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = timing_parser(__doc__)
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--solver", default=None, help="head-fit solver (default: the library default)")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--pretrained", default=None)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-
-    backbone, note = timing_backbone(args.model, args.pretrained, args.checkpoint, args.device)
+    backbone = open_timing_backbone(args)
     names = class_names(args.data)
     test = load_split(args.data, "test", args.images)
     train = load_split(args.data, "train")
-    print(f"backbone: {backbone.spec.model} | weights: {backbone.weights_label} | device: {backbone.device}")
-    if note:
-        print(f"note: {note}")
 
     start = time.perf_counter()
     prompts = list(names) + background_words(names)

@@ -10,7 +10,6 @@ Target (issue 5): the folder run within 1.5x of backbone-only time, without SAM.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -19,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from camvid import DEFAULT_DATA, FeatureCache, build_memory, class_names, draw_supports, load_split  # noqa: E402
-from timing_backbone import timing_backbone  # noqa: E402
+from camvid import FeatureCache, build_memory, class_names, draw_supports, load_split  # noqa: E402
+from timing_backbone import open_timing_backbone, timing_parser  # noqa: E402
 
 from rns.imageio import load_image  # noqa: E402
 from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
@@ -48,24 +47,13 @@ def folder_run(segmenter, images: list[Path]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = timing_parser(__doc__)
     parser.add_argument("--images", type=int, default=30, help="how many CamVid test images")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--pretrained", default=None)
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-
-    backbone, note = timing_backbone(args.model, args.pretrained, args.checkpoint, args.device)
+    backbone = open_timing_backbone(args)
     names = class_names(args.data)
     test = load_split(args.data, "test", args.images)
     train = load_split(args.data, "train")
-    print(f"backbone: {backbone.spec.model} | weights: {backbone.weights_label} | device: {backbone.device}")
-    if note:
-        print(f"note: {note}")
     memory = build_memory(FeatureCache(backbone), train, draw_supports(train, len(names), 1, 0), names)
     segmenters = {
         "zero-shot": Segmenter(backbone, names, options=SegmentOptions(zero_shot=True)),
