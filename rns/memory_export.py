@@ -84,17 +84,5 @@ def export_npz(memory: SupportMemory, path: str | os.PathLike) -> ExportSummary:
 
 
 def _rows_by_source(memory: SupportMemory) -> list[tuple[str, np.ndarray]]:
-    """The stored row numbers of each source, in source order.
-
-    CONTRACT GAP: `support_memory`'s public API (ARCHITECTURE.md) lists sources with their prototype
-    counts but not which rows hold them, so this reads the committed manifest's row ranges. It should
-    become a public `SupportMemory` method (e.g. `source_rows(source_id) -> np.ndarray`).
-    """
-    manifest = memory._snapshot.manifest  # noqa: SLF001 - see the contract gap above
-    by_id = manifest.sources
-    result = []
-    for info in memory.sources():
-        ranges = by_id[info.source_id].ranges
-        rows = [np.arange(start, stop, dtype=np.int64) for start, stop in ranges]
-        result.append((info.source_id, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)))
-    return result
+    """The stored row numbers of each source, in source order."""
+    return [(info.source_id, memory.source_rows(info.source_id)) for info in memory.sources()]

@@ -706,6 +706,21 @@ class SupportMemory:
             for s in sorted(self._snapshot.manifest.sources.values(), key=lambda s: s.num)
         ]
 
+    def live_rows(self) -> np.ndarray:
+        """Row numbers of every stored prototype, in storage order (what `rows()` accepts).
+
+        Rows of removed sources are not listed, so this is the whole memory as a reader sees it.
+        """
+        return np.flatnonzero(self._snapshot.live_mask()).astype(np.int64)
+
+    def source_rows(self, source_id: str) -> np.ndarray:
+        """Row numbers of one source's prototypes (for exports and tools that work per support image)."""
+        record = self._snapshot.manifest.sources.get(source_id)
+        if record is None:
+            raise UnknownEntryError(f"memory {self.path} holds no source {source_id!r}")
+        parts = [np.arange(start, stop, dtype=np.int64) for start, stop in record.ranges]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
     def stats(self) -> dict[str, Any]:
         """Sizes and settings, for `rns memory stats` and for logs."""
         manifest = self._snapshot.manifest

@@ -78,17 +78,6 @@ def test_without_retrieval_every_row_is_a_support() -> None:
     assert int((everything.labels == 0).sum()) > int((retrieved.labels == 0).sum())  # distractors: bg
 
 
-def test_without_retrieval_a_source_without_len_needs_total_rows(source) -> None:
-    class NoLength:
-        search, rows, class_prototypes = source.search, source.rows, source.class_prototypes
-
-    queries = torch.from_numpy(unit_rows([1, 0, 0]))
-    with pytest.raises(TypeError, match="total_rows"):
-        retrieve_support(queries, NoLength(), {}, 1, AdaptConfig(use_retrieval=False))
-    support = retrieve_support(queries, NoLength(), {}, 1, AdaptConfig(use_retrieval=False), total_rows=3)
-    assert support.num_rows == 3
-
-
 def test_an_empty_memory_gives_an_empty_support_set() -> None:
     empty = ArraySource(np.zeros((0, 3), dtype=np.float32), np.zeros(0, dtype=np.int64))
     support = retrieve_support(torch.eye(3), empty, {}, num_classes=2)
@@ -109,6 +98,6 @@ def test_the_support_memory_store_satisfies_the_protocol_even_after_removals(tmp
     queries = torch.from_numpy(unit_rows([1, 0, 0]))
     near = retrieve_support(queries, memory, class_index, 2, AdaptConfig(k=1))
     assert near.labels.tolist() == [1] and near.has_visual.tolist() == [True, True]
-    every = retrieve_support(queries, memory, class_index, 2, AdaptConfig(use_retrieval=False),
-                             total_rows=memory.stats()["n_prototypes"])
+    every = retrieve_support(queries, memory, class_index, 2, AdaptConfig(use_retrieval=False))
     assert sorted(every.labels.tolist()) == [0, 0, 1]
+    assert len(memory.live_rows()) == 3 and memory.source_rows("b").size == 1

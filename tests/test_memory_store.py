@@ -220,3 +220,19 @@ def test_damaged_manifest_and_rows_detected(memory: SupportMemory, rng: np.rando
     manifest_path.write_text("{not json")
     with pytest.raises(CorruptMemoryError, match="not valid JSON"):
         SupportMemory.open(memory.path)
+
+
+def test_live_rows_and_source_rows_follow_removals(tmp_path):
+    from support_memory import SupportMemory
+
+    memory = SupportMemory.open(tmp_path / "m")
+    fingerprint = {"model": "synthetic"}
+    eye = np.eye(4, dtype=np.float32)
+    memory.put_source("a", eye[:2], ["x", "y"], fingerprint=fingerprint)
+    memory.put_source("b", eye[2:], ["x", "z"], fingerprint=fingerprint)
+    assert memory.live_rows().tolist() == [0, 1, 2, 3]
+    memory.remove_source("a")
+    live = memory.live_rows()
+    assert live.size == 2 and np.array_equal(np.sort(live), np.sort(memory.source_rows("b")))
+    vectors, _ = memory.rows(live)
+    np.testing.assert_allclose(np.abs(vectors), np.abs(eye[2:]), atol=1e-3)

@@ -40,6 +40,8 @@ class RowSource(Protocol):
 
     def class_prototypes(self, class_ids: Any = None) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def live_rows(self) -> np.ndarray: ...
+
 
 def _as_rows(result: Any) -> np.ndarray:
     """Accept both a bare `[q, k]` array and a search result object carrying `.rows`."""
@@ -85,34 +87,19 @@ def merged_class_prototypes(source: RowSource, class_index: Mapping[int, int | N
     return protos, counts > 0
 
 
-def _row_count(source: Any, total_rows: int | None) -> int:
-    if total_rows is not None:
-        return total_rows
-    try:
-        return len(source)
-    except TypeError as error:
-        raise TypeError("use_retrieval=False needs every support row: pass total_rows= or a source "
-                        "that has len()") from error
-
-
 def retrieve_support(queries: torch.Tensor, source: RowSource, class_index: Mapping[int, int | None],
-                     num_classes: int, config: AdaptConfig | None = None, *, unmapped: int | None = 0,
-                     total_rows: int | None = None) -> SupportSet:
+                     num_classes: int, config: AdaptConfig | None = None, *,
+                     unmapped: int | None = 0) -> SupportSet:
     """The SupportSet for one image, on the queries' device.
 
     With `config.use_retrieval` the rows are the union of the `config.k` nearest neighbours of every
-    query; without it (ablation) they are every stored row: one search for the `total_rows` nearest
-    (default `len(source)`; for a `SupportMemory` pass `memory.stats()["n_prototypes"]`), which returns
-    exactly the live rows however the store numbers them.
+    query; without it (ablation) they are every stored row (`source.live_rows()`).
     """
     config = config or AdaptConfig()
     if config.use_retrieval:
         rows = nearest_rows(queries, source, config.k)
     else:
-        total = _row_count(source, total_rows)
-        rows = np.zeros(0, dtype=np.int64)
-        if total:
-            rows = nearest_rows(queries.mean(dim=0, keepdim=True), source, total)
+        rows = np.asarray(source.live_rows(), dtype=np.int64)
     dim = queries.shape[1]
     if len(rows):
         vectors, memory_ids = source.rows(rows)
@@ -159,6 +146,9 @@ class ArraySource:
 
     def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.vectors[rows], self.class_ids[rows]
+
+    def live_rows(self) -> np.ndarray:
+        return np.arange(len(self), dtype=np.int64)
 
     def class_prototypes(self, class_ids: Any = None) -> tuple[np.ndarray, np.ndarray]:
         ids = np.unique(self.class_ids) if class_ids is None else np.asarray(class_ids, dtype=np.int64)
