@@ -28,6 +28,7 @@ from rns.runner import run_folder  # noqa: E402
 
 
 def backbone_only(backbone, images: list[Path]) -> tuple[float, list[float]]:
+    """Decode and dense features of every image, one after another: the floor a folder run can reach."""
     per_image = []
     start = time.perf_counter()
     for path in images:
@@ -38,6 +39,7 @@ def backbone_only(backbone, images: list[Path]) -> tuple[float, list[float]]:
 
 
 def folder_run(segmenter, images: list[Path]) -> float:
+    """A whole `rns segment` run into a fresh folder (default outputs), as the CLI does it."""
     out = Path(tempfile.mkdtemp(prefix="rns-throughput-"))
     start = time.perf_counter()
     report = run_folder(segmenter, images, out, observer=SilentProgress())
@@ -48,7 +50,8 @@ def folder_run(segmenter, images: list[Path]) -> float:
 
 def main() -> None:
     parser = timing_parser(__doc__)
-    parser.add_argument("--images", type=int, default=30, help="how many CamVid test images")
+    parser.add_argument("--images", type=int, default=12, help="how many CamVid test images")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every run")
     args = parser.parse_args()
     backbone = open_timing_backbone(args)
     names = class_names(args.data)
@@ -60,16 +63,18 @@ def main() -> None:
         "RNS (B=1 memory)": Segmenter(backbone, names, memory=memory),
     }
     backbone.dense_features(load_image(test.images[0]))  # warm-up: first call allocates
-    base_total, base_each = backbone_only(backbone, test.images)
-    print(f"\n{len(test.images)} CamVid test images, 480x360\n")
+    # Rounds interleave the runs, so drifting machine load touches each alike; medians over rounds.
+    seconds: dict[str, list[float]] = {"backbone forward alone": []}
+    for _ in range(args.rounds):
+        seconds["backbone forward alone"].append(backbone_only(backbone, test.images)[0])
+        for name, segmenter in segmenters.items():
+            seconds.setdefault(f"folder run, {name}", []).append(folder_run(segmenter, test.images))
+    base = statistics.median(seconds["backbone forward alone"])
+    print(f"\n{len(test.images)} CamVid test images (480x360), median of {args.rounds} interleaved rounds\n")
     print("| run | seconds | images/s | time / backbone-only |\n|---|---|---|---|")
-    print(f"| backbone forward alone | {base_total:.1f} | {len(test.images) / base_total:.2f} | 1.00 |")
-    for name, segmenter in segmenters.items():
-        elapsed = folder_run(segmenter, test.images)
-        print(f"| folder run, {name} | {elapsed:.1f} | {len(test.images) / elapsed:.2f} | "
-              f"{elapsed / base_total:.2f} |")
-    print(f"\nbackbone forward median {statistics.median(base_each) * 1000:.0f} ms per image")
-
+    for name, values in seconds.items():
+        elapsed = statistics.median(values)
+        print(f"| {name} | {elapsed:.1f} | {len(test.images) / elapsed:.2f} | {elapsed / base:.2f} |")
 
 if __name__ == "__main__":
     main()
