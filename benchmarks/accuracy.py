@@ -177,7 +177,8 @@ def table_regions(args, backbone, names, queries, train) -> None:
 
     cache = FeatureCache(backbone)
     kinds = ["none", "superpixels"] + (["sam"] if args.sam_checkpoint else [])
-    print(f"\n## Patches vs regions ({len(queries.images)} test images; RNS at B={args.region_shots}, "
+    shots = ", ".join(map(str, args.region_shots))
+    print(f"\n## Patches vs regions ({len(queries.images)} test images; RNS at B = {shots}, "
           f"seed {args.seeds[0]}); seconds per image exclude the backbone")
     header = ["zero-shot"] + [f"RNS B={b}" for b in args.region_shots]
     print("| regions | " + " | ".join(header) + " | s/img (regions + adapt) |")
