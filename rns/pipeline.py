@@ -147,8 +147,8 @@ class Segmenter:
                                if stored.get(k) != self.backbone.fingerprint.get(k))  # fmt: skip
             raise FingerprintMismatchError(
                 f"memory {memory.path} was built with other model/feature settings (differ in: "
-                f"{', '.join(differing)}); use the same --model/--pretrained/--checkpoint as when the "
-                "examples were added, another --memory, or --zero-shot"
+                f"{', '.join(differing)}); use the --model/--pretrained/--checkpoint/--variant the "
+                "examples were added with, another --memory, or --zero-shot"
             )
 
     def _memory_has_rows(self) -> bool:

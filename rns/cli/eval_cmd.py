@@ -40,13 +40,15 @@ Example:
 @backbone_options
 def eval_command(images_dir: str, masks_dir: str, classes_file: str, zero_shot: bool, regions: str,
                  sam_checkpoint: str | None, limit: int | None, as_json: bool, memory_path: str | None,
-                 model: str | None, pretrained: str | None, checkpoint: str | None, device: str) -> int:
+                 model: str | None, pretrained: str | None, checkpoint: str | None, variant: str | None,
+                 device: str) -> int:
     """Score rns on images with ground-truth masks (uses the support memory unless --zero-shot)."""
     labelled = load_labelled_set(images_dir, masks_dir, classes_file, limit=limit)
     options = SegmentOptions(zero_shot=zero_shot, background=labelled.has_background, regions=regions,
                              sam_checkpoint=sam_checkpoint, adapt=AdaptConfig())
     segmenter = build_segmenter(labelled.foreground_names, memory_path=memory_path, model=model,
-                                pretrained=pretrained, checkpoint=checkpoint, device=device, options=options)
+                                pretrained=pretrained, checkpoint=checkpoint, variant=variant, device=device,
+                                options=options)
     console = Console(stderr=True)
     info = segmenter.describe()
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

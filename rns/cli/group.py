@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rns.backbone.dense import VARIANTS
 from rns.devices import DEVICE_CHOICES
 
 
@@ -41,6 +42,13 @@ pretrained_option = click.option(
     default=None,
     help="open_clip pretrained tag (default laion2b_s34b_b88k, or $RNS_PRETRAINED).",
 )
+variant_option = click.option(
+    "--variant",
+    type=click.Choice(VARIANTS),
+    default=None,
+    help="Dense-feature variant of the last block (default naclip, or $RNS_VARIANT). A memory only "
+    "accepts features made with the variant it was built with.",
+)
 checkpoint_option = click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False),
@@ -51,6 +59,7 @@ checkpoint_option = click.option(
 
 def backbone_options(func):
     """The options that pick the backbone, shared by every command that builds one."""
-    for option in reversed((model_option, pretrained_option, checkpoint_option, device_option)):
+    options = (model_option, pretrained_option, checkpoint_option, variant_option, device_option)
+    for option in reversed(options):
         func = option(func)
     return func

@@ -40,7 +40,7 @@ def _device_line(requested: str) -> str:
 @cli.command("info")
 @backbone_options
 @memory_option
-def info(model: str | None, pretrained: str | None, checkpoint: str | None, device: str,
+def info(model: str | None, pretrained: str | None, checkpoint: str | None, variant: str | None, device: str,
          memory_path: str | None) -> None:
     """Show the model, weights, device, memory and feature settings rns would use, and what is missing.
 
@@ -51,7 +51,7 @@ def info(model: str | None, pretrained: str | None, checkpoint: str | None, devi
       rns info
       rns info --checkpoint ~/models/ViT-B-16-laion2b.bin
     """
-    spec = BackboneSpec.resolve(model, pretrained, checkpoint, None, device)
+    spec = BackboneSpec.resolve(model, pretrained, checkpoint, variant, device)
     weights = check_weights(spec.model, spec.pretrained, spec.checkpoint)
     memory = default_memory_path(memory_path)
     window = spec.window

@@ -52,8 +52,6 @@ Examples:
 @click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
               help="Neighbours retrieved per patch.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the head fit.")
-@click.option("--variant", type=click.Choice(["maskclip", "clearclip", "naclip"]), default=None,
-              help="Dense-feature variant of the backbone's last block.")
 @click.option("--glob", "glob_pattern", default="**/*", show_default=True,
               help="Which files of a folder input to take.")
 @click.option("--force", is_flag=True, help="Redo images whose outputs are already up to date.")
@@ -63,9 +61,9 @@ Examples:
 @backbone_options
 def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, save: str, zero_shot: bool,
                     regions: str, sam_checkpoint: str | None, background_threshold: float | None, solver: str,
-                    steps: int | None, k: int, seed: int, variant: str | None, glob_pattern: str, force: bool,
-                    quiet: bool, json_lines: bool, memory_path: str | None, model: str | None,
-                    pretrained: str | None, checkpoint: str | None, device: str) -> int:
+                    steps: int | None, k: int, seed: int, glob_pattern: str, force: bool, quiet: bool,
+                    json_lines: bool, memory_path: str | None, model: str | None, pretrained: str | None,
+                    checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
     kinds = parse_save(save)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
@@ -101,7 +99,8 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
 
 def _describe(segmenter) -> str:
     info = segmenter.describe()
-    return (f"rns {info['mode']} | {info['model']} ({info['weights']}) on {info['device']} | "
+    mode = "zero-shot" if info["mode"] == "zero-shot" else f"RNS, {info['memory_prototypes']} prototypes"
+    return (f"{mode} | {info['model']} ({info['weights']}) on {info['device']} | "
             f"classes: {', '.join(segmenter.class_names)}")
 
 

@@ -62,6 +62,7 @@ def add_support_command(
     model: str | None,
     pretrained: str | None,
     checkpoint: str | None,
+    variant: str | None,
     device: str,
 ) -> None:
     """Add labelled example images (IMAGE MASK pairs) to the support memory.
@@ -87,7 +88,8 @@ def add_support_command(
     from support_memory import SupportMemory
 
     with _status(f"loading the model ({model or 'default'})"):
-        backbone = build_backbone(model=model, pretrained=pretrained, checkpoint=checkpoint, device=device)
+        backbone = build_backbone(model=model, pretrained=pretrained, checkpoint=checkpoint, variant=variant,
+                                  device=device)
     memory = SupportMemory.open(memory_location, create=True)
     with stage_progress() as progress:
         report = add_checked_supports(
