@@ -119,3 +119,24 @@ def test_eval_scores_a_labelled_set(tmp_path, capsys):
     assert set(result["iou"]) == {"background", "widget"}
     assert 0.0 <= result["miou"] <= 100.0
     assert result["weights"] == "random init: for tests only"
+
+
+def test_examples_added_on_the_command_line_are_used_by_segment(tmp_path, capsys):
+    memory = str(tmp_path / "memory.zarr")
+    image, mask = save_pair(tmp_path / "supports", "s1", 1)
+    code, _, err = rns(["add-support", str(image), str(mask), "--labels", "0=background,1=widget",
+                        "--memory", memory, *TINY], capsys)  # fmt: skip
+    assert code == 0, err
+    query = tmp_path / "query.png"
+    Image.fromarray(two_texture_image(5)).save(query)
+    out = tmp_path / "out"
+    code, _, err = rns(["segment", str(query), "--classes", "widget", "--memory", memory, "--out", str(out),
+                        *TINY], capsys)  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((out / "query.summary.json").read_text())
+    assert summary["info"]["mode"] == "adapted" and summary["info"]["num_retrieved"] > 0
+
+    # Features of another variant are refused with one line naming the setting that differs.
+    code, _, err = rns(["segment", str(query), "--classes", "widget", "--memory", memory, "--out", str(out),
+                        "--variant", "maskclip", *TINY], capsys)  # fmt: skip
+    assert code == 2 and "variant" in err and len(err.strip().splitlines()) == 1
