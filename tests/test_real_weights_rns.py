@@ -1,0 +1,53 @@
+"""With real CLIP weights, a few CamVid examples must beat zero-shot on CamVid test photos.
+
+Skips with the reason where real weights (the open_clip cache or RNS_CHECKPOINT) or the CamVid copy are
+missing. The floor is deliberately modest (RNS above zero-shot on a handful of photos); the full figures
+come from `benchmarks/accuracy.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_backbone_real import _real_weights
+
+from rns.backbone import build_backbone
+from rns.evaluation import ConfusionMatrix
+from rns.imageio import load_image, load_mask
+from rns.labels import LabelMapping
+from rns.pipeline import Segmenter, SegmentOptions
+from rns.support import add_supports
+from support_memory import SupportMemory
+
+CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
+
+pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
+
+
+def _miou(segmenter: Segmenter, pairs: list[tuple[Path, Path]], num_classes: int) -> float:
+    matrix = ConfusionMatrix(num_classes)
+    for image, mask in pairs:
+        matrix.update(load_mask(mask), segmenter.segment(load_image(image)).labels)
+    return matrix.scores().miou
+
+
+def test_examples_from_train_beat_zero_shot_on_test(tmp_path):
+    model, pretrained, checkpoint = _real_weights()
+    if not (CAMVID / "classes.txt").is_file():
+        pytest.skip(f"CamVid not found at {CAMVID}")
+    names = LabelMapping.from_classes_file(CAMVID / "classes.txt").class_names
+    backbone = build_backbone(model, pretrained, checkpoint)
+    train = sorted((CAMVID / "train" / "images").glob("*.jpg"))[::40][:8]
+    supports = [(image, CAMVID / "train" / "masks" / f"{image.stem}.png") for image in train]
+    memory = SupportMemory.open(tmp_path / "memory.zarr")
+    add_supports(backbone, memory, supports, LabelMapping.from_classes_file(CAMVID / "classes.txt"))
+    test = sorted((CAMVID / "test" / "images").glob("*.jpg"))[::50][:5]
+    queries = [(image, CAMVID / "test" / "masks" / f"{image.stem}.png") for image in test]
+    zero = _miou(Segmenter(backbone, names, options=SegmentOptions(zero_shot=True, background=False)),
+                 queries, len(names))  # fmt: skip
+    adapted = _miou(Segmenter(backbone, names, memory=memory, options=SegmentOptions(background=False)),
+                    queries, len(names))  # fmt: skip
+    print(f"{backbone!r}: zero-shot mIoU {100 * zero:.1f}, "
+          f"RNS with {len(supports)} examples {100 * adapted:.1f}")
+    assert adapted > zero
