@@ -196,7 +196,7 @@ class Segmenter:
         state = {
             "fingerprint": self.backbone.fingerprint,
             "plan": asdict(self.plan),
-            "options": _jsonable(asdict(self.options)),
+            "options": asdict(self.options),  # json.dumps writes tuples as lists
             "memory": self._description["memory_commit"],
             "regions": self.region_proposer.settings_key() if self.region_proposer is not None else None,
         }
@@ -343,14 +343,6 @@ def _as_pil(image: Image.Image | np.ndarray | str | os.PathLike) -> Image.Image:
             return Image.fromarray(array).convert("RGB")
         raise InputError(f"image array has shape {array.shape}; give RGB [H, W, 3] or grey [H, W]")
     return load_image(image)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class _Clock:
