@@ -48,6 +48,7 @@ from rns.outputs import (
     save_segmentation,
     write_classes_json,
 )
+from rns.progress import SilentProgress
 from rns.segmentation import Segmentation
 
 DONE_SUFFIX = ".rns.json"
@@ -161,17 +162,6 @@ class RunObserver(Protocol):
     def on_image(self, event: ImageEvent) -> None: ...
 
     def on_end(self, report: RunReport) -> None: ...
-
-
-class _NoObserver:
-    def on_start(self, total: int, out_dir: Path) -> None:
-        pass
-
-    def on_image(self, event: ImageEvent) -> None:
-        pass
-
-    def on_end(self, report: RunReport) -> None:
-        pass
 
 
 @dataclass
@@ -346,7 +336,7 @@ def run_folder(
     out = Path(out_dir)
     kinds = parse_save(save)
     images = _as_images(inputs, glob, out)
-    observer = observer or _NoObserver()
+    observer = observer or SilentProgress()
     key = run_settings_key(segmenter.settings_key(), overlay_alpha=overlay_alpha, background=background)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out)
