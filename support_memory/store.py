@@ -243,7 +243,8 @@ class _Draft:
         existing = self.manifest.sources.get(source_id)
         if existing is None:
             raise UnknownEntryError(
-                f"memory {self.memory.path} has no source {source_id!r}; list them with the sources command"
+                f"memory {self.memory.path} has no source {source_id!r}; "
+                "name its image file or an id from `rns memory export`"
             )
         self._release_ranges(existing.ranges)
         del self.manifest.sources[source_id]
@@ -254,7 +255,7 @@ class _Draft:
         record = self.manifest.class_by_name(name)
         if record is None:
             raise UnknownEntryError(
-                f"memory {self.memory.path} has no class {name!r}; list them with the classes command"
+                f"memory {self.memory.path} has no class {name!r}; see `rns memory list` for its classes"
             )
         for source in list(self.manifest.sources.values()):
             if name not in source.class_names:
