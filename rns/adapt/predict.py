@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rns.adapt.anchors import build_anchor_set, neutral_text_prior, pseudo_prototypes
+from rns.adapt.anchors import AnchorSet, build_anchor_set, neutral_text_prior, pseudo_prototypes
 from rns.adapt.head import HeadProblem, LinearHead, build_problem, objective
 from rns.adapt.relevance import class_relevance
 from rns.adapt.solvers import fit_head
@@ -131,7 +131,7 @@ def plan_head(queries: torch.Tensor, text: ClassText, support: SupportSet, confi
     prior = neutral_text_prior(work_text, device)
     anchors = build_anchor_set(roles.visual, work_text, config.lambdas, prior, dim, device)
     from_image: list[int] = []
-    pseudo = build_anchor_set({}, work_text, config.lambdas, prior, dim, device)
+    pseudo = AnchorSet.empty(dim, device)
     pseudo_targets = torch.zeros(0, text.num_classes, device=device)
     if roles.pseudo:
         zero_shot_labels = zero_shot_logits(queries, work_text, config.temperature).argmax(dim=1)
