@@ -338,7 +338,12 @@ def run_folder(
     images = _as_images(inputs, glob, out)
     observer = observer or SilentProgress()
     key = run_settings_key(segmenter.settings_key(), overlay_alpha=overlay_alpha, background=background)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"cannot create output folder {out} ({error.strerror}); choose another --out"
+        ) from None
     remove_stale_temp_files(out)
 
     report = RunReport(out_dir=out, total=len(images))

@@ -356,7 +356,13 @@ class SupportMemory:
                 raise NotAMemoryError(
                     f"no support memory at {path}; add supports first (add-support) or check --memory"
                 )
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise NotAMemoryError(
+                    f"cannot create a support memory at {path} ({error.strerror}); give --memory a writable "
+                    "directory path"
+                ) from None
             with WriterLock(path, lock_timeout_s):
                 if not manifest_path.exists():
                     zarr.open_group(str(path), mode="a", zarr_format=3)

@@ -207,6 +207,8 @@ def test_not_a_memory_refused(tmp_path: Path) -> None:
     with pytest.raises(NotAMemoryError, match="no support memory"):
         SupportMemory.open(tmp_path / "missing", create=False)
     assert not (tmp_path / "missing").exists()
+    with pytest.raises(NotAMemoryError, match="cannot create a support memory"):
+        SupportMemory.open(folder / "cat.jpg" / "memory")
 
 
 def test_damaged_manifest_and_rows_detected(memory: SupportMemory, rng: np.random.Generator) -> None:

@@ -308,3 +308,10 @@ def test_sigkill_midway_then_rerun_completes(tmp_path):
     assert report.done == 20 - len(finished_before)
     assert len(_check_outputs_valid(out)) == 20
     assert [p for p in out.rglob("*") if p.name.endswith(".rns-tmp")] == []
+
+
+def test_output_folder_that_cannot_be_created_is_one_line_input_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match="cannot create output folder"):
+        run_folder(BrightnessSegmenter(), make_folder(tmp_path / "in", count=1, corrupt=()), blocker / "out")
