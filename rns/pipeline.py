@@ -31,7 +31,6 @@ from rns.paths import cache_dir, default_memory_path
 from rns.segmentation import BACKGROUND, Segmentation
 from rns.upsample import upsample_probabilities
 from support_memory import SupportMemory
-from support_memory.errors import FingerprintMismatchError
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ class Segmenter:
         self.options = options or SegmentOptions()
         self.memory = None if self.options.zero_shot else memory
         if self.memory is not None:
-            self._check_fingerprint(self.memory)
+            self.memory.check_fingerprint(backbone.fingerprint)
         asked = self._asked_classes(classes, memory)
         self.plan = plan_classes(asked, memory, background=self.options.background)
         self.region_proposer = region_proposer
@@ -139,17 +138,6 @@ class Segmenter:
                 "no classes to segment: pass --classes \"a,b\" (or add examples with rns add-support first)"
             )
         return names
-
-    def _check_fingerprint(self, memory: SupportMemory) -> None:
-        stored = memory.fingerprint
-        if stored is not None and stored != self.backbone.fingerprint:
-            differing = sorted(k for k in set(stored) | set(self.backbone.fingerprint)
-                               if stored.get(k) != self.backbone.fingerprint.get(k))  # fmt: skip
-            raise FingerprintMismatchError(
-                f"memory {memory.path} was built with other model/feature settings (differ in: "
-                f"{', '.join(differing)}); use the --model/--pretrained/--checkpoint/--variant the "
-                "examples were added with, another --memory, or --zero-shot"
-            )
 
     def _memory_has_rows(self) -> bool:
         return self.memory is not None and self.memory.stats()["n_prototypes"] > 0

@@ -9,7 +9,6 @@ unchanged without recomputing their features.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -238,14 +237,11 @@ def add_checked_supports(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     check_class_texts(class_texts, mapping)
     fingerprint = backbone.fingerprint
+    # A memory built under another backbone refuses these rows: say so before extracting anything.
+    memory.check_fingerprint(fingerprint)
     known = {source.source_id: source.content_key for source in memory.sources()}
-    # Skipping needs the same backbone: under another one the memory must get the rows and refuse them.
-    # Explicit texts are also passed on, since the memory records them even for an unchanged source.
-    same_backbone = memory.fingerprint == _as_stored(fingerprint)
-    may_skip = same_backbone and not class_texts
-    # Under another backbone the memory will refuse the rows: commit the first image alone so that its
-    # error comes after one extraction, not a whole batch of them.
-    first_batch_size = 1 if memory.fingerprint is not None and not same_backbone else batch_size
+    # Explicit texts are passed on even for an unchanged source, since the memory records them.
+    may_skip = not class_texts
     statuses: dict[str, str] = {}
     pending: list[tuple[CheckedSupport, SourceEntry]] = []
 
@@ -262,7 +258,7 @@ def add_checked_supports(
             statuses[pair.source_id] = "unchanged"
         else:
             pending.append((pair, _extract_entry(backbone, pair, mapping, class_texts)))
-            if len(pending) >= (batch_size if statuses else first_batch_size):
+            if len(pending) >= batch_size:
                 commit()
         if progress:
             progress("extracting", done, len(checked))
@@ -280,11 +276,6 @@ def add_checked_supports(
             for pair in checked
         ]
     )
-
-
-def _as_stored(fingerprint: dict) -> dict:
-    """The fingerprint as the memory keeps it (a JSON round trip: tuples become lists)."""
-    return json.loads(json.dumps(fingerprint, sort_keys=True))
 
 
 def _extract_entry(

@@ -120,6 +120,16 @@ class _Snapshot:
         return self._live
 
 
+def _refuse_other_fingerprint(path: Path, stored: dict[str, Any], offered: dict[str, Any]) -> None:
+    """The one place that decides whether rows made under `offered` may join a memory made under `stored`."""
+    if stored != offered:
+        differences = "; ".join(fingerprint_differences(stored, offered))
+        raise FingerprintMismatchError(
+            f"memory {path} holds features made with other model settings ({differences}); use another "
+            "--memory for these settings, or the model settings the memory was built with"
+        )
+
+
 @dataclass
 class _PendingRows:
     vectors: np.ndarray  # float16 [m, d]
@@ -148,12 +158,7 @@ class _Draft:
             self.manifest.fingerprint = fingerprint
             self.changed = True
             return
-        if stored != fingerprint:
-            differences = "; ".join(fingerprint_differences(stored, fingerprint))
-            raise FingerprintMismatchError(
-                f"memory {self.memory.path} holds features made with other model settings ({differences}); "
-                "use another --memory for these settings, or the same model settings as the memory"
-            )
+        _refuse_other_fingerprint(self.memory.path, stored, fingerprint)
 
     def accept_dim(self, dim: int) -> None:
         if self.manifest.dim is None:
@@ -651,6 +656,16 @@ class SupportMemory:
         """
         entry = SourceEntry(source_id, vectors, class_names, content_key, class_texts)
         return self.put_sources([entry], fingerprint=fingerprint)[0]
+
+    def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        """Raise FingerprintMismatchError now if rows made under `fingerprint` would be refused.
+
+        Callers check before expensive work (feature extraction, a whole folder run); every put checks
+        again under the writer lock, so this is an early answer, not the guard.
+        """
+        stored = self._snapshot.manifest.fingerprint
+        if stored is not None:
+            _refuse_other_fingerprint(self.path, stored, _validate_fingerprint(fingerprint))
 
     def put_sources(self, entries: Sequence[SourceEntry], *, fingerprint: dict[str, Any]) -> list[str]:
         """Store many sources in one atomic commit; returns one status per entry (see put_source)."""

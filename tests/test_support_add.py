@@ -181,7 +181,7 @@ def test_another_backbone_is_refused_by_the_memory(memory: SupportMemory, pairs)
     with pytest.raises(FingerprintMismatchError, match="other model settings"):
         add_supports(other, memory, pairs, MAPPING)
     assert state(memory) == before
-    assert other.calls == 1  # refused after the first image, not after a whole batch
+    assert other.calls == 0  # refused before any feature extraction
 
 
 def test_a_killed_bulk_run_keeps_finished_batches_and_resumes(memory: SupportMemory, pairs) -> None:
