@@ -466,13 +466,19 @@ def _write(
     """Writer-thread work: every output, then the done record (the image's commit point)."""
     image = prepared.image
     began = time.perf_counter()
-    paths = save_segmentation(
-        seg, prepared.picture, out, image.stem, kinds, source=image.path, overlay_alpha=overlay_alpha
-    )
     counts = pixel_counts(seg)
-    seconds = {**seconds, "write": time.perf_counter() - began}
-    seconds["total"] = seconds["read"] + seconds["segment"] + seconds["write"]
-    _write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
+    try:
+        paths = save_segmentation(
+            seg, prepared.picture, out, image.stem, kinds, source=image.path, overlay_alpha=overlay_alpha
+        )
+        seconds = {**seconds, "write": time.perf_counter() - began}
+        seconds["total"] = seconds["read"] + seconds["segment"] + seconds["write"]
+        _write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
+    except OSError as error:
+        # Disk full, permissions, a vanished folder: this image is not done (no done record), the run goes on.
+        reason = f"could not write the outputs of {image.path} under {out} ({error.strerror or error}): " \
+                 "check free space and permissions, then run again"
+        return _Outcome(ImageEvent("failed", index, total, image, reason=reason))
     steps = {**seconds, **{f"segmenter.{name}": float(value) for name, value in seg.timings.items()}}
     return _Outcome(
         ImageEvent("done", index, total, image, seconds=seconds, outputs=paths),

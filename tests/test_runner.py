@@ -315,3 +315,23 @@ def test_output_folder_that_cannot_be_created_is_one_line_input_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(InputError, match="cannot create output folder"):
         run_folder(BrightnessSegmenter(), make_folder(tmp_path / "in", count=1, corrupt=()), blocker / "out")
+
+
+def test_a_disk_error_while_writing_fails_that_image_and_the_run_goes_on(tmp_path, monkeypatch):
+    import errno
+
+    import rns.runner as runner
+
+    make_folder(tmp_path / "in", count=4, corrupt=())
+    real_save = runner.save_segmentation
+
+    def save_or_disk_full(seg, image, out, stem, *args, **kwargs):
+        if stem == "img01":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(seg, image, out, stem, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "save_segmentation", save_or_disk_full)
+    report = run_folder(BrightnessSegmenter(), [tmp_path / "in"], tmp_path / "out")
+    assert report.done == 3 and report.failed == 1 and report.exit_code == 1
+    assert "No space left on device" in report.failures[0].reason
+    assert len(_done_stems(tmp_path / "out")) == 3
