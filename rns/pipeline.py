@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, segment_features
+from rns.adapt.predict import missing_class_error
 from rns.backbone import ClipBackbone, build_backbone
 from rns.classes import background_words, parse_class_list
 from rns.errors import InputError
@@ -149,11 +150,7 @@ class Segmenter:
             visual = {label for label in self._class_index.values() if label is not None}
         for label, prompts in enumerate(self.plan.prompts):
             if prompts is None and label not in visual:
-                name = self.plan.names[label]
-                raise InputError(
-                    f"class {name!r} has no usable name and no examples in the memory; add examples with "
-                    f"`rns add-support IMAGE MASK --class {name}`, or give it a text prompt"
-                )
+                raise missing_class_error(self.plan.names[label])
 
     # -- public API --------------------------------------------------------------------------------------
     @property

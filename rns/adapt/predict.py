@@ -32,10 +32,10 @@ class ClassRoles:
     pseudo: list[int]
 
 
-def _missing_class_error(text: ClassText, c: int) -> InputError:
-    name = text.name(c)
+def missing_class_error(name: str) -> InputError:
+    """The error for a class that can never be predicted: it has neither a usable name nor examples."""
     return InputError(f"class {name!r} has no usable name and no examples: add examples of it with "
-                      f"`rns add-support IMAGE MASK` or give it a text prompt with --text")
+                      f"`rns add-support IMAGE MASK --class {name}`, or give it a text prompt with --text")
 
 
 def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> ClassRoles:
@@ -64,7 +64,7 @@ def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> Cl
         elif has_text:
             pseudo.append(c)
         else:
-            raise _missing_class_error(text, c)
+            raise missing_class_error(text.name(c))
     return ClassRoles(visual, pseudo)
 
 
@@ -94,7 +94,7 @@ def zero_shot(queries: torch.Tensor, text: ClassText, config: AdaptConfig | None
     start = _clock(queries.device)
     for c, vectors in enumerate(text.vectors):
         if vectors is None:
-            raise _missing_class_error(text, c)
+            raise missing_class_error(text.name(c))
     logits = zero_shot_logits(queries.float(), text, config.temperature)
     timings = {"zero_shot": _clock(queries.device) - start}
     return _finish(logits, config, timings, {"mode": "zero-shot", "num_retrieved": 0})
