@@ -38,16 +38,22 @@ def memory_group() -> None:
 
 
 @memory_group.command("list")
+@click.option("--sources", "per_source", is_flag=True, help="List the support images (source ids) instead.")
 @memory_option
 @json_option
-def list_command(memory_path: str | None, as_json: bool) -> None:
+def list_command(per_source: bool, memory_path: str | None, as_json: bool) -> None:
     """List the classes in the memory: prototypes, source images and text prompt.
 
     \b
-    Example:
+    Examples:
       rns memory list --memory ./memory.zarr
+      rns memory list --sources
     """
-    classes = _open(memory_path).classes()
+    memory = _open(memory_path)
+    if per_source:
+        _list_sources(memory, as_json)
+        return
+    classes = memory.classes()
     if as_json:
         rows = [
             {"name": c.name, "text": c.text if c.has_text else None, "has_text": c.has_text,
@@ -65,6 +71,21 @@ def list_command(memory_path: str | None, as_json: bool) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(3)]
     for name, prototypes, sources, text in table:
         click.echo(f"{name:<{widths[0]}}  {prototypes:>{widths[1]}}  {sources:>{widths[2]}}  {text}")
+
+
+def _list_sources(memory, as_json: bool) -> None:
+    """One line per support image: its id (what `remove --source` takes), prototypes and classes."""
+    sources = memory.sources()
+    if as_json:
+        rows = [{"source": s.source_id, "prototypes": s.n_prototypes, "classes": list(s.class_names)}
+                for s in sources]  # fmt: skip
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not sources:
+        click.echo("the memory holds no support images yet; add some with: rns add-support IMAGE MASK ...")
+        return
+    for source in sources:
+        click.echo(f"{source.source_id}  {source.n_prototypes:>3}  {', '.join(source.class_names)}")
 
 
 @memory_group.command("stats")
@@ -104,18 +125,24 @@ def remove_command(sources: tuple[str, ...], class_names: tuple[str, ...], memor
         raise InputError("name what to remove: --source ID|IMAGE or --class NAME (both may repeat)")
     memory = _open(memory_path)
     by_id = {info.source_id: info for info in memory.sources()}
-    for given in sources:
-        source_id = _source_id(given)
-        info = by_id.get(source_id)
-        memory.remove_source(source_id)  # raises the memory's UnknownEntryError for an id it lacks
-        detail = f" ({info.n_prototypes} prototypes: {', '.join(info.class_names)})" if info else ""
-        click.echo(f"removed source {source_id}{detail}")
     counts = {info.name: info for info in memory.classes()}
+    source_ids = [_source_id(given) for given in sources]
+    # Every name is checked before anything is removed, so a typo in the last one removes nothing.
+    unknown = [f"source {given!r}" for given, source_id in zip(sources, source_ids, strict=True)
+               if source_id not in by_id]  # fmt: skip
+    unknown += [f"class {name!r}" for name in class_names if name not in counts]
+    if unknown:
+        raise InputError(f"memory {memory.path} has no {', '.join(unknown)}; nothing was removed (see "
+                         "`rns memory list`, and `rns memory list --sources` for source ids)")
+    for source_id in source_ids:
+        info = by_id[source_id]
+        memory.remove_source(source_id)
+        classes = ", ".join(info.class_names)
+        click.echo(f"removed source {source_id} ({info.n_prototypes} prototypes: {classes})")
     for name in class_names:
-        info = counts.get(name)
+        info = counts[name]
         memory.remove_class(name)
-        detail = f" ({info.n_prototypes} prototypes from {info.n_sources} sources)" if info else ""
-        click.echo(f"removed class {name}{detail}")
+        click.echo(f"removed class {name} ({info.n_prototypes} prototypes from {info.n_sources} sources)")
 
 
 def _source_id(given: str) -> str:
