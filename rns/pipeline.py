@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from rns.errors import InputError
 from rns.imageio import load_image
 from rns.paths import cache_dir, default_memory_path
 from rns.segmentation import BACKGROUND, Segmentation
+from rns.timing import StageClock
 from rns.upsample import upsample_probabilities
 from support_memory import SupportMemory
 
@@ -190,7 +190,7 @@ class Segmenter:
     def segment(self, image: Image.Image | np.ndarray | str | os.PathLike) -> Segmentation:
         """Segment one image (a PIL image, an RGB/grey array, or a path)."""
         image = _as_pil(image)
-        clock = _Clock(self.backbone.device)
+        clock = StageClock(self.backbone.device)
         features = self.backbone.dense_features(image)  # [gh, gw, d]
         return self.segment_features(image, features, backbone_seconds=clock.lap())
 
@@ -202,7 +202,7 @@ class Segmenter:
         Benchmarks use it to compare methods on the same features without recomputing them.
         """
         timings: dict[str, float] = {} if backbone_seconds is None else {"backbone": backbone_seconds}
-        clock = _Clock(self.backbone.device)
+        clock = StageClock(self.backbone.device)
         gh, gw, dim = features.shape
 
         region_map = None
@@ -328,24 +328,3 @@ def _as_pil(image: Image.Image | np.ndarray | str | os.PathLike) -> Image.Image:
             return Image.fromarray(array).convert("RGB")
         raise InputError(f"image array has shape {array.shape}; give RGB [H, W, 3] or grey [H, W]")
     return load_image(image)
-
-
-class _Clock:
-    """Stage timer that waits for the GPU before reading the time, so stage figures are honest."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.start = self.last = self._now()
-
-    def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def lap(self) -> float:
-        now = self._now()
-        elapsed, self.last = now - self.last, now
-        return elapsed
-
-    def total(self) -> float:
-        return self._now() - self.start

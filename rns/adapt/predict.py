@@ -6,7 +6,6 @@ given (patches or regions).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ from rns.adapt.solvers import fit_head
 from rns.adapt.types import AdaptConfig, AdaptResult, ClassText, SupportSet
 from rns.adapt.zero_shot import text_similarity, zero_shot_logits
 from rns.errors import InputError
+from rns.timing import device_time
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,6 @@ def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> Cl
     return ClassRoles(visual, pseudo)
 
 
-def _clock(device: torch.device) -> float:
-    """Wall time after the device has finished its queued work, so that stage timings are honest."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def _finish(logits: torch.Tensor, config: AdaptConfig, timings: dict[str, float],
             diagnostics: dict[str, object]) -> AdaptResult:
     """Probabilities and labels, with the optional background threshold."""
@@ -91,12 +84,12 @@ def zero_shot(queries: torch.Tensor, text: ClassText, config: AdaptConfig | None
     Every class needs text here: a class known only from examples cannot be found without them.
     """
     config = config or AdaptConfig()
-    start = _clock(queries.device)
+    start = device_time(queries.device)
     for c, vectors in enumerate(text.vectors):
         if vectors is None:
             raise missing_class_error(text.name(c))
     logits = zero_shot_logits(queries.float(), text, config.temperature)
-    timings = {"zero_shot": _clock(queries.device) - start}
+    timings = {"zero_shot": device_time(queries.device) - start}
     return _finish(logits, config, timings, {"mode": "zero-shot", "num_retrieved": 0})
 
 
@@ -166,17 +159,17 @@ def segment_features(queries: torch.Tensor, text: ClassText, support: SupportSet
             return zero_shot(queries, text, config)
         support = SupportSet.empty(text.num_classes, queries.shape[1], device)
     timings: dict[str, float] = {}
-    start = _clock(device)
+    start = device_time(device)
     plan = plan_head(queries, text, support.to(device), config)
-    timings["prepare"] = _clock(device) - start
+    timings["prepare"] = device_time(device) - start
 
-    start = _clock(device)
+    start = device_time(device)
     head = fit_head(plan.problem, config)
-    timings["head_fit"] = _clock(device) - start
+    timings["head_fit"] = device_time(device) - start
 
-    start = _clock(device)
+    start = device_time(device)
     logits = head(queries)
-    timings["predict"] = _clock(device) - start
+    timings["predict"] = device_time(device) - start
     diagnostics: dict[str, object] = {
         "mode": "adapted",
         "solver": config.solver,
