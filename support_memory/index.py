@@ -1,24 +1,31 @@
 """Optional approximate index (FAISS) for large memories, persisted beside the zarr store.
 
 Exact search costs q x n x d multiply-adds: about 0.5 T for one 448-px image (1036 patches) against a
-million rows, tens of seconds on a small CPU. Above `IndexConfig.approximate_threshold` live rows (and only
-when `faiss` is installed) the memory searches an inverted-file index instead:
+million rows, seconds on a small CPU. Above `IndexConfig.approximate_threshold` live rows (and only when
+`faiss` is installed) the memory searches an inverted-file index instead:
 
-    IVF{nlist}_HNSW32,SQfp16   nlist ~ 4 sqrt(n) lists, an HNSW graph over the list centroids (so picking
-                               the lists costs far less than comparing every query with every centroid),
-                               rows kept as float16: the same numbers as the zarr rows, so the scores of
-                               the candidates it returns are exact and only the candidate set is approximate.
+    IVF{nlist},SQfp16   nlist ~ 2 sqrt(n) lists chosen by a flat (exact, BLAS) coarse quantizer, rows kept
+                        as float16 and scored directly (not as residuals): the same numbers as the zarr
+                        rows, so the scores of the candidates it returns are exact and only the candidate
+                        set is approximate. nprobe 2.
 
-This choice was measured (see benchmarks/retrieval.py and the support_memory notes in ARCHITECTURE.md):
-PQ codes (even with exact re-ranking) lost too much recall among the close neighbours inside one cluster;
-8-bit scalar codes capped recall@4 near 0.93; a flat coarse quantizer made choosing lists the bottleneck.
+This choice was measured (benchmarks/retrieval.py, 1036 queries, d=512, 2 cores; numbers in
+ARCHITECTURE.md): an HNSW graph over the list centroids missed the query's best lists (centroids of
+clustered features are close to random points in 512-d, the worst case for a graph), so it needed 8
+probes and still lost recall; exact list choice by one matrix product finds them, and 2 probes of ~2 sqrt(n)
+lists then beat it on both time and recall. PQ codes (even with exact re-ranking) lost too much recall
+among the close neighbours inside one cluster; 8-bit scalar codes capped recall@4 near 0.93.
+
+Queries that are exact duplicates (flat image regions give identical patch features) are searched once.
 
 The index covers rows [0, n_indexed) of one generation of one store; `index/meta.json` (replaced
 atomically, after the index file it names is fsynced) is its commit point. It is:
 - used only if its store id and generation match the manifest, else ignored and rebuilt (compaction
   renumbers rows, so an index of another generation would point at wrong rows);
-- updated incrementally: committed rows past n_indexed are searched exactly and merged, and once they
-  exceed `max_tail_fraction` they are added to the index, which is then saved if no writer holds the lock;
+- updated incrementally: a few committed rows past n_indexed (up to `exact_tail_rows`) are searched
+  exactly and merged; more are added to the loaded index (cheaper than scanning them exactly for every
+  query), which is saved once the rows missing from the saved file exceed `max_tail_fraction`, if no
+  writer holds the lock;
 - told about removals by a selector: rows outside the snapshot's live ranges are excluded at search time.
 Restricting a search to a few classes falls back to the exact search (an IVF probe of a few lists would
 often find too few rows of a rare class).
@@ -37,7 +44,7 @@ import numpy as np
 
 from support_memory import durability
 from support_memory.locking import WriterLock
-from support_memory.search import SearchResult, exact_search, merge_results
+from support_memory.search import DistinctQueries, SearchResult, exact_search, merge_results
 
 if TYPE_CHECKING:
     from support_memory.manifest import Manifest
@@ -54,15 +61,17 @@ class IndexConfig:
     enabled: False never uses an index (exact search always).
     approximate_threshold: live rows from which searches are approximate (below it, exact is fast enough).
     nprobe: inverted lists visited per query (recall vs time, see benchmarks/retrieval.py).
-    factory: a faiss index_factory string to use instead of the default "IVF{nlist}_HNSW32,SQfp16".
-    max_tail_fraction: committed rows not yet in the index (searched exactly meanwhile) that trigger an
-      incremental update and save.
+    factory: a faiss index_factory string to use instead of the default "IVF{nlist},SQfp16".
+    exact_tail_rows: committed rows not yet in the index that are searched exactly and merged; beyond
+      this they are added to the loaded index first (scanning them per query would cost more).
+    max_tail_fraction: the share of rows missing from the saved index file that triggers a save.
     """
 
     enabled: bool = True
     approximate_threshold: int = 200_000
-    nprobe: int = 8
+    nprobe: int = 2
     factory: str | None = None
+    exact_tail_rows: int = 2048
     max_tail_fraction: float = 0.05
     train_rows_per_list: int = 40
 
@@ -76,9 +85,14 @@ def faiss_available() -> bool:
 
 
 def default_factory(n_rows: int) -> str:
-    """IVF with ~4 sqrt(n) lists (a power of two, 64..65536) over an HNSW coarse quantizer, float16 rows."""
-    nlist = 2 ** int(round(math.log2(max(4 * math.sqrt(max(n_rows, 1)), 64))))
-    return f"IVF{min(nlist, 65536)}_HNSW32,SQfp16"
+    """IVF with ~2 sqrt(n) lists (a power of two, 64..16384) and a flat coarse quantizer, float16 rows.
+
+    Why 2 sqrt(n): a query costs nlist inner products to choose lists (one fast matrix product for all
+    queries) plus nprobe * n / nlist to scan them (float16 decoding, slower per product); ~2 sqrt(n)
+    balances the two at nprobe 2 (measured at 100k and 1M rows).
+    """
+    nlist = 2 ** int(round(math.log2(max(2 * math.sqrt(max(n_rows, 1)), 64))))
+    return f"IVF{min(nlist, 16384)},SQfp16"
 
 
 @dataclass
@@ -88,6 +102,7 @@ class _Loaded:
     generation: int
     n_indexed: int
     factory: str
+    n_saved: int  # rows covered by the saved file; the loaded index may hold more
 
 
 class IndexManager:
@@ -128,19 +143,20 @@ class IndexManager:
         manifest = snapshot.manifest
         n_covered = min(loaded.n_indexed, manifest.n_rows)
         live = snapshot.live_mask()
+        distinct = DistinctQueries(queries)
         params = faiss.SearchParametersIVF()
         params.nprobe = self.config.nprobe
         bitmap = None
         if loaded.n_indexed > n_covered or not live[:n_covered].all():
             bitmap = np.packbits(live[:n_covered], bitorder="little")
             params.sel = faiss.IDSelectorBitmap(n_covered, faiss.swig_ptr(bitmap))
-        scores, rows = loaded.index.search(queries, k, params=params)
+        scores, rows = loaded.index.search(distinct.rows, k, params=params)
         result = SearchResult(scores=scores.astype(np.float32), rows=rows.astype(np.int64))
         del bitmap  # the selector points into it; keep it alive until the search is done
         if n_covered < manifest.n_rows:
-            tail = memory._blocks(snapshot, n_covered, manifest.n_rows, queries.shape[0], None)
-            result = merge_results([result, exact_search(queries, k, tail)], k)
-        return result
+            tail = memory._blocks(snapshot, n_covered, manifest.n_rows, distinct.rows.shape[0], None)
+            result = merge_results([result, exact_search(distinct.rows, k, tail)], k)
+        return distinct.scatter(result)
 
     def build(self, memory: SupportMemory, snapshot: _Snapshot) -> dict[str, Any] | None:
         """Bring the index up to date with the snapshot and save it; None when faiss is not installed."""
@@ -155,16 +171,15 @@ class IndexManager:
         loaded = self._loaded
         if loaded is None or not self._matches(loaded.store_id, loaded.generation, manifest):
             loaded = self._load(manifest)
-        changed = False
+        trained = loaded is None
         if loaded is None:
             loaded = self._train(memory, snapshot)
-            changed = True
         tail = manifest.n_rows - loaded.n_indexed
-        if tail > 0 and (force_save or changed or tail > self.config.max_tail_fraction * manifest.n_rows):
+        if tail > 0 and (force_save or trained or tail > self.config.exact_tail_rows):
             self._add_rows(memory, snapshot, loaded, manifest.n_rows)
-            changed = True
         self._loaded = loaded
-        if changed or force_save:
+        unsaved = loaded.n_indexed - loaded.n_saved
+        if force_save or trained or unsaved > self.config.max_tail_fraction * manifest.n_rows:
             self._save(memory, loaded, wait=force_save)
         return loaded
 
@@ -190,7 +205,8 @@ class IndexManager:
             return None
         if index.ntotal != meta["n_indexed"] or index.d != manifest.dim:
             return None
-        return _Loaded(index, meta["store_id"], meta["generation"], int(meta["n_indexed"]), meta["factory"])
+        n_indexed = int(meta["n_indexed"])
+        return _Loaded(index, meta["store_id"], meta["generation"], n_indexed, meta["factory"], n_indexed)
 
     def _train(self, memory: SupportMemory, snapshot: _Snapshot) -> _Loaded:
         import faiss
@@ -198,13 +214,20 @@ class IndexManager:
         manifest = snapshot.manifest
         factory = self.config.factory or default_factory(manifest.n_live)
         index = faiss.index_factory(manifest.dim, factory, faiss.METRIC_INNER_PRODUCT)
-        nlist = getattr(faiss.extract_index_ivf(index), "nlist", 1) if "IVF" in factory else 1
+        nlist = 1
+        if "IVF" in factory:
+            ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+            nlist = ivf.nlist
+            if isinstance(ivf, faiss.IndexIVFScalarQuantizer):
+                # Score the stored float16 rows themselves, not residuals from their list centre: the
+                # scores then equal the exact search's, and scanning skips the centre term.
+                ivf.by_residual = False
         n_train = min(manifest.n_rows, max(self.config.train_rows_per_list * nlist, 10_000))
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(manifest.n_rows, size=n_train, replace=False))
         vectors = memory._gather(snapshot, sample)
         index.train(vectors)
-        return _Loaded(index, manifest.store_id, manifest.generation, 0, factory)
+        return _Loaded(index, manifest.store_id, manifest.generation, 0, factory, 0)
 
     def _add_rows(self, memory: SupportMemory, snapshot: _Snapshot, loaded: _Loaded, stop: int) -> None:
         """Add committed rows [n_indexed, stop) in order, so that faiss ids equal row numbers."""
@@ -216,7 +239,8 @@ class IndexManager:
         loaded.n_indexed = stop
 
     def _save(self, memory: SupportMemory, loaded: _Loaded, wait: bool) -> None:
-        """Persist index then meta (the commit point); skipped when another writer holds the lock."""
+        """Persist index then meta (the commit point); skipped (retried at a later search) when another
+        writer holds the lock."""
         import faiss
 
         lock = WriterLock(memory.path)
@@ -224,6 +248,7 @@ class IndexManager:
             lock.acquire()
         elif not lock.try_acquire():
             return
+        n_saving = loaded.n_indexed
         try:
             self.directory.mkdir(exist_ok=True)
             name = f"faiss-{uuid.uuid4().hex[:12]}.index"
@@ -242,5 +267,6 @@ class IndexManager:
                     old.unlink(missing_ok=True)
             for tmp in self.directory.glob(f"{META_NAME}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+            loaded.n_saved = n_saving
         finally:
             lock.release()

@@ -49,7 +49,7 @@ def test_approximate_search_recall_updates_and_persistence(tmp_path: Path) -> No
     found = approx.rows >= 0
     stored, _ = memory.rows(approx.rows[found])
     repeated = np.repeat(queries, 4, axis=0)[found.ravel()]
-    np.testing.assert_allclose(approx.scores[found], np.einsum("qd,qd->q", repeated, stored), atol=1e-4)
+    np.testing.assert_allclose(approx.scores[found], np.einsum("qd,qd->q", repeated, stored), atol=1e-5)
 
     # Added rows are found at once (exact tail) and removed rows never come back.
     extra = clustered(rng, centres, 500, 0.75)
@@ -78,3 +78,48 @@ def test_disabled_or_below_threshold_is_exact(tmp_path: Path) -> None:
     fill(memory, vectors, "s")
     memory.search(vectors[:10], 4)
     assert memory.stats()["index"] is None and not (memory.path / "index").exists()
+
+
+def test_duplicate_queries_get_the_answers_of_their_first_copy(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    centres = clustered(rng, np.eye(DIM, dtype=np.float32), 50, 8.0)
+    memory = SupportMemory.open(tmp_path / "memory", index_config=IndexConfig(approximate_threshold=1000))
+    fill(memory, clustered(rng, centres, 5000, 0.75), "s")
+    distinct = clustered(rng, centres, 40, 1.0)
+    picks = rng.integers(0, 40, size=200)
+    repeated = distinct[picks]  # a flat image region: the same patch feature many times
+    for exact in (False, True):
+        once = memory.search(distinct, 4, exact=exact)
+        many = memory.search(repeated, 4, exact=exact)
+        np.testing.assert_array_equal(many.rows, once.rows[picks])
+        np.testing.assert_array_equal(many.scores, once.scores[picks])
+
+
+def test_tail_beyond_exact_rows_goes_into_the_loaded_index_and_is_saved_later(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    centres = clustered(rng, np.eye(DIM, dtype=np.float32), 100, 8.0)
+    config = IndexConfig(approximate_threshold=1000, exact_tail_rows=300, max_tail_fraction=0.1)
+    memory = SupportMemory.open(tmp_path / "memory", index_config=config)
+    fill(memory, clustered(rng, centres, 10_000, 0.75), "s")
+    memory.build_index()
+    assert memory.stats()["index"]["n_indexed"] == 10_000
+
+    # A small tail is searched exactly: nothing is added.
+    memory.put_source("small", clustered(rng, centres, 200, 0.75), ["c"] * 200, fingerprint=FP)
+    small_rows = np.arange(10_000, 10_200)
+    assert (memory.search(memory.rows(small_rows)[0], 1).rows[:, 0] == small_rows).all()
+    assert memory._index._loaded.n_indexed == 10_000
+
+    # A larger tail is added to the loaded index, but not yet saved (less than 10 % unsaved).
+    memory.put_source("large", clustered(rng, centres, 500, 0.75), ["c"] * 500, fingerprint=FP)
+    new_rows = np.arange(10_200, 10_700)
+    assert (memory.search(memory.rows(new_rows)[0], 1).rows[:, 0] == new_rows).all()
+    assert memory._index._loaded.n_indexed == 10_700
+    assert memory.stats()["index"]["n_indexed"] == 10_000
+    fresh = SupportMemory.open(memory.path, index_config=config)  # loads the saved file, merges its tail
+    assert (fresh.search(fresh.rows(new_rows)[0], 1).rows[:, 0] == new_rows).all()
+
+    # Past 10 % unsaved rows, the next search saves.
+    memory.put_source("more", clustered(rng, centres, 600, 0.75), ["c"] * 600, fingerprint=FP)
+    memory.search(clustered(rng, centres, 5, 1.0), 1)
+    assert memory.stats()["index"]["n_indexed"] == 11_300
