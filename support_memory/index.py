@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from support_memory.store import SupportMemory, _Snapshot
 
 META_NAME = "meta.json"
+# Bumped when the way indexes are built changes: an index saved by an older layout (e.g. the HNSW coarse
+# quantizer searched with 8 probes) would lose recall under today's settings, so it is rebuilt.
+INDEX_LAYOUT = 2
 BUILD_BLOCK_ROWS = 65536
 
 
@@ -122,7 +125,8 @@ class IndexManager:
         meta = self._read_meta()
         if meta is None:
             return None
-        valid = meta["store_id"] == manifest.store_id and meta["generation"] == manifest.generation
+        valid = self._matches(meta["store_id"], meta["generation"], manifest)
+        valid = valid and meta.get("layout", 1) == INDEX_LAYOUT
         return {"factory": meta["factory"], "n_indexed": meta["n_indexed"], "valid": valid}
 
     # -- search ---------------------------------------------------------------------------------------------
@@ -199,6 +203,8 @@ class IndexManager:
         meta = self._read_meta()
         if meta is None or not self._matches(meta.get("store_id", ""), meta.get("generation", -1), manifest):
             return None
+        if meta.get("layout", 1) != INDEX_LAYOUT:
+            return None
         try:
             index = faiss.read_index(str(self.directory / meta["file"]))
         except (RuntimeError, KeyError):  # missing or damaged: rebuild rather than fail a search
@@ -260,6 +266,7 @@ class IndexManager:
                 "n_indexed": loaded.n_indexed,
                 "factory": loaded.factory,
                 "file": name,
+                "layout": INDEX_LAYOUT,
             }
             durability.atomic_write_json(self.directory / META_NAME, meta)
             for old in self.directory.glob("faiss-*.index"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,21 @@ def test_tail_beyond_exact_rows_goes_into_the_loaded_index_and_is_saved_later(tm
     memory.put_source("more", clustered(rng, centres, 600, 0.75), ["c"] * 600, fingerprint=FP)
     memory.search(clustered(rng, centres, 5, 1.0), 1)
     assert memory.stats()["index"]["n_indexed"] == 11_300
+
+
+def test_index_saved_by_an_older_layout_is_rebuilt(tmp_path: Path) -> None:
+    rng = np.random.default_rng(10)
+    centres = clustered(rng, np.eye(DIM, dtype=np.float32), 50, 8.0)
+    config = IndexConfig(approximate_threshold=1000)
+    memory = SupportMemory.open(tmp_path / "memory", index_config=config)
+    fill(memory, clustered(rng, centres, 3000, 0.75), "s")
+    memory.build_index()
+    meta_path = memory.path / "index" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["layout"]  # as written before layouts were recorded
+    meta_path.write_text(json.dumps(meta))
+    reopened = SupportMemory.open(memory.path, index_config=config)
+    assert reopened.stats()["index"]["valid"] is False
+    reopened.search(clustered(rng, centres, 5, 1.0), 4)
+    assert reopened.stats()["index"]["valid"] is True
+    assert json.loads(meta_path.read_text())["file"] != meta["file"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from support_memory import IndexConfig, InvalidInputError, SourceEntry, SupportMemory, UnknownEntryError
-from support_memory.search import RunningTopK
+from support_memory.search import DistinctQueries, RunningTopK, exact_search
 
 FP = {"model": "test"}
 
@@ -128,3 +128,19 @@ def test_without_faiss_large_memories_search_exactly(tmp_path: Path, monkeypatch
     _, ref_rows = brute_force(queries, stored.astype(np.float16).astype(np.float32), 3)
     np.testing.assert_array_equal(memory.search(queries, 3).rows, ref_rows)
     assert memory.build_index() is None and not (memory.path / "index").exists()
+
+
+def test_duplicate_queries_are_searched_once_and_scattered_back() -> None:
+    rng = np.random.default_rng(4)
+    stored = unit(rng, 300, 16)
+    distinct = unit(rng, 5, 16)
+    picks = np.array([3, 0, 3, 3, 1, 4, 0, 2, 2])
+    queries = distinct[picks]
+    dedup = DistinctQueries(queries)
+    assert dedup.rows.shape == (5, 16) and not dedup.all_distinct
+    blocks = ((np.arange(s, s + 100), stored[s : s + 100], None) for s in range(0, 300, 100))
+    result = exact_search(queries, 3, blocks)
+    ref_scores, ref_rows = brute_force(queries, stored, 3)
+    np.testing.assert_array_equal(result.rows, ref_rows)
+    np.testing.assert_allclose(result.scores, ref_scores, atol=1e-6)
+    assert DistinctQueries(distinct).all_distinct
