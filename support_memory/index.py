@@ -13,7 +13,7 @@ This choice was measured (benchmarks/retrieval.py, 1036 queries, d=512, 2 cores;
 ARCHITECTURE.md): an HNSW graph over the list centroids missed the query's best lists (centroids of
 clustered features are close to random points in 512-d, the worst case for a graph), so it needed 8
 probes and still lost recall; exact list choice by one matrix product finds them, and 2 probes then beat
-it on both time and recall (1M rows: 43 ms, recall@4 0.999, against 145 ms, 0.952). Smaller memories have
+it on both time and recall (1M rows: 46 ms, recall@4 0.999, against 145 ms, 0.952). Smaller memories have
 smaller lists (~sqrt(n)/4 rows), so more lists are probed there: at least `min_scanned_rows` per query.
 PQ codes (even with exact re-ranking) lost too much recall
 among the close neighbours inside one cluster; 8-bit scalar codes capped recall@4 near 0.93.
