@@ -53,14 +53,11 @@ def apply(state: State, op: tuple) -> State:
 def observed_state(memory: SupportMemory) -> dict[str, tuple[str, tuple[str, ...]]]:
     """The memory's state, after checking each source's rows equal its version's (minus removed classes)."""
     class_of = {c.id: c.name for c in memory.classes()}
-    rows_of: dict[str, list[int]] = {}
-    for source_id, record in memory._snapshot.manifest.sources.items():
-        rows_of[source_id] = [r for a, b in record.ranges for r in range(a, b)]
     state = {}
     for info in memory.sources():
         vectors, names = child.source_rows(info.source_id, info.content_key)
         keep = [i for i, n in enumerate(names) if n in info.class_names]
-        stored, class_ids = memory.rows(np.array(rows_of[info.source_id], dtype=np.int64))
+        stored, class_ids = memory.rows(memory.source_rows(info.source_id))
         np.testing.assert_array_equal(stored, vectors[keep].astype(np.float16).astype(np.float32))
         assert [class_of[int(c)] for c in class_ids] == [names[i] for i in keep]
         state[info.source_id] = (info.content_key, tuple(info.class_names))
