@@ -23,6 +23,7 @@ from PIL import Image
 
 from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, segment_features
 from rns.adapt.predict import missing_class_error
+from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.classes import background_words, parse_class_list
 from rns.errors import InputError
@@ -124,6 +125,13 @@ class Segmenter:
             else None
         )
         self._check_every_class_has_evidence()
+        # The class-level prototypes depend on the memory, not the image: merged once per run.
+        self._prototypes = (
+            merged_class_prototypes(self.memory, self._class_index, len(self.plan.names),
+                                    0 if self.options.background else None)  # fmt: skip
+            if self._class_index is not None
+            else None
+        )
         self._description = self._describe()
 
     # -- construction helpers ----------------------------------------------------------------------------
@@ -249,6 +257,7 @@ class Segmenter:
             len(self.plan.names),
             self.options.adapt,
             unmapped=0 if self.options.background else None,
+            prototypes=self._prototypes,
         )
 
     def _to_pixels(

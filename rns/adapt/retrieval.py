@@ -89,11 +89,13 @@ def merged_class_prototypes(source: RowSource, class_index: Mapping[int, int | N
 
 def retrieve_support(queries: torch.Tensor, source: RowSource, class_index: Mapping[int, int | None],
                      num_classes: int, config: AdaptConfig | None = None, *,
-                     unmapped: int | None = 0) -> SupportSet:
+                     unmapped: int | None = 0,
+                     prototypes: tuple[np.ndarray, np.ndarray] | None = None) -> SupportSet:
     """The SupportSet for one image, on the queries' device.
 
     With `config.use_retrieval` the rows are the union of the `config.k` nearest neighbours of every
-    query; without it (ablation) they are every stored row (`source.live_rows()`).
+    query; without it (ablation) they are every stored row (`source.live_rows()`). `prototypes` is
+    `merged_class_prototypes(...)` computed once by a caller that segments many images with one memory.
     """
     config = config or AdaptConfig()
     if config.use_retrieval:
@@ -108,7 +110,7 @@ def retrieve_support(queries: torch.Tensor, source: RowSource, class_index: Mapp
         vectors, labels = np.asarray(vectors, dtype=np.float32)[keep], labels[keep]
     else:
         vectors, labels = np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
-    protos, has_visual = merged_class_prototypes(source, class_index, num_classes, unmapped)
+    protos, has_visual = prototypes or merged_class_prototypes(source, class_index, num_classes, unmapped)
     if protos.shape[1] != dim:  # an empty memory reports no dimension
         protos = np.zeros((num_classes, dim), dtype=np.float32)
     device = queries.device
