@@ -27,3 +27,14 @@ def tiny_backbone():
     from rns.backbone import DEFAULT_VARIANT, TINY_TEST_MODEL, build_backbone
 
     return build_backbone(TINY_TEST_MODEL, pretrained="random", variant=DEFAULT_VARIANT, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests on one torch thread, restoring the previous count afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -14,13 +14,8 @@ from rns.adapt.synthetic import SceneSpec, make_scene
 CONFIG = AdaptConfig()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These problems are tiny: one thread avoids thread hand-offs that dominate on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny problems: one torch thread avoids thread hand-offs that dominate on a busy shared CPU.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def scene_problem(seed: int, **spec: object) -> tuple[torch.Tensor, HeadProblem]:

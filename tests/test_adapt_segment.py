@@ -9,14 +9,8 @@ from rns.adapt import AdaptConfig, SupportSet, retrieve_support, segment_feature
 from rns.adapt.synthetic import Scene, SceneSpec, make_scene, mean_iou
 from rns.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These problems are tiny: one thread avoids thread hand-offs that dominate on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny problems: one torch thread avoids thread hand-offs that dominate on a busy shared CPU.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(scene: Scene, config: AdaptConfig | None = None):
