@@ -70,6 +70,8 @@ def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     array = np.ascontiguousarray(pixels, dtype=np.uint8)
     if tuple(array.shape[:2]) != tuple(size):
         array = cv2.resize(array, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    elif not array.flags.writeable:
+        array = array.copy()  # torch wants writable memory (a PIL image's array is read-only)
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 
 
