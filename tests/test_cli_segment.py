@@ -138,5 +138,5 @@ def test_examples_added_on_the_command_line_are_used_by_segment(tmp_path, capsys
 
     # Features of another variant are refused with one line naming the setting that differs.
     code, _, err = rns(["segment", str(query), "--classes", "widget", "--memory", memory, "--out", str(out),
-                        "--variant", "maskclip", *TINY], capsys)  # fmt: skip
+                        "--variant", "naclip", *TINY], capsys)  # fmt: skip
     assert code == 2 and "variant" in err and len(err.strip().splitlines()) == 1
