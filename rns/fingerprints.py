@@ -32,7 +32,8 @@ def check_memory_fingerprint(memory: Any, backbone_fingerprint: dict[str, Any],
         return
     stored_format = stored.get("format")
     current_format = backbone_fingerprint.get("format")
-    older = isinstance(stored_format, int) and isinstance(current_format, int) and stored_format < current_format
+    both_known = isinstance(stored_format, int) and isinstance(current_format, int)
+    older = both_known and stored_format < current_format
     if older:
         raise InputError(
             f"memory {memory.path} was built by an older rns (feature format {stored_format}, now "

@@ -78,7 +78,9 @@ class Fixture:
 
     @cached_property
     def text(self) -> ClassText:
-        return ClassText.from_list([torch.from_numpy(v) for v in self.memory["text_embeddings"]], self.classes)
+        return ClassText.from_list(
+            [torch.from_numpy(v) for v in self.memory["text_embeddings"]], self.classes
+        )
 
     @cached_property
     def finite_rows(self) -> np.ndarray:
@@ -99,7 +101,7 @@ def checkpoint_sha256(path: Path) -> str:
 
 
 def make_reference_checkpoint(path: Path) -> Path:
-    """The fixture's weights, by its own recipe: `torch.manual_seed(0); open_clip.create_model('ViT-B-16')`."""
+    """The fixture's weights by its recipe: `torch.manual_seed(0); open_clip.create_model('ViT-B-16')`."""
     import open_clip
 
     with torch.random.fork_rng(devices=[]):
@@ -126,9 +128,15 @@ def dense_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
     features = backbone.dense_features(image).cpu().numpy()
     same_grid = features.shape == reference["features"].shape
     cos = cosine(features, reference["features"]) if same_grid else np.zeros(1)
-    return {"grid": tuple(features.shape[:2]), "reference_grid": tuple(reference["features"].shape[:2]),
-            "resized": tuple(geometry.resized), "reference_resized": tuple(reference["resized_shape"]),
-            "same_grid": same_grid, "cos_min": float(cos.min()), "cos_mean": float(cos.mean())}
+    return {
+        "grid": tuple(features.shape[:2]),
+        "reference_grid": tuple(reference["features"].shape[:2]),
+        "resized": tuple(geometry.resized),
+        "reference_resized": tuple(reference["resized_shape"]),
+        "same_grid": same_grid,
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+    }
 
 
 def support_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
@@ -142,12 +150,20 @@ def support_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
     geometry = backbone.geometry(image.width, image.height)
     with torch.inference_mode():
         features = backbone.support_features(image)
-        vectors, present = extract_prototypes(features, labels, range(len(fixture.classes)), geometry, "count")
-    rows = fixture.memory["support_rows"][position * len(fixture.classes):(position + 1) * len(fixture.classes)]
+        vectors, present = extract_prototypes(
+            features, labels, range(len(fixture.classes)), geometry, "count"
+        )
+    rows = fixture.memory["support_rows"][
+        position * len(fixture.classes) : (position + 1) * len(fixture.classes)
+    ]
     expected = [c for c in range(len(fixture.classes)) if np.isfinite(rows[c]).all()]
     cos = cosine(vectors.cpu().numpy(), rows[present]) if present == expected else np.zeros(1)
-    return {"classes": present, "reference_classes": expected, "cos_min": float(cos.min()),
-            "cos_mean": float(cos.mean())}
+    return {
+        "classes": present,
+        "reference_classes": expected,
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+    }
 
 
 def fixture_support_set(fixture: Fixture, rows: np.ndarray) -> SupportSet:
@@ -200,9 +216,14 @@ def training_set_stage(fixture: Fixture, name: str) -> dict[str, object]:
     expected = reference_problem(fixture, name)
     same_size = problem is not None and len(problem) == len(expected)
     if not same_size:
-        return {"samples": 0 if problem is None else len(problem), "reference_samples": len(expected),
-                "features_max_diff": float("inf"), "labels_equal": False, "kinds_equal": False,
-                "weights_max_rel_diff": float("inf")}
+        return {
+            "samples": 0 if problem is None else len(problem),
+            "reference_samples": len(expected),
+            "features_max_diff": float("inf"),
+            "labels_equal": False,
+            "kinds_equal": False,
+            "weights_max_rel_diff": float("inf"),
+        }
     weight_diff = (problem.weights - expected.weights).abs() / expected.weights.abs().clamp_min(1e-30)
     return {
         "samples": len(problem),
@@ -223,7 +244,10 @@ def head_stage(fixture: Fixture, name: str, solver: str = "adamw") -> dict[str, 
     queries = torch.from_numpy(reference["features"]).reshape(-1, reference["features"].shape[-1])
     labels = head(queries).argmax(dim=1).numpy()
     cos = cosine(head.weight.numpy().ravel(), reference["head_weight"].ravel())
-    return {"weight_cos": float(cos), "patch_agree": float((labels == reference["patch_labels"].ravel()).mean())}
+    return {
+        "weight_cos": float(cos),
+        "patch_agree": float((labels == reference["patch_labels"].ravel()).mean()),
+    }
 
 
 def init_stage(fixture: Fixture, name: str) -> dict[str, object]:

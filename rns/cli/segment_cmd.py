@@ -80,7 +80,8 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         raise InputError("--background-threshold needs a background class; drop it or --no-background")
     adapt = AdaptConfig(k=k, seed=seed, solver=solver, weighting=weighting,
                         background_threshold=background_threshold, **({"steps": steps} if steps else {}))
-    options = SegmentOptions(zero_shot=zero_shot, background=not no_background, regions=regions, sam_checkpoint=sam_checkpoint,
+    options = SegmentOptions(zero_shot=zero_shot, background=not no_background, regions=regions,
+                             sam_checkpoint=sam_checkpoint,
                              keep_probabilities=needs_probabilities(kinds), adapt=adapt)
     segmenter = build_segmenter(classes, memory_path=memory_path, model=model, pretrained=pretrained,
                                 checkpoint=checkpoint, variant=variant, device=device, options=options)
