@@ -77,8 +77,10 @@ def fit_rescaled_adamw(problem: HeadProblem, config: AdaptConfig, steps: int | N
 def fit_head(problem: HeadProblem, config: AdaptConfig, start: LinearHead | None = None) -> LinearHead:
     """Fit with the solver that `config.solver` names: "adamw" (default, the reference) or "fast".
 
-    `start` replaces the seeded initial head (parity tests start from the reference's own draw).
+    "adamw" runs the reference's steps with analytic gradients (`fit_rescaled_adamw` at full step count):
+    the same arithmetic as `torch.optim.AdamW` on autograd gradients (`fit_adamw`, kept as the literal
+    reference the tests compare it with; trained weights agree to cosine 1 - 1e-14), several times faster
+    on a CPU. `start` replaces the seeded initial head (parity tests start from the reference's draw).
     """
-    if config.solver == "adamw":
-        return fit_adamw(problem, config, start)
-    return fit_rescaled_adamw(problem, config, start=start)
+    steps = config.steps if config.solver == "adamw" else config.fast_steps
+    return fit_rescaled_adamw(problem, config, steps=steps, start=start)
