@@ -7,7 +7,7 @@ import torch
 
 from rns.backbone import TINY_TEST_MODEL, BackboneSpec, build_backbone, check_weights
 from rns.backbone import weights as weights_module
-from rns.backbone.registry import CHECKPOINT_ENV, MODEL_ENV, PRETRAINED_ENV, VARIANT_ENV
+from rns.backbone.spec import CHECKPOINT_ENV, MODEL_ENV, PRETRAINED_ENV, VARIANT_ENV
 from rns.errors import InputError, WeightsUnavailableError
 
 

@@ -19,7 +19,7 @@ from rns.backbone.geometry import ImageGeometry
 from rns.backbone.text import TextFeatureCache, encode_tokens_trimmed
 
 if TYPE_CHECKING:
-    from rns.backbone.registry import BackboneSpec
+    from rns.backbone.spec import BackboneSpec
 
 FEATURE_FORMAT = 2  # bump when a code change alters feature values for the same weights and settings
 # 1: rns 0.1.0 (PIL bicubic resize onto a patch-multiple size, one window pass for supports, area pooling)
