@@ -1,0 +1,151 @@
+"""`rns segment --export coco|yolo`: one dataset file (or folder) for a whole run, built from its outputs.
+
+The export is made after the run, from the per-image label PNGs on disk, not from the segmentations in
+memory. So it agrees with the per-image files by construction, and a resumed run (whose skipped images
+were segmented by an earlier process) exports exactly like a fresh one. It covers the run's inputs that
+are done or skipped; failed images are left out, as they are from the run's other outputs.
+
+- `coco`: `OUT/coco.json`, written atomically (`rns.atomic`). `file_name` is the image's output stem
+  plus its extension, i.e. its path relative to the input folder. Categories are the run's classes
+  without background, with the label PNG's class id as category id. Each annotation's `score` is the
+  mean probability of its class over its pixels, from `<stem>.probs.npz`; `--export coco` therefore
+  also saves `labels` and `probs` per image.
+- `yolo`: `OUT/yolo/` (see `rns.formats.yolo`), built in a scratch folder beside it and renamed into
+  place, the old one removed only then; a killed run leaves the previous export whole. `--export yolo`
+  also saves `labels` per image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rns.atomic import atomic_write_bytes, atomic_write_json, fsync_directory
+from rns.errors import InputError
+from rns.formats.coco import Category, ExportImage, coco_document
+from rns.formats.yolo import DATA_YAML, data_yaml, label_lines, link_or_copy
+from rns.inputs import InputImage
+from rns.outputs import output_paths, read_labels_png, read_probs_npz
+from rns.segmentation import BACKGROUND
+
+EXPORT_FORMATS: tuple[str, ...] = ("coco", "yolo")
+COCO_NAME = "coco.json"
+YOLO_NAME = "yolo"
+_BUILDING = ".yolo-building-"
+_OLD = ".yolo-old-"
+
+
+def parse_export(spec: str | None) -> frozenset[str]:
+    """The formats of `--export` ("coco", "yolo" or "coco,yolo"); empty for None."""
+    if spec is None:
+        return frozenset()
+    names = {part.strip().lower() for part in spec.split(",") if part.strip()}
+    unknown = sorted(names - set(EXPORT_FORMATS))
+    if unknown or not names:
+        raise InputError(f"--export {spec!r}: choose from {', '.join(EXPORT_FORMATS)} (comma-separated)")
+    return frozenset(names)
+
+
+def save_kinds_for(save: Iterable[str], exports: Iterable[str]) -> frozenset[str]:
+    """The per-image outputs a run must keep for its exports (the export is built from them)."""
+    kinds = set(save)
+    exports = set(exports)
+    if exports:
+        kinds.add("labels")
+    if "coco" in exports:
+        kinds.add("probs")
+    return frozenset(kinds)
+
+
+@dataclass
+class ExportReport:
+    """Where each export went and how much it holds."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    images: int = 0
+    instances: int = 0
+
+
+def _exported_classes(class_names: Sequence[str]) -> list[tuple[int, str]]:
+    """(class id, name) of the classes that become categories: all but background."""
+    return [(i, name) for i, name in enumerate(class_names) if not (i == 0 and name == BACKGROUND)]
+
+
+def _images(out: Path, images: Sequence[InputImage], failed: set[Path], probabilities: bool,
+            class_names: Sequence[str]) -> Iterator[tuple[InputImage, ExportImage]]:
+    for image in images:
+        if image.path in failed:
+            continue
+        paths = output_paths(out, image.stem, {"labels", "probs"})
+        labels = read_labels_png(paths["labels"])
+        if labels.size and labels.max() >= len(class_names):
+            raise InputError(f"{paths['labels']} holds class ids beyond the run's {len(class_names)} "
+                             "classes: run again with --force")
+        probs = None
+        if probabilities:
+            probs, names = read_probs_npz(paths["probs"])
+            if names != list(class_names):
+                raise InputError(f"{paths['probs']} is of other classes ({names}): run again with --force")
+        yield image, ExportImage(file_name=f"{image.stem}{image.path.suffix}", labels=labels,
+                                 probabilities=probs)
+
+
+def export_run(
+    out_dir: str | os.PathLike,
+    images: Sequence[InputImage],
+    class_names: Sequence[str],
+    exports: Iterable[str],
+    *,
+    failed: Iterable[str | os.PathLike] = (),
+) -> ExportReport:
+    """Write the requested exports of a finished run into `out_dir` from its label (and probs) files."""
+    out = Path(out_dir)
+    exports = set(exports)
+    failed_paths = {Path(p) for p in failed}
+    report = ExportReport()
+    if not class_names:
+        return report  # nothing was segmented: no class list to export against
+    classes = _exported_classes(class_names)
+    if "coco" in exports:
+        categories = [Category(id=i, name=name, value=i) for i, name in classes]
+        exported = [e for _, e in _images(out, images, failed_paths, True, class_names)]
+        document = coco_document(exported, categories)
+        report.paths["coco"] = atomic_write_json(out / COCO_NAME, document)
+        report.images, report.instances = len(document["images"]), len(document["annotations"])
+    if "yolo" in exports:
+        report.paths["yolo"], count, instances = _write_yolo(out, images, failed_paths, class_names, classes)
+        report.images, report.instances = count, instances
+    return report
+
+
+def _write_yolo(out: Path, images: Sequence[InputImage], failed: set[Path], class_names: Sequence[str],
+                classes: list[tuple[int, str]]) -> tuple[Path, int, int]:
+    final = out / YOLO_NAME
+    for leftover in list(out.glob(_BUILDING + "*")) + list(out.glob(_OLD + "*")):
+        shutil.rmtree(leftover, ignore_errors=True)  # from a killed run
+    building = out / f"{_BUILDING}{os.getpid()}"
+    mapping = [(class_id, index) for index, (class_id, _) in enumerate(classes)]
+    count = instances = 0
+    for image, exported in _images(out, images, failed, False, class_names):
+        lines = label_lines(exported.labels, mapping)
+        label_file = building / "labels" / f"{image.stem}.txt"
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        link_or_copy(image.path, building / "images" / exported.file_name)
+        count += 1
+        instances += len(lines)
+    building.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(building / DATA_YAML, data_yaml([name for _, name in classes]).encode("utf-8"))
+    old = out / f"{_OLD}{os.getpid()}"
+    if final.exists():
+        final.rename(old)
+    building.rename(final)
+    fsync_directory(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return final, count, instances
+
+
+__all__ = ["EXPORT_FORMATS", "ExportReport", "export_run", "parse_export", "save_kinds_for"]
