@@ -35,7 +35,7 @@ Example:
                    "the background class).")
 @click.option("--coco", type=click.Path(dir_okay=False),
               help="Ground truth from a COCO instances file instead of --masks/--classes-file; pixels no "
-                   "annotation covers (and crowd regions) are not scored.")
+                   "annotation covers are not scored.")
 @click.option("--categories", metavar="NAMES",
               help='With --coco: score only these categories, e.g. "car,bus".')
 @click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")

@@ -49,9 +49,9 @@ _MAX_LISTED_OUTCOMES = 20
 @click.option("--no-text", is_flag=True,
               help="With --class: the class has no usable name (e.g. my-backpack); rely on its examples.")
 @click.option("--coco", type=click.Path(dir_okay=False, path_type=Path),
-              help="A COCO instances file (with --images DIR): polygons, RLE, uncompressed RLE. Annotations "
-                   "are painted in file order, later over earlier where they overlap; crowd regions "
-                   "(iscrowd=1) and pixels no annotation covers stay unlabelled (ignored).")
+              help="A COCO instances file (with --images DIR): polygons, RLE, uncompressed RLE. Overlaps: "
+                   "crowd regions (iscrowd=1) are painted first, then instances in file order, a later "
+                   "one over an earlier; pixels no annotation covers stay unlabelled (ignored).")
 @click.option("--labelme", type=click.Path(file_okay=False, path_type=Path),
               help="A folder of LabelMe JSON files (polygon, rectangle, circle; image embedded or beside "
                    "the file). Shapes painted in order, later over earlier; label __ignore__ is ignored.")

@@ -6,8 +6,10 @@ instance-to-semantic rule:
 
 - annotations are painted in the order the file lists them, a later one overwriting an earlier one where
   they overlap;
-- crowd regions (`iscrowd: 1`) are left unlabelled (255): a crowd region outlines a group loosely, gaps
-  included, so its pixels are not reliably the class; instances drawn inside it keep their class;
+- crowd regions (`iscrowd: 1`) are painted first, with their class, and individual instances
+  (`iscrowd: 0`) over them: a crowd region outlines a group loosely, so where an object is drawn on its
+  own its outline wins. Crowd regions are not dropped, because CVAT exports every brush mask as a crowd
+  RLE; dropping them would drop those labels;
 - pixels no annotation covers are unlabelled (255), not background: an instance file says nothing about
   them.
 
@@ -211,7 +213,9 @@ def _read_image(
     image_path = find_image(images_dir, file_name)
     check_size(image_path, width, height, f"{path.name}")
     mask = new_mask(height, width)
-    for annotation in annotations.get(entry.get("id"), []):
+    own = annotations.get(entry.get("id"), [])
+    # Crowd regions first, then individual instances over them; each group in file order.
+    for annotation in sorted(own, key=lambda a: not a.get("iscrowd")):
         what = f"annotation {annotation.get('id')}"
         try:
             category_id = int(annotation["category_id"])
@@ -220,9 +224,8 @@ def _read_image(
         if category_id not in by_id:
             raise ItemError(f"{what}: category id {category_id} is not in the file's categories")
         pixels = decode_segmentation(annotation.get("segmentation"), height, width, what)
-        if annotation.get("iscrowd") or category_id not in position:
-            continue  # decoded anyway, so a broken crowd region is still reported
-        mask[pixels] = position[category_id]
+        if category_id in position:  # decoded even when left out, so a broken annotation is reported
+            mask[pixels] = position[category_id]
     name = f"{path.name} image {entry.get('id')} ({file_name})"
     return LabelledItem(name=name, image=image_path, mask=mask)
 

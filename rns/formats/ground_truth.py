@@ -1,7 +1,7 @@
 """A COCO file as the ground truth of `rns eval` (instead of a folder of masks).
 
-The COCO file is converted exactly as for teaching (`rns.formats.coco`): pixels no annotation covers,
-and crowd regions, are unlabelled and so not scored. The categories (or the `--categories` subset) are
+The COCO file is converted exactly as for teaching (`rns.formats.coco`): pixels no annotation covers
+are unlabelled and so not scored. The categories (or the `--categories` subset) are
 the classes the segmenter is asked for, in the file's order; a first category named "background" is
 the segmenter's background class, as with a classes file.
 """

@@ -77,6 +77,7 @@ def read_labelme(folder: str | os.PathLike, categories: Sequence[str] | None = N
     skipped: list[str] = []
 
     def entries() -> Iterator[LabelledItem | ItemProblem]:
+        skipped.clear()  # each pass notes afresh
         for path in files:
             try:
                 yield _read_file(path, names, skipped)
