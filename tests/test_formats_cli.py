@@ -118,8 +118,11 @@ def test_segment_export_coco_and_yolo_agree_with_the_label_files(tmp_path: Path,
     photos = tmp_path / "photos"
     shutil.copytree(DATA / "images", photos)
     out = tmp_path / "out"
-    argv = ["segment", photos, "--classes", "car,road", "--out", out, "--export", "coco,yolo", "--quiet",
-            "--memory", tmp_path / "none.zarr", *TINY]
+    memory = tmp_path / "memory.zarr"  # taught, so that the random model labels more than background
+    run(["add-support", "--coco", DATA / "coco" / "instances.json", "--images", DATA / "images", "--memory",
+         memory, *TINY], capsys)
+    argv = ["segment", photos, "--classes", "car,road,person", "--out", out, "--export", "coco,yolo",
+            "--quiet", "--memory", memory, *TINY]
     code, _, err = run(argv, capsys)
     assert code == 0, err
     stems = sorted(p.stem for p in photos.iterdir())
@@ -127,8 +130,8 @@ def test_segment_export_coco_and_yolo_agree_with_the_label_files(tmp_path: Path,
     assert all((out / f"{stem}.probs.npz").exists() for stem in stems)  # the scores' source
 
     coco = COCO(str(out / "coco.json"))  # loadable by pycocotools
-    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["car", "road"]
-    assert coco.getCatIds() == [1, 2]  # the label PNG's class ids
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["car", "road", "person"]
+    assert coco.getCatIds() == [1, 2, 3]  # the label PNG's class ids
     assert len(coco.getImgIds()) == len(stems) and coco.getAnnIds()
     for image in coco.loadImgs(coco.getImgIds()):
         stem = Path(image["file_name"]).stem
@@ -142,13 +145,15 @@ def test_segment_export_coco_and_yolo_agree_with_the_label_files(tmp_path: Path,
         np.testing.assert_array_equal(rebuilt, labels[stem])  # background (0) is not exported
 
     data_yaml = (out / "yolo" / "data.yaml").read_text()
-    assert "names:\n  0: car\n  1: road" in data_yaml and "train: images" in data_yaml
+    assert "names:\n  0: car\n  1: road\n  2: person" in data_yaml and "train: images" in data_yaml
     assert sorted(p.stem for p in (out / "yolo" / "labels").iterdir()) == stems
     assert sorted(p.name for p in (out / "yolo" / "images").iterdir()) == sorted(p.name for p in
                                                                                  photos.iterdir())
-    for line in (out / "yolo" / "labels" / f"{stems[0]}.txt").read_text().splitlines():
+    lines = [line for path in (out / "yolo" / "labels").iterdir() for line in path.read_text().splitlines()]
+    assert len(lines) == len(coco.getAnnIds())  # one polygon per instance, as in the COCO file
+    for line in lines:
         values = [float(v) for v in line.split()[1:]]
-        assert line.split()[0] in ("0", "1") and len(values) >= 6 and all(0 <= v <= 1 for v in values)
+        assert line.split()[0] in ("0", "1", "2") and len(values) >= 6 and all(0 <= v <= 1 for v in values)
 
     # Resumed: every image is skipped, and the export is rebuilt from the files on disk, identically.
     first_coco = (out / "coco.json").read_bytes()

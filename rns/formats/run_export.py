@@ -18,15 +18,14 @@ are done or skipped; failed images are left out, as they are from the run's othe
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rns.atomic import atomic_write_bytes, atomic_write_json, fsync_directory
+from rns.atomic import atomic_write_json
 from rns.errors import InputError
 from rns.formats.coco import Category, ExportImage, coco_document
-from rns.formats.yolo import DATA_YAML, data_yaml, label_lines, link_or_copy
+from rns.formats.yolo import YoloImage, write_dataset
 from rns.inputs import InputImage
 from rns.outputs import output_paths, read_labels_png, read_probs_npz
 from rns.segmentation import BACKGROUND
@@ -34,8 +33,6 @@ from rns.segmentation import BACKGROUND
 EXPORT_FORMATS: tuple[str, ...] = ("coco", "yolo")
 COCO_NAME = "coco.json"
 YOLO_NAME = "yolo"
-_BUILDING = ".yolo-building-"
-_OLD = ".yolo-old-"
 
 
 def parse_export(spec: str | None) -> frozenset[str]:
@@ -123,29 +120,9 @@ def export_run(
 
 def _write_yolo(out: Path, images: Sequence[InputImage], failed: set[Path], class_names: Sequence[str],
                 classes: list[tuple[int, str]]) -> tuple[Path, int, int]:
-    final = out / YOLO_NAME
-    for leftover in list(out.glob(_BUILDING + "*")) + list(out.glob(_OLD + "*")):
-        shutil.rmtree(leftover, ignore_errors=True)  # from a killed run
-    building = out / f"{_BUILDING}{os.getpid()}"
-    mapping = [(class_id, index) for index, (class_id, _) in enumerate(classes)]
-    count = instances = 0
-    for image, exported in _images(out, images, failed, False, class_names):
-        lines = label_lines(exported.labels, mapping)
-        label_file = building / "labels" / f"{image.stem}.txt"
-        label_file.parent.mkdir(parents=True, exist_ok=True)
-        label_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        link_or_copy(image.path, building / "images" / exported.file_name)
-        count += 1
-        instances += len(lines)
-    building.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(building / DATA_YAML, data_yaml([name for _, name in classes]).encode("utf-8"))
-    old = out / f"{_OLD}{os.getpid()}"
-    if final.exists():
-        final.rename(old)
-    building.rename(final)
-    fsync_directory(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return final, count, instances
+    entries = (YoloImage(source=image.path, file_name=exported.file_name, labels=exported.labels)
+               for image, exported in _images(out, images, failed, False, class_names))
+    return write_dataset(out / YOLO_NAME, entries, classes)
 
 
 __all__ = ["EXPORT_FORMATS", "ExportReport", "export_run", "parse_export", "save_kinds_for"]

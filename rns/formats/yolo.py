@@ -20,11 +20,14 @@ OpenCV `fillPoly`), so it sees what a trainer would.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rns.atomic import fsync_directory
 from rns.errors import InputError
 from rns.formats import _deps
 from rns.formats.coco import image_size
@@ -59,10 +62,51 @@ def data_yaml(names: Sequence[str]) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
+@dataclass(frozen=True)
+class YoloImage:
+    """One image of a dataset to write: the photo, its name in images/, and its label map."""
+
+    source: Path
+    file_name: str
+    labels: np.ndarray
+
+
+def write_dataset(folder: str | os.PathLike, images: Iterable[YoloImage],
+                  classes: Sequence[tuple[int, str]]) -> tuple[Path, int, int]:
+    """Write a YOLO segmentation dataset at `folder`; `classes` are (label value, name), in YOLO order.
+
+    The dataset is built in a scratch folder beside `folder` and renamed into place, the old one (if
+    any) removed only then, so a reader finds the old dataset or the new one, whole. Returns the
+    folder, the number of images and of instances.
+    """
+    final = Path(folder)
+    parent = final.parent
+    for leftover in [*parent.glob(f".{final.name}-building-*"), *parent.glob(f".{final.name}-old-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)  # from a killed run
+    building = parent / f".{final.name}-building-{os.getpid()}"
+    mapping = [(value, index) for index, (value, _) in enumerate(classes)]
+    count = instances = 0
+    for image in images:
+        lines = label_lines(image.labels, mapping)
+        label_file = building / "labels" / Path(image.file_name).with_suffix(".txt")
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        link_or_copy(image.source, building / "images" / image.file_name)
+        count += 1
+        instances += len(lines)
+    building.mkdir(parents=True, exist_ok=True)
+    (building / DATA_YAML).write_text(data_yaml([name for _, name in classes]), encoding="utf-8")
+    old = parent / f".{final.name}-old-{os.getpid()}"
+    if final.exists():
+        final.rename(old)
+    building.rename(final)
+    fsync_directory(parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return final, count, instances
+
+
 def link_or_copy(source: Path, target: Path) -> None:
     """Put `source` at `target` without doubling disk use where possible (hard link), else copy it."""
-    import shutil
-
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.unlink()
