@@ -113,7 +113,9 @@ def add_support_command(
                             labelmap=labelmap, voc=(labels_spec or "").strip().lower() == VOC,
                             images_dir=images_dir, masks_dir=masks_dir, categories=categories)
     if request.wanted:
+        labels_map = None if request.voc else labels_spec
         others = [flag for flag, value in (("IMAGE MASK files", files or None), ("--class", class_name),
+                                           ("--labels", labels_map),
                                            ("--classes-file", classes_file), ("--text", text_prompt),
                                            ("--no-text", no_text or None)) if value is not None]
         if others:
