@@ -108,7 +108,8 @@ def export_run(
     classes = _exported_classes(class_names)
     if "coco" in exports:
         categories = [Category(id=i, name=name, value=i) for i, name in classes]
-        exported = [e for _, e in _images(out, images, failed_paths, True, class_names)]
+        # Streamed: one image's label map and probabilities in memory at a time.
+        exported = (e for _, e in _images(out, images, failed_paths, True, class_names))
         document = coco_document(exported, categories)
         report.paths["coco"] = atomic_write_json(out / COCO_NAME, document)
         report.images, report.instances = len(document["images"]), len(document["annotations"])
