@@ -12,8 +12,10 @@ back; and `CHAIN_APPROX_SIMPLE` drops only collinear vertices, so nothing is los
 sub-pixel iso-lines with no outer/hole distinction, and is not otherwise needed.)
 
 A polygon cannot have holes, so each hole is joined to the outline by a zero-width cut: the polygon runs
-from the outline's vertex nearest to the hole, round the hole, and back. The cut lies on the instance's
-own pixels, so filling it adds nothing, and the hole (traversed the other way round) stays empty.
+from the outline's vertex nearest to the hole, round the hole, and back. The hole (traversed the other way
+round) stays empty. Between the nearest vertices the cut normally crosses only the instance's own pixels,
+so filling it adds nothing; where it clips something else, it adds a one-pixel line. (On CamVid the
+worst instance of 100 pixels or more comes back with IoU 0.993; see tests/test_formats_camvid.py.)
 """
 
 from __future__ import annotations
