@@ -141,7 +141,8 @@ def test_spec_defaults_come_from_the_environment(monkeypatch):
     explicit = BackboneSpec.resolve(pretrained="random")  # an explicit tag is not overridden by the env file
     assert explicit.checkpoint is None and explicit.pretrained == "random"
     assert BackboneSpec.resolve(variant="MaskCLIP").variant == "maskclip"
-    assert spec.to_dict()["window"] == {"short_side": 448, "crop": 448, "stride": 224, "batch_size": 8}
+    assert spec.to_dict()["window"] == {"short_side": 448, "crop": 448, "stride": 224, "batch_size": 8,
+                                        "long_side": 2048, "support_crops": (448, 224), "support_stride": 112}
 
 
 def test_spec_builtin_defaults(monkeypatch):

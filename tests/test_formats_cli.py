@@ -183,3 +183,12 @@ def test_segment_export_leaves_failed_images_out(tmp_path: Path, capsys) -> None
     assert sorted(names) == sorted(p.name for p in (DATA / "images").iterdir())
     code, _, err = run(["segment", photos, "--export", "voc", "--out", out, *TINY], capsys)
     assert code == 2 and "--export 'voc': choose from coco, yolo" in err
+
+
+def test_add_support_import_passes_the_pooling_on(tmp_path: Path, capsys) -> None:
+    memory = tmp_path / "memory.zarr"
+    argv = ["add-support", "--labelme", DATA / "labelme", "--memory", memory, *TINY]
+    code, _, err = run([*argv, "--pooling", "area"], capsys)
+    assert code == 1, err  # street3.json's polygon is outside its image
+    code, _, err = run(argv, capsys)  # default pooling "count": this memory holds "area" prototypes
+    assert code == 2 and "pooling" in err

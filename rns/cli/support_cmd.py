@@ -63,6 +63,9 @@ _MAX_LISTED_OUTCOMES = 20
               help="CVAT's labelmap.txt (name:r,g,b) for colour masks in --masks DIR.")
 @click.option("--categories", metavar="NAMES",
               help='With an import: keep only these classes, e.g. "car,person" (others stay unlabelled).')
+@click.option("--pooling", type=click.Choice(["count", "area"]), default="count", show_default=True,
+              help="How mask pixels weigh patches: count (the paper's: mask resized like the photo, pixels "
+              "counted per patch) or area (exact area of the original mask). One memory holds one kind.")
 @click.option("--commit-every", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Images per memory commit; a killed run keeps the commits it finished.")
 @memory_option
@@ -82,6 +85,7 @@ def add_support_command(
     yolo: Path | None,
     labelmap: Path | None,
     categories: str | None,
+    pooling: str,
     commit_every: int,
     memory_path: str | None,
     model: str | None,
@@ -121,7 +125,7 @@ def add_support_command(
         if others:
             raise InputError(f"{' and '.join(others)} cannot be combined with {request.kinds[0]}: "
                              "an export names its own classes")
-        return _import(request, default_memory_path(memory_path), commit_every,
+        return _import(request, default_memory_path(memory_path), commit_every, pooling,
                        dict(model=model, pretrained=pretrained, checkpoint=checkpoint, variant=variant,
                             device=device))
     if categories is not None:
@@ -144,13 +148,14 @@ def add_support_command(
     with stage_progress() as progress:
         report = add_checked_supports(
             backbone, memory, checked, mapping, class_texts=class_texts, batch_size=commit_every,
-            progress=progress,
+            progress=progress, pooling=pooling,
         )
     _print_report(report, memory_location)
     return 0
 
 
-def _import(request: ImportRequest, memory_location: Path, commit_every: int, backbone_args: dict) -> int:
+def _import(request: ImportRequest, memory_location: Path, commit_every: int, pooling: str,
+            backbone_args: dict) -> int:
     from rns.formats.sources import open_import
     from rns.formats.teach import add_imported
 
@@ -164,7 +169,7 @@ def _import(request: ImportRequest, memory_location: Path, commit_every: int, ba
 
     with stage_progress() as progress:
         report = add_imported(imported, memory_location, load_backbone, batch_size=commit_every,
-                              progress=progress)
+                              progress=progress, pooling=pooling)
     _print_import(report, memory_location)
     return report.exit_code
 

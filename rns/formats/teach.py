@@ -22,6 +22,7 @@ from rns.errors import InputError
 from rns.formats.items import ImportedSet, ItemProblem
 from rns.formats.staging import staged_items
 from rns.labels import LabelMapping
+from rns.prototypes import DEFAULT_POOLING
 from rns.support import (
     DEFAULT_BATCH_SIZE,
     AddReport,
@@ -82,11 +83,13 @@ def add_imported(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    pooling: str = DEFAULT_POOLING,
 ) -> ImportReport:
     """Add every usable item of `imported` to the memory at `memory_path` (created if absent).
 
     `load_backbone` is called only once every item has been read and checked, so a broken export fails
-    in seconds, before the model loads. Raises `InputError` when no item labels anything.
+    in seconds, before the model loads. Raises `InputError` when no item labels anything. `pooling` is
+    `rns.support`'s (how mask pixels weigh patches).
     """
     from support_memory import SupportMemory
 
@@ -105,5 +108,5 @@ def add_imported(
         backbone = load_backbone()
         memory = SupportMemory.open(memory_path, create=True)
         report.added = add_checked_supports(backbone, memory, checked, mapping, batch_size=batch_size,
-                                            progress=progress)
+                                            progress=progress, pooling=pooling)
     return report
