@@ -192,3 +192,18 @@ def test_add_support_import_passes_the_pooling_on(tmp_path: Path, capsys) -> Non
     assert code == 1, err  # street3.json's polygon is outside its image
     code, _, err = run(argv, capsys)  # default pooling "count": this memory holds "area" prototypes
     assert code == 2 and "pooling" in err
+
+
+def test_segment_export_without_background_numbers_categories_from_one(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, _, err = run(["segment", DATA / "images", "--classes", "car,road", "--no-background", "--out", out,
+                        "--export", "coco", "--quiet", "--memory", tmp_path / "none.zarr", *TINY], capsys)
+    assert code == 0, err
+    coco = COCO(str(out / "coco.json"))
+    assert [(c["id"], c["name"]) for c in coco.loadCats(coco.getCatIds())] == [(1, "car"), (2, "road")]
+    for image in coco.loadImgs(coco.getImgIds()):
+        rebuilt = np.full((image["height"], image["width"]), -1)
+        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=[image["id"]])):
+            rebuilt[coco.annToMask(annotation).astype(bool)] = annotation["category_id"] - 1
+        labels = read_labels_png(out / image["file_name"].replace(".jpg", ".labels.png"))
+        np.testing.assert_array_equal(rebuilt, labels)  # every pixel is a class: all of it exported

@@ -7,7 +7,9 @@ are done or skipped; failed images are left out, as they are from the run's othe
 
 - `coco`: `OUT/coco.json`, written atomically (`rns.atomic`). `file_name` is the image's output stem
   plus its extension, i.e. its path relative to the input folder. Categories are the run's classes
-  without background, with the label PNG's class id as category id. Each annotation's `score` is the
+  without background, numbered from 1 in the run's order: with the background class (label 0), the
+  category id is the label PNG's class id; with `--no-background` it is the class id plus one, since
+  many tools read category 0 as "no object". Each annotation's `score` is the
   mean probability of its class over its pixels, from `<stem>.probs.npz`; `--export coco` therefore
   also saves `labels` and `probs` per image.
 - `yolo`: `OUT/yolo/` (see `rns.formats.yolo`), built in a scratch folder beside it and renamed into
@@ -107,7 +109,7 @@ def export_run(
         return report  # nothing was segmented: no class list to export against
     classes = _exported_classes(class_names)
     if "coco" in exports:
-        categories = [Category(id=i, name=name, value=i) for i, name in classes]
+        categories = [Category(id=n + 1, name=name, value=i) for n, (i, name) in enumerate(classes)]
         # Streamed: one image's label map and probabilities in memory at a time.
         exported = (e for _, e in _images(out, images, failed_paths, True, class_names))
         document = coco_document(exported, categories)
