@@ -224,3 +224,12 @@ def test_a_missing_library_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pycocotools.mask", None)  # what an absent package looks like
     with pytest.raises(_deps.MissingExtraError, match=r"needs pycocotools.*pip install 'rns\[formats\]'"):
         _deps.pycocotools_mask()
+
+
+def test_labelme_image_path_from_another_machine_is_found_by_name(tmp_path: Path) -> None:
+    document = json.loads((DATA / "labelme" / "street1.json").read_text())
+    document["imagePath"] = "C:\\Users\\labeller\\photos\\street1.jpg"
+    (tmp_path / "street1.json").write_text(json.dumps(document))
+    shutil.copy(DATA / "images" / "street1.jpg", tmp_path / "street1.jpg")
+    _, items, problems = items_and_problems(ImportRequest(labelme=tmp_path))
+    assert not problems and items["street1.jpg"].image == tmp_path / "street1.jpg"

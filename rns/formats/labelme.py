@@ -101,10 +101,13 @@ def _image(document: dict, path: Path) -> tuple[Path | bytes, str, tuple[int, in
     image_path = document.get("imagePath")
     if not image_path:
         raise ItemError("neither an embedded image (imageData) nor an imagePath")
-    candidate = path.parent / str(image_path).replace("\\", "/")
-    if not candidate.is_file():
-        raise ItemError(f"its image {candidate} is missing; put the image next to the JSON file or embed it")
-    return candidate, candidate.suffix, image_size(candidate)
+    relative = str(image_path).replace("\\", "/")
+    # As written (relative to the JSON file), else by its name next to it: a path from the labeller's
+    # machine ("C:/Users/...") means nothing here.
+    for candidate in (path.parent / relative, path.parent / relative.rsplit("/", 1)[-1]):
+        if candidate.is_file():
+            return candidate, candidate.suffix, image_size(candidate)
+    raise ItemError(f"its image {relative} is missing; put the image next to the JSON file or embed it")
 
 
 def _read_file(path: Path, names: list[str], skipped: list[str]) -> LabelledItem:

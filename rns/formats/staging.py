@@ -53,7 +53,7 @@ def staged_items(imported: ImportedSet) -> Iterator[StagedItems]:
                 staged.empty.append(entry.name)
             else:
                 mask_path = folder / f"{number:06d}.mask.png"
-                Image.fromarray(np.ascontiguousarray(entry.mask, dtype=np.uint8), mode="L").save(mask_path)
+                Image.fromarray(np.ascontiguousarray(entry.mask, dtype=np.uint8)).save(mask_path)
                 image = entry.image
                 if isinstance(image, bytes):
                     embedded = folder / f"{number:06d}.image{entry.suffix or '.png'}"
