@@ -207,3 +207,15 @@ def test_segment_export_without_background_numbers_categories_from_one(tmp_path:
             rebuilt[coco.annToMask(annotation).astype(bool)] = annotation["category_id"] - 1
         labels = read_labels_png(out / image["file_name"].replace(".jpg", ".labels.png"))
         np.testing.assert_array_equal(rebuilt, labels)  # every pixel is a class: all of it exported
+
+
+def test_segment_export_in_json_lines_mode_reports_the_export(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, stdout, err = run(["segment", DATA / "images", "--classes", "car", "--out", out, "--export", "yolo",
+                             "--json", "--memory", tmp_path / "none.zarr", *TINY], capsys)
+    assert code == 0, err
+    last = json.loads(stdout.strip().splitlines()[-1])
+    assert last == {"event": "export", "paths": {"yolo": str(out / "yolo")}, "images": 4,
+                    "instances": last["instances"]}
+    label_files = (out / "yolo" / "labels").iterdir()
+    assert last["instances"] == sum(len(p.read_text().splitlines()) for p in label_files)
