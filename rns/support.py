@@ -19,15 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
 from rns.labels import IGNORE_LABEL, LabelMapping, mask_content_key
 from rns.prototypes import extract_prototypes
 from support_memory import SourceEntry, SupportMemory
-
-DEFAULT_BATCH_SIZE = 8
-"""Images per memory commit in a bulk add: small enough that a killed run loses little work, large
-enough that the per-commit cost (a manifest rewrite) stays negligible next to feature extraction."""
 
 ProgressCallback = Callable[[str, int, int], None]
 """`progress(stage, done, total)`; stage is "checking" (inputs validated) or "extracting"."""

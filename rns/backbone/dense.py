@@ -47,10 +47,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from rns.choices import DEFAULT_VARIANT, VARIANTS  # in a light module: the CLI lists them
 from rns.errors import InputError
 
-VARIANTS = ("maskclip", "clearclip", "naclip")
-DEFAULT_VARIANT = "naclip"
 NACLIP_GAUSSIAN_STD = 5.0  # in patches, as in the NACLIP paper
 
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from rns.adapt import AdaptConfig
-from rns.backbone import RANDOM_LABEL
+from rns.choices import REGION_CHOICES
 from rns.cli.group import backbone_options, cli, memory_option
-from rns.labelled_set import evaluate, load_labelled_set
-from rns.pipeline import SegmentOptions, build_segmenter
 
 EPILOG = """\b
 Example:
@@ -30,7 +24,7 @@ Example:
               help="One class name per line; line i names mask value i (a first line 'background' is "
                    "the background class).")
 @click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")
-@click.option("--regions", type=click.Choice(["none", "superpixels", "sam"]), default="none",
+@click.option("--regions", type=click.Choice(REGION_CHOICES), default="none",
               show_default=True, help="Classify regions instead of patches.")
 @click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
               help="SAM checkpoint file for --regions sam.")
@@ -43,6 +37,15 @@ def eval_command(images_dir: str, masks_dir: str, classes_file: str, zero_shot: 
                  model: str | None, pretrained: str | None, checkpoint: str | None, variant: str | None,
                  device: str) -> int:
     """Score rns on images with ground-truth masks (uses the support memory unless --zero-shot)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from rns.adapt import AdaptConfig
+    from rns.backbone import RANDOM_LABEL
+    from rns.labelled_set import evaluate, load_labelled_set
+    from rns.pipeline import SegmentOptions, build_segmenter
+
     labelled = load_labelled_set(images_dir, masks_dir, classes_file, limit=limit)
     options = SegmentOptions(zero_shot=zero_shot, background=labelled.has_background, regions=regions,
                              sam_checkpoint=sam_checkpoint, adapt=AdaptConfig())

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from rns.adapt import AdaptConfig
-from rns.adapt.types import Solver
+from rns.choices import DEFAULT_SOLVER, REGION_CHOICES, SOLVERS
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
-from rns.inputs import expand_inputs
-from rns.outputs import needs_probabilities, parse_save
-from rns.pipeline import SegmentOptions, build_segmenter
-from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
-from rns.runner import RunReport, run_folder
+
+if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --help
+    from rich.console import Console
+
+    from rns.runner import RunReport
 
 EPILOG = """\b
 Examples:
@@ -37,14 +34,14 @@ Examples:
 @click.option("--save", default="labels,overlay,summary", show_default=True,
               help="Outputs per image: labels, overlay, summary, probs, rle, or all.")
 @click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")
-@click.option("--regions", type=click.Choice(["none", "superpixels", "sam"]), default="none",
+@click.option("--regions", type=click.Choice(REGION_CHOICES), default="none",
               show_default=True,
               help="Classify regions instead of patches: sharper boundaries, more compute.")
 @click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
               help="SAM checkpoint file for --regions sam (or $RNS_SAM_CHECKPOINT).")
 @click.option("--background-threshold", type=click.FloatRange(0, 1), default=None,
               help="Pixels whose best class probability is below this become background.")
-@click.option("--solver", type=click.Choice(get_args(Solver)), default=AdaptConfig().solver,
+@click.option("--solver", type=click.Choice(SOLVERS), default=DEFAULT_SOLVER,
               show_default=True,
               help="Head fit: the fast solver, or the paper's 700-step AdamW reference (adamw).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -65,6 +62,15 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                     json_lines: bool, memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
+    from rich.console import Console
+
+    from rns.adapt import AdaptConfig
+    from rns.inputs import expand_inputs
+    from rns.outputs import needs_probabilities, parse_save
+    from rns.pipeline import SegmentOptions, build_segmenter
+    from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
+    from rns.runner import run_folder
+
     kinds = parse_save(save)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
     images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
@@ -114,6 +120,8 @@ def _print_failures(report: RunReport, console: Console) -> None:
     """The end-of-run table of failures (also in quiet mode: they decide the exit code)."""
     if not report.failures:
         return
+    from rich.table import Table
+
     table = Table(title=f"{report.failed} image(s) failed", title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("reason", overflow="fold")

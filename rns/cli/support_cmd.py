@@ -9,21 +9,16 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rns.choices import DEFAULT_BATCH_SIZE
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
-from rns.labels import LabelMapping
 from rns.paths import default_memory_path
-from rns.support import (
-    DEFAULT_BATCH_SIZE,
-    AddReport,
-    ProgressCallback,
-    add_checked_supports,
-    check_supports,
-    pair_by_stem,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --help
     from rich.progress import TaskID
+
+    from rns.labels import LabelMapping
+    from rns.support import AddReport, ProgressCallback
 
 _MAX_LISTED_OUTCOMES = 20
 
@@ -77,6 +72,8 @@ def add_support_command(
       rns add-support street.jpg street.png --labels "0=background,1=bus,2=car"
       rns add-support --images train/images --masks train/masks --classes-file classes.txt
     """
+    from rns.support import add_checked_supports, check_supports
+
     pairs = _pairs(files, images_dir, masks_dir)
     mapping = _mapping(class_name, labels_spec, classes_file)
     class_texts = _class_texts(mapping, text_prompt, no_text)
@@ -107,6 +104,8 @@ def _pairs(
             raise InputError("give either IMAGE MASK pairs or --images DIR --masks DIR, not both")
         if images_dir is None or masks_dir is None:
             raise InputError("bulk mode needs both --images DIR and --masks DIR")
+        from rns.support import pair_by_stem
+
         return pair_by_stem(images_dir, masks_dir)
     if not files:
         raise InputError("no support images given; pass IMAGE MASK pairs, or --images DIR --masks DIR")
@@ -118,6 +117,8 @@ def _pairs(
 
 
 def _mapping(class_name: str | None, labels_spec: str | None, classes_file: Path | None) -> LabelMapping:
+    from rns.labels import LabelMapping
+
     given = [flag for flag, value in (("--class", class_name), ("--labels", labels_spec),
                                       ("--classes-file", classes_file)) if value is not None]
     if len(given) != 1:
