@@ -45,6 +45,7 @@ from support_memory.errors import (
     NotAMemoryError,
     UnknownEntryError,
 )
+from support_memory.identity import content_id, rows_digest
 from support_memory.index import IndexConfig, IndexManager
 from support_memory.locking import LOCK_FILE_NAME, ReaderPin, WriterLock, try_remove_unpinned
 from support_memory.manifest import (
@@ -53,9 +54,11 @@ from support_memory.manifest import (
     Manifest,
     SourceRecord,
     fingerprint_differences,
+    name_key,
     normalise_fingerprint,
     read_manifest,
 )
+from support_memory.oserrors import translate_os_error
 from support_memory.search import SearchResult, block_rows_for, exact_search
 
 T = TypeVar("T")
@@ -83,12 +86,14 @@ class ClassInfo:
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """A source (e.g. one support image) and what it contributed."""
+    """A source (e.g. one support image) and what it contributed; `meta` is what its writer attached."""
 
     source_id: str
     content_key: str
     class_names: tuple[str, ...]
     n_prototypes: int
+    meta: Mapping[str, str] = field(default_factory=dict)
+    pruned: bool = False
 
 
 @dataclass
@@ -100,6 +105,7 @@ class SourceEntry:
     class_names: Sequence[str]
     content_key: str = ""
     class_texts: Mapping[str, str | None] | None = None
+    meta: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -230,6 +236,8 @@ class _Draft:
         class_ids = np.array([self.class_id_for(name) for name in entry.class_names], dtype=np.int32)
         for name, text in entry.class_texts.items():
             self.set_text(name, text)
+        # A class keeps the spelling it was first stored under ("Car" added later joins "car").
+        stored_names = [self.manifest.classes[int(c)].name for c in class_ids]
         num = self.manifest.next_source_num
         self.manifest.next_source_num += 1
         ranges = [self._append(entry.vectors16, class_ids, num)] if len(class_ids) else []
@@ -238,7 +246,9 @@ class _Draft:
             num=num,
             content_key=entry.content_key,
             ranges=ranges,
-            class_names=list(dict.fromkeys(entry.class_names)),
+            class_names=list(dict.fromkeys(stored_names)),
+            rows_digest=rows_digest(entry.vectors16, stored_names),
+            meta=dict(entry.meta),
         )
         self._drop_empty_classes()
         self.changed = True
@@ -260,24 +270,48 @@ class _Draft:
         record = self.manifest.class_by_name(name)
         if record is None:
             raise UnknownEntryError(
-                f"memory {self.memory.path} has no class {name!r}; see `rns memory list` for its classes"
+                f"memory {self.memory.path} has no class {name!r}; list the memory's classes to see its names"
             )
         for source in list(self.manifest.sources.values()):
-            if name not in source.class_names:
-                continue
-            kept: list[tuple[int, int]] = []
-            for start, stop in source.ranges:
-                vectors16, class_ids = self.memory._read_committed(self.base, start, stop)
-                doomed = class_ids == record.id
-                self._count(class_ids[doomed], vectors16[doomed], -1)
-                kept.extend(_runs(start, ~doomed))
-            source.ranges = kept
-            source.class_names = [n for n in source.class_names if n != name]
-            source.pruned = True
-            if not kept:
-                del self.manifest.sources[source.source_id]
+            self._prune(source, {record.id})
         self._drop_empty_classes()
         self.changed = True
+
+    def drop(self, source_id: str, class_names: Sequence[str] | None) -> None:
+        """Remove a source (class_names None) or only its rows of those classes; absent ones are ignored."""
+        source = self.manifest.sources.get(source_id)
+        if source is None:
+            return
+        if class_names is None:
+            self.remove_source(source_id)
+            return
+        ids = {r.id for r in (self.manifest.class_by_name(n) for n in class_names) if r is not None}
+        self._prune(source, ids)
+        self._drop_empty_classes()
+        self.changed = True
+
+    def _prune(self, source: SourceRecord, class_ids: set[int]) -> None:
+        """Drop a source's rows of `class_ids` (the source goes when nothing is left)."""
+        names = {name_key(self.manifest.classes[c].name) for c in class_ids}
+        if not names & {name_key(n) for n in source.class_names}:
+            return
+        kept: list[tuple[int, int]] = []
+        kept_vectors: list[np.ndarray] = []
+        kept_names: list[str] = []
+        for start, stop in source.ranges:
+            vectors16, row_classes = self.memory._read_committed(self.base, start, stop)
+            doomed = np.isin(row_classes, list(class_ids))
+            self._count(row_classes[doomed], vectors16[doomed], -1)
+            kept.extend(_runs(start, ~doomed))
+            kept_vectors.append(vectors16[~doomed])
+            kept_names.extend(self.manifest.classes[int(c)].name for c in row_classes[~doomed])
+        source.ranges = kept
+        source.class_names = [n for n in source.class_names if name_key(n) not in names]
+        source.pruned = True
+        if kept_vectors and source.rows_digest is not None:
+            source.rows_digest = rows_digest(np.concatenate(kept_vectors), kept_names)
+        if not kept:
+            del self.manifest.sources[source.source_id]
 
 
 @dataclass
@@ -287,6 +321,7 @@ class _ValidEntry:
     class_names: list[str]
     content_key: str
     class_texts: dict[str, str | None]
+    meta: dict[str, str] = field(default_factory=dict)
 
 
 def _runs(start: int, keep: np.ndarray) -> list[tuple[int, int]]:
@@ -514,15 +549,52 @@ class SupportMemory:
     # writing
     # ------------------------------------------------------------------------------------------------------
     def _write(self, edit: Callable[[_Draft], T]) -> T:
-        with WriterLock(self.path, self._lock_timeout_s):
+        try:
+            lock = WriterLock(self.path, self._lock_timeout_s)
+            lock.acquire()
+        except OSError as error:
+            raise translate_os_error(error, self.path, "taking the writer lock") or error from None
+        try:
             base = self._load_committed()
             draft = _Draft(self, base)
             result = edit(draft)
             if draft.changed:
-                self._commit(draft)
+                try:
+                    self._commit(draft)
+                except OSError as error:
+                    translated = translate_os_error(error, self.path, "writing a commit")
+                    if translated is None:
+                        raise
+                    self._abandon(draft)
+                    raise translated from None
             elif not self._adopt(base):
                 raise CorruptMemoryError(f"memory {self.path}: the committed rows are missing")
+        finally:
+            lock.release()
         return result
+
+    def _abandon(self, draft: _Draft) -> None:
+        """After a failed commit: delete what it wrote that no manifest names, freeing the space again.
+
+        Rows appended past the committed length of the current generation stay (they are invisible and
+        the next append overwrites them); a new sums array or generation, and a manifest temp file, go.
+        """
+        committed = draft.base.manifest
+        shutil.rmtree(self.path / f"sums/s{committed.seq + 1:08d}", ignore_errors=True)
+        shutil.rmtree(self.path / _generation_group(committed.generation + 1), ignore_errors=True)
+        if committed.n_rows == 0:  # nothing committed in the current generation either: no reader needs it
+            shutil.rmtree(self.path / _generation_group(committed.generation), ignore_errors=True)
+        for child in self.path.glob(f"{MANIFEST_NAME}.*.tmp"):
+            with contextlib.suppress(OSError):
+                child.unlink()
+        self._arrays.clear()
+
+    def check_writable(self) -> None:
+        """Raise ReadOnlyMemoryError now if this memory cannot be written (before any expensive work)."""
+        try:
+            os.close(os.open(self.path / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o644))
+        except OSError as error:
+            raise translate_os_error(error, self.path, "checking that it can be written") or error from None
 
     def _commit(self, draft: _Draft) -> None:
         manifest = draft.manifest
@@ -667,8 +739,19 @@ class SupportMemory:
         if stored is not None:
             _refuse_other_fingerprint(self.path, stored, _validate_fingerprint(fingerprint))
 
-    def put_sources(self, entries: Sequence[SourceEntry], *, fingerprint: dict[str, Any]) -> list[str]:
-        """Store many sources in one atomic commit; returns one status per entry (see put_source)."""
+    def put_sources(
+        self,
+        entries: Sequence[SourceEntry],
+        *,
+        fingerprint: dict[str, Any],
+        drop: Mapping[str, Sequence[str] | None] | None = None,
+    ) -> list[str]:
+        """Store many sources in one atomic commit; returns one status per entry (see put_source).
+
+        `drop` removes, in the same commit and before the puts, sources (value None) or only some classes'
+        rows of a source (value: class names); sources the memory does not hold are ignored. It lets a
+        caller replace part of what it stored earlier without a moment where both or neither are visible.
+        """
         fingerprint = _validate_fingerprint(fingerprint)
         valid = [_validate_entry(entry) for entry in entries]
         seen: set[str] = set()
@@ -676,10 +759,15 @@ class SupportMemory:
             if entry.source_id in seen:
                 raise InvalidInputError(f"source {entry.source_id!r} appears twice in one put_sources call")
             seen.add(entry.source_id)
-        if not valid:
+        drops = dict(drop or {})
+        if not valid and not drops:
             return []
 
         def edit(draft: _Draft) -> list[str]:
+            for source_id, names in drops.items():
+                draft.drop(source_id, names)
+            if not valid:
+                return []
             draft.accept_fingerprint(fingerprint)
             for entry in valid:
                 draft.accept_dim(entry.vectors16.shape[1])
@@ -724,9 +812,17 @@ class SupportMemory:
     def sources(self) -> list[SourceInfo]:
         """The sources, in the order they were (last) put."""
         return [
-            SourceInfo(s.source_id, s.content_key, tuple(s.class_names), s.n_rows)
+            SourceInfo(s.source_id, s.content_key, tuple(s.class_names), s.n_rows, dict(s.meta), s.pruned)
             for s in sorted(self._snapshot.manifest.sources.values(), key=lambda s: s.num)
         ]
+
+    def content_id(self) -> str:
+        """An identity of everything a reader gets from this memory (see identity.py).
+
+        It changes whenever a prototype, class or text prompt changes, and differs between memories of
+        different content even at the same commit number, so it can key caches of results.
+        """
+        return content_id(self._snapshot.manifest)
 
     def live_rows(self) -> np.ndarray:
         """Row numbers of every stored prototype, in storage order (what `rows()` accepts).
@@ -945,9 +1041,11 @@ def _validate_entry(entry: SourceEntry) -> _ValidEntry:
         worst = float(norms[np.argmax(np.abs(norms - 1.0))])
         raise InvalidInputError(f"{where}: vectors must be L2-normalised (found a row of norm {worst:.4g})")
     texts: dict[str, str | None] = {}
+    keys = {name_key(name) for name in names}
     for name, text in (entry.class_texts or {}).items():
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise InvalidInputError(f"{where}: text for class {name!r} must be a non-empty string or None")
-        if name in names:
+        if name_key(name) in keys:
             texts[name] = text
-    return _ValidEntry(entry.source_id, vectors32.astype(np.float16), names, entry.content_key, texts)
+    meta = {str(k): str(v) for k, v in (entry.meta or {}).items()}
+    return _ValidEntry(entry.source_id, vectors32.astype(np.float16), names, entry.content_key, texts, meta)
