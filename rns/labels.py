@@ -131,6 +131,8 @@ class LabelMapping:
             raise InputError(f"{where}: value {value} maps to an empty class name; give every value a name")
         if value < 0:
             raise InputError(f"{where}: mask values are never negative ({value}); use 0, 1, 2, ...")
+        # Class names are case-insensitive: "Car" after "car" is the same class, shown as first spelled.
+        name = next((known for known in values.values() if known.casefold() == name.casefold()), name)
         if value in values and values[value] != name:
             raise InputError(
                 f"{where}: value {value} is mapped twice ({values[value]!r} and {name!r});"
@@ -208,4 +210,16 @@ def mask_content_key(labels: np.ndarray, class_names: list[str]) -> str:
     digest = hashlib.sha256()
     digest.update(repr((tuple(labels.shape), tuple(canonical_names))).encode())
     digest.update(np.ascontiguousarray(canonical, dtype=np.int32).tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def class_content_key(labels: np.ndarray, position: int, name: str) -> str:
+    """Hash of which pixels a mask gives one class: the identity of one (image, class) support entry.
+
+    A class's prototype depends only on its own pixels, so this is all that decides whether re-adding it
+    changes anything; names compare case-insensitively, as everywhere.
+    """
+    digest = hashlib.sha256()
+    digest.update(repr((tuple(labels.shape), " ".join(name.split()).casefold())).encode())
+    digest.update(np.packbits(labels == position).tobytes())
     return "sha256:" + digest.hexdigest()
