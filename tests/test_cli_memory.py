@@ -148,4 +148,4 @@ def test_export_round_trips_the_rows(filled: dict, tmp_path: Path, capsys) -> No
         mean = data["vectors"][np.array(names) == name].mean(axis=0)
         np.testing.assert_allclose(mean / np.linalg.norm(mean), prototype, atol=1e-3)
     meta = json.loads(str(data["meta_json"]))
-    assert meta["fingerprint"]["model"] == "fake" and len(meta["sources"]) == 3
+    assert meta["fingerprint"]["model"] == "fake" and len(meta["sources"]) == 5  # per (image, class)
