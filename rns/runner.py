@@ -19,6 +19,7 @@ costs about as much as segmenting, so this keeps the model busy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +39,8 @@ from rns.atomic import atomic_write_json, remove_stale_temp_files
 from rns.errors import InputError, RnsError
 from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND, bytes_content_hash, decode_image
 from rns.inputs import DEFAULT_GLOB, InputImage, expand_inputs
+from rns.outlock import output_folder_lock
+from rns.output_errors import NO_SPACE, output_write_error
 from rns.outputs import (
     DEFAULT_OVERLAY_ALPHA,
     DEFAULT_SAVE,
@@ -116,7 +119,16 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        """What the process exits with, also written to summary.json so that the two always agree.
+
+        0: all done; 1: some images failed; 2: the one image given failed (a plain input error, as for
+        any other command); 130: interrupted.
+        """
+        if self.interrupted:
+            return 130
+        if not self.failures:
+            return 0
+        return 2 if self.total == 1 else 1
 
     @property
     def images_per_second(self) -> float | None:
@@ -253,7 +265,8 @@ def _fresh_record(
     if content != source.get("hash"):
         return None
     record = {**record, "source": {**source, "mtime_ns": stat.st_mtime_ns}}
-    atomic_write_json(record_path, record)
+    with contextlib.suppress(OSError):  # only saves hashing next time; a full disk must not stop the run
+        atomic_write_json(record_path, record)
     return record
 
 
@@ -332,6 +345,10 @@ def run_folder(
     `prefetch` images in memory; one writer thread encodes and writes outputs behind it, at most
     `pending_writes` images queued. Observer events arrive in input order. Writes `summary.json` and
     `classes.json` in `out_dir`, also when interrupted (KeyboardInterrupt is re-raised after that).
+
+    The run holds a lock on `out_dir` (see `rns.outlock`): a second run into the same folder is refused
+    with `OutputFolderBusyError` rather than mixing outputs of two class lists. A full disk stops the run
+    with `OutputWriteError` (one line naming the file); what was finished stays and a rerun resumes.
     """
     out = Path(out_dir)
     kinds = parse_save(save)
@@ -344,8 +361,28 @@ def run_folder(
         raise InputError(
             f"cannot create output folder {out} ({error.strerror}); choose another --out"
         ) from None
-    remove_stale_temp_files(out)
+    with output_folder_lock(out):
+        return _run_locked(segmenter, images, out, kinds, key, force, observer, loader_threads, prefetch,
+                           pending_writes, max_pixels, overlay_alpha, background)  # fmt: skip
 
+
+def _run_locked(
+    segmenter: ImageSegmenter,
+    images: list[InputImage],
+    out: Path,
+    kinds: frozenset[str],
+    key: str,
+    force: bool,
+    observer: RunObserver,
+    loader_threads: int,
+    prefetch: int,
+    pending_writes: int,
+    max_pixels: int | None,
+    overlay_alpha: float,
+    background: tuple[int, int, int],
+) -> RunReport:
+    """`run_folder` once it holds the output folder's lock."""
+    remove_stale_temp_files(out)
     report = RunReport(out_dir=out, total=len(images))
     steps: dict[str, list[float]] = {}
     started = time.perf_counter()
@@ -371,6 +408,7 @@ def run_folder(
             _account(outcome, report, steps)
             observer.on_image(outcome.event)
 
+    failed = False
     try:
         load_ahead()
         index = 0
@@ -386,7 +424,13 @@ def run_folder(
             report_finished(max(0, pending_writes))
         report_finished(0)
     except KeyboardInterrupt:
-        report.interrupted = True
+        report.interrupted = failed = True
+        raise
+    except OSError as error:
+        failed = True
+        raise output_write_error(error, out) from None
+    except BaseException:
+        failed = True
         raise
     finally:
         loader.shutdown(wait=True, cancel_futures=True)
@@ -397,7 +441,11 @@ def run_folder(
                 observer.on_image(future.result().event)
         report.seconds = time.perf_counter() - started
         report.median_seconds = {step: statistics.median(values) for step, values in steps.items()}
-        _write_run_files(report, key, kinds)
+        try:
+            _write_run_files(report, key, kinds)
+        except OSError as error:
+            if not failed:  # else the first error is the one to report
+                raise output_write_error(error, out) from None
         observer.on_end(report)
     return report
 
@@ -475,7 +523,9 @@ def _write(
         seconds["total"] = seconds["read"] + seconds["segment"] + seconds["write"]
         _write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
     except OSError as error:
-        # Disk full, permissions, a vanished folder: this image is not done (no done record), the run goes on.
+        if error.errno in NO_SPACE:  # every later image would fail the same way: stop the run
+            raise
+        # Permissions, a vanished folder: this image is not done (no done record), the run goes on.
         reason = f"could not write the outputs of {image.path} under {out} ({error.strerror or error}): " \
                  "check free space and permissions, then run again"
         return _Outcome(ImageEvent("failed", index, total, image, reason=reason))
