@@ -81,6 +81,9 @@ def add_support_command(
 
     with stage_progress() as progress:
         checked = check_supports(pairs, mapping, progress=progress)
+    from rns.memory_access import refuse_unwritable_memory
+
+    refuse_unwritable_memory(memory_location)
     from rns.backbone import build_backbone
     from support_memory import SupportMemory
 
