@@ -60,7 +60,7 @@ RUN_SUMMARY_FORMAT = "rns.run-summary/1"
 RUN_SUMMARY_NAME = "summary.json"
 CLASSES_NAME = "classes.json"
 # Bump when the bytes the writers produce for the same segmentation change, so old outputs are redone.
-OUTPUT_FORMAT_VERSION = 1
+OUTPUT_FORMAT_VERSION = 2  # 2: the overlay legend draws non-ASCII class names
 
 Status = Literal["done", "skipped", "failed"]
 
