@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rns.errors import InputError
 from support_memory.manifest import MANIFEST_NAME
 
 
@@ -23,3 +24,22 @@ def refuse_unwritable_memory(path: str | os.PathLike) -> None:
 
     with SupportMemory.open(path, create=False) as memory:
         memory.check_writable()
+
+
+def open_existing_memory(path: str | os.PathLike):
+    """The memory at `path` for a command that reads or removes (it never creates one).
+
+    A missing memory gets rns's own one-line advice (which command fills a memory, which option names
+    one); `support_memory` itself names no rns command or option.
+    """
+    from support_memory import NotAMemoryError, SupportMemory
+
+    try:
+        return SupportMemory.open(path, create=False)
+    except NotAMemoryError as error:
+        if Path(path).exists():
+            raise
+        raise InputError(
+            f"no support memory at {path}; add examples first (rns add-support IMAGE MASK --class NAME) or "
+            "check --memory"
+        ) from error

@@ -127,7 +127,7 @@ class Manifest:
     def from_json(cls, payload: dict[str, Any], where: Path) -> Manifest:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CorruptMemoryError(
-                f"{where} is not a support-memory manifest of format {FORMAT}; point --memory at a memory "
+                f"{where} is not a support-memory manifest of format {FORMAT}; use a memory "
                 "directory made by this version"
             )
         try:

@@ -132,7 +132,7 @@ def _refuse_other_fingerprint(path: Path, stored: dict[str, Any], offered: dict[
         differences = "; ".join(fingerprint_differences(stored, offered))
         raise FingerprintMismatchError(
             f"memory {path} holds features made with other model settings ({differences}); use another "
-            "--memory for these settings, or the model settings the memory was built with"
+            "memory for these settings, or the model settings the memory was built with"
         )
 
 
@@ -174,7 +174,7 @@ class _Draft:
         elif self.manifest.dim != dim:
             raise InvalidInputError(
                 f"vectors have dimension {dim} but memory {self.memory.path} holds dimension "
-                f"{self.manifest.dim}; use the same backbone as the memory or another --memory"
+                f"{self.manifest.dim}; use the same backbone as the memory or another memory"
             )
 
     # -- classes --------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ class _Draft:
         if existing is None:
             raise UnknownEntryError(
                 f"memory {self.memory.path} has no source {source_id!r}; "
-                "name its image file or an id from `rns memory export`"
+                "name one of the source ids the memory lists"
             )
         self._release_ranges(existing.ranges)
         del self.manifest.sources[source_id]
@@ -380,28 +380,28 @@ class SupportMemory:
         """Open the memory at `path`, creating an empty one there if allowed and nothing is there yet.
 
         A path that holds anything else (a file, a directory with other files) is refused with
-        NotAMemoryError, so a mistyped --memory never scribbles into an unrelated folder.
+        NotAMemoryError, so a mistyped path never scribbles into an unrelated folder.
         """
         path = Path(path).expanduser()
         manifest_path = path / MANIFEST_NAME
         if path.exists() and not path.is_dir():
-            raise NotAMemoryError(f"{path} is a file, not a support memory; give --memory a directory")
+            raise NotAMemoryError(f"{path} is a file, not a support memory; a memory is a directory")
         if not manifest_path.exists():
             if path.is_dir() and any(child.name not in _IGNORABLE for child in path.iterdir()):
                 raise NotAMemoryError(
                     f"{path} is a directory but not a support memory (no {MANIFEST_NAME}); "
-                    "give --memory an empty or new directory, or an existing memory"
+                    "use an empty or new directory, or an existing memory"
                 )
             if not create:
                 raise NotAMemoryError(
-                    f"no support memory at {path}; add supports first (add-support) or check --memory"
+                    f"no support memory at {path}; add examples to it first, or check the path"
                 )
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise NotAMemoryError(
-                    f"cannot create a support memory at {path} ({error.strerror}); give --memory a writable "
-                    "directory path"
+                    f"cannot create a support memory at {path} ({error.strerror}); use a writable "
+                    "directory"
                 ) from None
             with WriterLock(path, lock_timeout_s):
                 if not manifest_path.exists():

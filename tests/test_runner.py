@@ -358,3 +358,25 @@ def test_a_full_disk_stops_the_run_with_one_error_naming_the_file(tmp_path, monk
     monkeypatch.setattr(runner, "save_segmentation", real_save)
     report = run_folder(BrightnessSegmenter(), [tmp_path / "in"], tmp_path / "out")
     assert report.failed == 0 and report.done + report.skipped == 4 and report.skipped >= 1
+
+
+def test_a_full_disk_when_writing_summary_json_is_one_error_and_no_half_written_file(tmp_path, monkeypatch):
+    """0.1.0 crashed with a traceback here (issue 12, item 5)."""
+    import errno
+
+    import rns.runner as runner
+    from rns.atomic import atomic_write_json as real_write
+    from rns.output_errors import OutputWriteError
+
+    make_folder(tmp_path / "in", count=2, corrupt=())
+
+    def write_or_disk_full(path, payload, **kwargs):
+        if Path(path).name == "summary.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, payload, **kwargs)
+
+    monkeypatch.setattr(runner, "atomic_write_json", write_or_disk_full)
+    with pytest.raises(OutputWriteError, match=r"no space left on device writing .*summary\.json"):
+        run_folder(BrightnessSegmenter(), [tmp_path / "in"], tmp_path / "out")
+    assert not (tmp_path / "out" / "summary.json").exists()
+    assert len(_done_stems(tmp_path / "out")) == 2  # the images themselves were finished and recorded

@@ -16,9 +16,9 @@ _NO_TEXT = "(no text)"
 
 def _open(memory_path: str | None):
     """The existing memory (never created by a command that only reads or removes)."""
-    from support_memory import SupportMemory
+    from rns.memory_access import open_existing_memory
 
-    return SupportMemory.open(default_memory_path(memory_path), create=False)
+    return open_existing_memory(default_memory_path(memory_path))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
