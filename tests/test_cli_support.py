@@ -168,6 +168,6 @@ def test_memory_from_another_model_is_refused_untouched(files: dict[str, Path], 
         ],
         capsys,
     )
-    assert code == 2 and "other model settings" in err and err.count("\n") == 1
+    assert code == 2 and "other model settings" in err and err.count("\n") == 1 and "--memory" in err
     store.refresh()
     assert (store.stats(), store.sources()) == before
