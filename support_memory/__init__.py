@@ -25,9 +25,9 @@ from support_memory.errors import (
 
 _LAZY = {
     "SupportMemory": "support_memory.store",
-    "SourceEntry": "support_memory.store",
-    "ClassInfo": "support_memory.store",
-    "SourceInfo": "support_memory.store",
+    "SourceEntry": "support_memory.records",
+    "ClassInfo": "support_memory.records",
+    "SourceInfo": "support_memory.records",
     "SearchResult": "support_memory.search",
     "IndexConfig": "support_memory.index",
 }

@@ -37,75 +37,40 @@ import numpy as np
 import zarr
 
 from support_memory import durability
+from support_memory.draft import (
+    Draft,
+    PendingRows,
+    refuse_other_fingerprint,
+    validate_entry,
+    validate_fingerprint,
+)
 from support_memory.errors import (
     CorruptMemoryError,
-    FingerprintMismatchError,
     InvalidInputError,
     MemoryLockedError,
     NotAMemoryError,
     UnknownEntryError,
 )
-from support_memory.identity import content_id, rows_digest
+from support_memory.identity import content_id
 from support_memory.index import IndexConfig, IndexManager
 from support_memory.locking import LOCK_FILE_NAME, ReaderPin, WriterLock, try_remove_unpinned
 from support_memory.manifest import (
     MANIFEST_NAME,
-    ClassRecord,
     Manifest,
-    SourceRecord,
-    fingerprint_differences,
-    name_key,
-    normalise_fingerprint,
     read_manifest,
 )
 from support_memory.oserrors import translate_os_error
+from support_memory.records import ClassInfo, SourceEntry, SourceInfo
 from support_memory.search import SearchResult, block_rows_for, exact_search
 
 T = TypeVar("T")
 
 CHUNK_ROWS = 1024
-NORM_TOLERANCE = 1e-2
 # Compact when at least this many rows are dead and they are at least this fraction of the stored rows.
 COMPACT_MIN_DEAD = 4096
 COMPACT_DEAD_FRACTION = 0.25
 # Files that may exist in a directory that is not (yet) a memory without it being "something else".
 _IGNORABLE = {LOCK_FILE_NAME, ".DS_Store"}
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    """A class in the memory. `text` is the prompt to encode (None: no usable name, visual support only)."""
-
-    id: int
-    name: str
-    text: str | None
-    has_text: bool
-    n_prototypes: int
-    n_sources: int
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """A source (e.g. one support image) and what it contributed; `meta` is what its writer attached."""
-
-    source_id: str
-    content_key: str
-    class_names: tuple[str, ...]
-    n_prototypes: int
-    meta: Mapping[str, str] = field(default_factory=dict)
-    pruned: bool = False
-
-
-@dataclass
-class SourceEntry:
-    """One source for `put_sources`; the fields mean what `SupportMemory.put_source`'s arguments mean."""
-
-    source_id: str
-    vectors: np.ndarray
-    class_names: Sequence[str]
-    content_key: str = ""
-    class_texts: Mapping[str, str | None] | None = None
-    meta: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -124,219 +89,6 @@ class _Snapshot:
                     live[start:stop] = True
             self._live = live
         return self._live
-
-
-def _refuse_other_fingerprint(path: Path, stored: dict[str, Any], offered: dict[str, Any]) -> None:
-    """The one place that decides whether rows made under `offered` may join a memory made under `stored`."""
-    if stored != offered:
-        differences = "; ".join(fingerprint_differences(stored, offered))
-        raise FingerprintMismatchError(
-            f"memory {path} holds features made with other model settings ({differences}); use another "
-            "memory for these settings, or the model settings the memory was built with"
-        )
-
-
-@dataclass
-class _PendingRows:
-    vectors: np.ndarray  # float16 [m, d]
-    class_ids: np.ndarray  # int32 [m]
-    source_nums: np.ndarray  # int32 [m]
-
-
-class _Draft:
-    """A state being edited under the writer lock; nothing is visible until `SupportMemory._commit`."""
-
-    def __init__(self, memory: SupportMemory, base: _Snapshot) -> None:
-        self.memory = memory
-        self.base = base
-        self.manifest = base.manifest.clone()
-        self.sums = base.sums.copy()
-        self.pending: list[_PendingRows] = []
-        self.n_pending = 0
-        self.changed = False
-        self.sums_changed = False
-        self.force_compaction = False
-
-    # -- fingerprint and dimension ------------------------------------------------------------------------
-    def accept_fingerprint(self, fingerprint: dict[str, Any]) -> None:
-        stored = self.manifest.fingerprint
-        if stored is None:
-            self.manifest.fingerprint = fingerprint
-            self.changed = True
-            return
-        _refuse_other_fingerprint(self.memory.path, stored, fingerprint)
-
-    def accept_dim(self, dim: int) -> None:
-        if self.manifest.dim is None:
-            self.manifest.dim = dim
-            self.sums = np.zeros((self.manifest.next_class_id, dim), dtype=np.float64)
-            self.changed = True
-        elif self.manifest.dim != dim:
-            raise InvalidInputError(
-                f"vectors have dimension {dim} but memory {self.memory.path} holds dimension "
-                f"{self.manifest.dim}; use the same backbone as the memory or another memory"
-            )
-
-    # -- classes --------------------------------------------------------------------------------------------
-    def class_id_for(self, name: str) -> int:
-        record = self.manifest.class_by_name(name)
-        if record is not None:
-            return record.id
-        class_id = self.manifest.next_class_id
-        self.manifest.next_class_id += 1
-        self.manifest.classes[class_id] = ClassRecord(class_id, name, name, 0)
-        self.sums = np.vstack([self.sums, np.zeros((1, self.sums.shape[1]), dtype=np.float64)])
-        self.changed = True
-        return class_id
-
-    def set_text(self, name: str, text: str | None) -> None:
-        record = self.manifest.class_by_name(name)
-        if record is not None and record.text != text:
-            record.text = text
-            self.changed = True
-
-    def _count(self, class_ids: np.ndarray, vectors16: np.ndarray, sign: int) -> None:
-        for class_id in np.unique(class_ids):
-            rows = vectors16[class_ids == class_id].astype(np.float64)
-            self.sums[class_id] += sign * rows.sum(axis=0)
-            self.manifest.classes[int(class_id)].count += sign * rows.shape[0]
-        self.sums_changed = True
-        self.changed = True
-
-    def _drop_empty_classes(self) -> None:
-        for class_id in [c.id for c in self.manifest.classes.values() if c.count == 0]:
-            del self.manifest.classes[class_id]
-            self.sums[class_id] = 0.0
-
-    # -- rows -----------------------------------------------------------------------------------------------
-    def _append(self, vectors16: np.ndarray, class_ids: np.ndarray, source_num: int) -> tuple[int, int]:
-        start = self.manifest.n_rows + self.n_pending
-        self.pending.append(
-            _PendingRows(vectors16, class_ids.astype(np.int32), np.full(len(class_ids), source_num, np.int32))
-        )
-        self.n_pending += len(class_ids)
-        self._count(class_ids, vectors16, +1)
-        return start, start + len(class_ids)
-
-    def _release_ranges(self, ranges: list[tuple[int, int]]) -> None:
-        for start, stop in ranges:
-            vectors16, class_ids = self.memory._read_committed(self.base, start, stop)
-            self._count(class_ids, vectors16, -1)
-
-    # -- operations -----------------------------------------------------------------------------------------
-    def put(self, entry: _ValidEntry) -> str:
-        existing = self.manifest.sources.get(entry.source_id)
-        if existing is not None and existing.content_key == entry.content_key and not existing.pruned:
-            for name, text in entry.class_texts.items():
-                self.set_text(name, text)
-            return "unchanged"
-        if existing is not None:
-            self._release_ranges(existing.ranges)
-            del self.manifest.sources[entry.source_id]
-        class_ids = np.array([self.class_id_for(name) for name in entry.class_names], dtype=np.int32)
-        for name, text in entry.class_texts.items():
-            self.set_text(name, text)
-        # A class keeps the spelling it was first stored under ("Car" added later joins "car").
-        stored_names = [self.manifest.classes[int(c)].name for c in class_ids]
-        num = self.manifest.next_source_num
-        self.manifest.next_source_num += 1
-        ranges = [self._append(entry.vectors16, class_ids, num)] if len(class_ids) else []
-        self.manifest.sources[entry.source_id] = SourceRecord(
-            source_id=entry.source_id,
-            num=num,
-            content_key=entry.content_key,
-            ranges=ranges,
-            class_names=list(dict.fromkeys(stored_names)),
-            rows_digest=rows_digest(entry.vectors16, stored_names),
-            meta=dict(entry.meta),
-        )
-        self._drop_empty_classes()
-        self.changed = True
-        return "replaced" if existing is not None else "added"
-
-    def remove_source(self, source_id: str) -> None:
-        existing = self.manifest.sources.get(source_id)
-        if existing is None:
-            raise UnknownEntryError(
-                f"memory {self.memory.path} has no source {source_id!r}; "
-                "name one of the source ids the memory lists"
-            )
-        self._release_ranges(existing.ranges)
-        del self.manifest.sources[source_id]
-        self._drop_empty_classes()
-        self.changed = True
-
-    def remove_class(self, name: str) -> None:
-        record = self.manifest.class_by_name(name)
-        if record is None:
-            raise UnknownEntryError(
-                f"memory {self.memory.path} has no class {name!r}; list the memory's classes to see its names"
-            )
-        for source in list(self.manifest.sources.values()):
-            self._prune(source, {record.id})
-        self._drop_empty_classes()
-        self.changed = True
-
-    def drop(self, source_id: str, class_names: Sequence[str] | None) -> None:
-        """Remove a source (class_names None) or only its rows of those classes; absent ones are ignored."""
-        source = self.manifest.sources.get(source_id)
-        if source is None:
-            return
-        if class_names is None:
-            self.remove_source(source_id)
-            return
-        ids = {r.id for r in (self.manifest.class_by_name(n) for n in class_names) if r is not None}
-        self._prune(source, ids)
-        self._drop_empty_classes()
-        self.changed = True
-
-    def _prune(self, source: SourceRecord, class_ids: set[int]) -> None:
-        """Drop a source's rows of `class_ids` (the source goes when nothing is left)."""
-        names = {name_key(self.manifest.classes[c].name) for c in class_ids}
-        if not names & {name_key(n) for n in source.class_names}:
-            return
-        kept: list[tuple[int, int]] = []
-        kept_vectors: list[np.ndarray] = []
-        kept_names: list[str] = []
-        for start, stop in source.ranges:
-            vectors16, row_classes = self.memory._read_committed(self.base, start, stop)
-            doomed = np.isin(row_classes, list(class_ids))
-            self._count(row_classes[doomed], vectors16[doomed], -1)
-            kept.extend(_runs(start, ~doomed))
-            kept_vectors.append(vectors16[~doomed])
-            kept_names.extend(self.manifest.classes[int(c)].name for c in row_classes[~doomed])
-        source.ranges = kept
-        source.class_names = [n for n in source.class_names if name_key(n) not in names]
-        source.pruned = True
-        if kept_vectors and source.rows_digest is not None:
-            source.rows_digest = rows_digest(np.concatenate(kept_vectors), kept_names)
-        if not kept:
-            del self.manifest.sources[source.source_id]
-
-
-@dataclass
-class _ValidEntry:
-    source_id: str
-    vectors16: np.ndarray
-    class_names: list[str]
-    content_key: str
-    class_texts: dict[str, str | None]
-    meta: dict[str, str] = field(default_factory=dict)
-
-
-def _runs(start: int, keep: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous [a, b) row ranges where keep is True, offset by start."""
-    ranges: list[tuple[int, int]] = []
-    run_start = None
-    for i, flag in enumerate(keep.tolist()):
-        if flag and run_start is None:
-            run_start = i
-        elif not flag and run_start is not None:
-            ranges.append((start + run_start, start + i))
-            run_start = None
-    if run_start is not None:
-        ranges.append((start + run_start, start + len(keep)))
-    return ranges
 
 
 def _generation_group(generation: int) -> str:
@@ -529,7 +281,7 @@ class SupportMemory:
         class_ids = np.asarray(self._array(generation, "class_ids")[start:stop])
         return vectors, class_ids
 
-    def _write_rows(self, generation: int, start: int, rows: _PendingRows) -> list[Path]:
+    def _write_rows(self, generation: int, start: int, rows: PendingRows) -> list[Path]:
         """Write rows at [start, start+m) of a generation (growing it if needed); returns files to fsync."""
         stop = start + rows.vectors.shape[0]
         touched: list[Path] = []
@@ -548,7 +300,7 @@ class SupportMemory:
     # ------------------------------------------------------------------------------------------------------
     # writing
     # ------------------------------------------------------------------------------------------------------
-    def _write(self, edit: Callable[[_Draft], T]) -> T:
+    def _write(self, edit: Callable[[Draft], T]) -> T:
         try:
             lock = WriterLock(self.path, self._lock_timeout_s)
             lock.acquire()
@@ -556,7 +308,7 @@ class SupportMemory:
             raise translate_os_error(error, self.path, "taking the writer lock") or error from None
         try:
             base = self._load_committed()
-            draft = _Draft(self, base)
+            draft = Draft(self, base)
             result = edit(draft)
             if draft.changed:
                 try:
@@ -573,7 +325,7 @@ class SupportMemory:
             lock.release()
         return result
 
-    def _abandon(self, draft: _Draft) -> None:
+    def _abandon(self, draft: Draft) -> None:
         """After a failed commit: delete what it wrote that no manifest names, freeing the space again.
 
         Rows appended past the committed length of the current generation stay (they are invisible and
@@ -596,7 +348,7 @@ class SupportMemory:
         except OSError as error:
             raise translate_os_error(error, self.path, "checking that it can be written") or error from None
 
-    def _commit(self, draft: _Draft) -> None:
+    def _commit(self, draft: Draft) -> None:
         manifest = draft.manifest
         base = draft.base.manifest
         total = base.n_rows + draft.n_pending
@@ -616,7 +368,7 @@ class SupportMemory:
                     self._create_generation(manifest.generation, manifest.dim or 0, 0)
                     to_sync_tree.append(self.path / _generation_group(manifest.generation))
                 # One write for the whole batch: each zarr chunk is then rewritten once, not once per source.
-                rows = _PendingRows(
+                rows = PendingRows(
                     np.concatenate([p.vectors for p in draft.pending]),
                     np.concatenate([p.class_ids for p in draft.pending]),
                     np.concatenate([p.source_nums for p in draft.pending]),
@@ -642,7 +394,7 @@ class SupportMemory:
             raise CorruptMemoryError(f"memory {self.path}: the rows just committed are missing")
         self._collect_garbage(manifest.generation, keep_sums={manifest.sums_name, base.sums_name})
 
-    def _compact_into_new_generation(self, draft: _Draft) -> None:
+    def _compact_into_new_generation(self, draft: Draft) -> None:
         """Rewrite the live rows (committed and pending) into generation+1, one range per source."""
         manifest = draft.manifest
         base = draft.base
@@ -667,7 +419,7 @@ class SupportMemory:
             if not parts_v:
                 source.ranges = []
                 continue
-            rows = _PendingRows(
+            rows = PendingRows(
                 np.concatenate(parts_v), np.concatenate(parts_c),
                 np.full(sum(len(c) for c in parts_c), source.num, np.int32),
             )  # fmt: skip
@@ -737,7 +489,7 @@ class SupportMemory:
         """
         stored = self._snapshot.manifest.fingerprint
         if stored is not None:
-            _refuse_other_fingerprint(self.path, stored, _validate_fingerprint(fingerprint))
+            refuse_other_fingerprint(self.path, stored, validate_fingerprint(fingerprint))
 
     def put_sources(
         self,
@@ -752,8 +504,8 @@ class SupportMemory:
         rows of a source (value: class names); sources the memory does not hold are ignored. It lets a
         caller replace part of what it stored earlier without a moment where both or neither are visible.
         """
-        fingerprint = _validate_fingerprint(fingerprint)
-        valid = [_validate_entry(entry) for entry in entries]
+        fingerprint = validate_fingerprint(fingerprint)
+        valid = [validate_entry(entry) for entry in entries]
         seen: set[str] = set()
         for entry in valid:
             if entry.source_id in seen:
@@ -763,7 +515,7 @@ class SupportMemory:
         if not valid and not drops:
             return []
 
-        def edit(draft: _Draft) -> list[str]:
+        def edit(draft: Draft) -> list[str]:
             for source_id, names in drops.items():
                 draft.drop(source_id, names)
             if not valid:
@@ -786,7 +538,7 @@ class SupportMemory:
     def compact(self) -> None:
         """Rewrite the live rows into a fresh generation now, dropping all dead rows."""
 
-        def edit(draft: _Draft) -> None:
+        def edit(draft: Draft) -> None:
             if draft.manifest.n_rows > draft.manifest.n_live:
                 draft.changed = draft.force_compaction = True
 
@@ -1001,51 +753,3 @@ class SupportMemory:
 
         self.refresh()
         check_snapshot(self, self._snapshot)
-
-
-def _validate_fingerprint(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(fingerprint, dict) or not fingerprint:
-        raise InvalidInputError("fingerprint must be a non-empty dict of the backbone and feature settings")
-    try:
-        return normalise_fingerprint(fingerprint)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(f"fingerprint must be JSON-serialisable: {error}") from None
-
-
-def _validate_entry(entry: SourceEntry) -> _ValidEntry:
-    """Check one source's inputs before anything is written; returns float16 rows ready to store."""
-    if not isinstance(entry.source_id, str) or not entry.source_id:
-        raise InvalidInputError(f"source_id must be a non-empty string, got {entry.source_id!r}")
-    where = f"source {entry.source_id!r}"
-    if not isinstance(entry.content_key, str):
-        raise InvalidInputError(f"{where}: content_key must be a string, got {entry.content_key!r}")
-    vectors = np.asarray(entry.vectors)
-    if vectors.ndim != 2:
-        raise InvalidInputError(f"{where}: vectors must be a 2-D array [n, d], got shape {vectors.shape}")
-    if not (np.issubdtype(vectors.dtype, np.floating) or np.issubdtype(vectors.dtype, np.integer)):
-        raise InvalidInputError(f"{where}: vectors must be numeric, got dtype {vectors.dtype}")
-    if vectors.shape[1] < 1:
-        raise InvalidInputError(f"{where}: vectors have dimension 0")
-    names = list(entry.class_names)
-    if any(not isinstance(name, str) or not name.strip() for name in names):
-        raise InvalidInputError(f"{where}: class names must be non-empty strings, got {names!r}")
-    if len(names) != vectors.shape[0]:
-        raise InvalidInputError(
-            f"{where}: {vectors.shape[0]} vectors but {len(names)} class names; give one name per row"
-        )
-    vectors32 = vectors.astype(np.float32)
-    if not np.isfinite(vectors32).all():
-        raise InvalidInputError(f"{where}: vectors contain NaN or infinite values")
-    norms = np.linalg.norm(vectors32, axis=1)
-    if norms.size and not np.all(np.abs(norms - 1.0) <= NORM_TOLERANCE):
-        worst = float(norms[np.argmax(np.abs(norms - 1.0))])
-        raise InvalidInputError(f"{where}: vectors must be L2-normalised (found a row of norm {worst:.4g})")
-    texts: dict[str, str | None] = {}
-    keys = {name_key(name) for name in names}
-    for name, text in (entry.class_texts or {}).items():
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise InvalidInputError(f"{where}: text for class {name!r} must be a non-empty string or None")
-        if name_key(name) in keys:
-            texts[name] = text
-    meta = {str(k): str(v) for k, v in (entry.meta or {}).items()}
-    return _ValidEntry(entry.source_id, vectors32.astype(np.float16), names, entry.content_key, texts, meta)
