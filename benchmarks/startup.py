@@ -1,8 +1,8 @@
 """Startup cost of the command line: wall time of `rns --help` and `rns segment --help`, and what they import.
 
 Each command runs as a fresh subprocess (as a user runs it), 5 times after one warm-up; the median is
-reported. A second, instrumented run lists the modules the command imported and says whether torch,
-open_clip or zarr were among them (they must not be: each costs seconds and hundreds of MB).
+reported. A second, instrumented run lists the modules the command imported, its peak memory, and says
+whether torch, open_clip or zarr were among them (they must not be: each costs seconds and hundreds of MB).
 
 Usage:
     python benchmarks/startup.py            # a table
@@ -27,8 +27,9 @@ RUNS = 5
 
 _RUN = "import sys; from rns.cli import main; main(sys.argv[1:])"
 _LIST = (
-    "import sys, json\nfrom rns.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-    "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)))"
+    "import sys, json, resource\nfrom rns.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+    "    pass\nrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "sys.stderr.write('\\nMODULES ' + json.dumps({'rss_kib': rss, 'modules': sorted(sys.modules)}))"
 )
 
 
@@ -47,11 +48,12 @@ def time_command(argv: list[str], runs: int = RUNS) -> list[float]:
     return seconds
 
 
-def imported_modules(argv: list[str]) -> list[str]:
-    """Every module `rns ARGV` imported, interpreter start-up included."""
+def imported_modules(argv: list[str]) -> tuple[list[str], int]:
+    """Every module `rns ARGV` imported (interpreter start-up included), and its peak memory in KiB."""
     done = subprocess.run([sys.executable, "-c", _LIST, *argv], env=_env(), check=True, capture_output=True,
                           text=True)  # fmt: skip
-    return json.loads(done.stderr.rsplit("MODULES ", 1)[1])
+    found = json.loads(done.stderr.rsplit("MODULES ", 1)[1])
+    return found["modules"], int(found["rss_kib"])
 
 
 def bare_python_seconds(runs: int = RUNS) -> float:
@@ -71,13 +73,14 @@ def main() -> None:
     rows = []
     for argv in COMMANDS:
         seconds = time_command(argv)
-        modules = imported_modules(argv)
+        modules, rss_kib = imported_modules(argv)
         top = sorted({name.split(".")[0] for name in modules})
         rows.append({
             "command": "rns " + " ".join(argv),
             "median_s": statistics.median(seconds),
             "runs_s": seconds,
             "n_modules": len(modules),
+            "peak_rss_mib": rss_kib / 1024,
             "heavy_imported": {name: name in top for name in HEAVY},
             "top_level_packages": top,
         })  # fmt: skip
@@ -89,7 +92,7 @@ def main() -> None:
     for row in rows:
         heavy = ", ".join(f"{name} {'YES' if hit else 'no'}" for name, hit in row["heavy_imported"].items())
         print(f"{row['command']:<20} median {row['median_s']:.3f} s of {RUNS}  {row['n_modules']} modules  "
-              f"({heavy})")  # fmt: skip
+              f"peak {row['peak_rss_mib']:.0f} MiB  ({heavy})")  # fmt: skip
         rns_modules = [name for name in row["top_level_packages"] if name not in sys.stdlib_module_names]
         print(f"  non-stdlib packages: {', '.join(rns_modules)}")
 
