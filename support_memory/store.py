@@ -155,11 +155,14 @@ class SupportMemory:
                     f"cannot create a support memory at {path} ({error.strerror}); use a writable "
                     "directory"
                 ) from None
-            with WriterLock(path, lock_timeout_s):
-                if not manifest_path.exists():
-                    zarr.open_group(str(path), mode="a", zarr_format=3)
-                    durability.fsync_tree(path)
-                    durability.atomic_write_json(manifest_path, Manifest().to_json())
+            try:
+                with WriterLock(path, lock_timeout_s):
+                    if not manifest_path.exists():
+                        zarr.open_group(str(path), mode="a", zarr_format=3)
+                        durability.fsync_tree(path)
+                        durability.atomic_write_json(manifest_path, Manifest().to_json())
+            except OSError as error:  # a read-only or full file system: one line, not a traceback
+                raise translate_os_error(error, path, "creating the memory") or error from None
         memory = cls(
             path,
             _Snapshot(Manifest(), np.zeros((0, 0))),
