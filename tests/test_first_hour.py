@@ -195,3 +195,14 @@ def test_the_legend_draws_non_ascii_names_or_says_visibly_which_characters_it_ca
         else:  # no installed font has these characters: their code points are written instead
             assert re.fullmatch(r"(?:<U\+[0-9A-F]{4,6}>|[^<])+", text) and "<U+" in text
     assert shown[1] == "café"  # Latin-1 letters are in every font rns looks for
+
+
+def test_an_eval_classes_file_naming_one_class_twice_in_two_cases_is_refused(tmp_path):
+    """With case-insensitive names, "car" and "Car" on two lines would merge two ids: refused, one line."""
+    from rns.errors import InputError
+    from rns.labelled_set import load_labelled_set
+
+    classes = tmp_path / "classes.txt"
+    classes.write_text("road\ncar\nCar\n")
+    with pytest.raises(InputError, match=r"lines 2 and 3 name the same class"):
+        load_labelled_set(tmp_path, tmp_path, classes)
