@@ -213,13 +213,11 @@ def mask_content_key(labels: np.ndarray, class_names: list[str]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def class_content_key(labels: np.ndarray, position: int, name: str) -> str:
-    """Hash of which pixels a mask gives one class: the identity of one (image, class) support entry.
+def class_content_key(mask_key: str, name: str) -> str:
+    """The identity of one (image, class) support entry: the whole mask's key plus the class name.
 
-    A class's prototype depends only on its own pixels, so this is all that decides whether re-adding it
-    changes anything; names compare case-insensitively, as everywhere.
+    The whole mask, not only the class's own pixels, so that a pooling rule that ever looked at the other
+    classes' pixels could not leave a stale prototype; names compare case-insensitively, as everywhere.
     """
-    digest = hashlib.sha256()
-    digest.update(repr((tuple(labels.shape), " ".join(name.split()).casefold())).encode())
-    digest.update(np.packbits(labels == position).tobytes())
+    digest = hashlib.sha256(f"{mask_key}\n{' '.join(name.split()).casefold()}".encode())
     return "sha256:" + digest.hexdigest()

@@ -27,7 +27,7 @@ from PIL import Image
 from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
-from rns.labels import IGNORE_LABEL, LabelMapping, class_content_key
+from rns.labels import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
 from rns.prototypes import extract_prototypes
 from rns.support_ids import image_of_source, support_source_id
 from support_memory import SourceEntry, SupportMemory
@@ -166,11 +166,12 @@ def _check_pair(image_path: Path, mask_path: Path, mapping: LabelMapping) -> Che
     labels = mapping.label_map(mask, mask_path)
     names = mapping.class_names
     present = [int(p) for p in np.unique(labels) if p != IGNORE_LABEL]
+    mask_key = mask_content_key(labels, names)
     return CheckedSupport(
         image=image_path,
         mask=mask_path,
         source_id=image_content_hash(image_path),
-        class_keys={names[p]: class_content_key(labels, p, names[p]) for p in present},
+        class_keys={names[p]: class_content_key(mask_key, names[p]) for p in present},
         class_names=[names[p] for p in present],
         mapped=tuple(names),
     )
