@@ -8,13 +8,17 @@ must be the very values the heavy modules accept. So the lists live here, and th
 from __future__ import annotations
 
 VARIANTS = ("maskclip", "clearclip", "naclip")
-DEFAULT_VARIANT = "naclip"
+DEFAULT_VARIANT = "maskclip"
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 SOLVERS = ("fast", "adamw")
 """Head-fit solvers; `rns.adapt.types.Solver` lists the same (a test checks they agree)."""
-DEFAULT_SOLVER = "fast"
+DEFAULT_SOLVER = "adamw"
+
+WEIGHTINGS = ("global", "per_term")
+"""Sample weightings of the head fit; `rns.adapt.types.Weighting` lists the same."""
+DEFAULT_WEIGHTING = "global"
 
 REGION_CHOICES = ("none", "superpixels", "sam")
 

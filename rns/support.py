@@ -24,11 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rns.backbone.geometry import ImageGeometry
 from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
+from rns.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
 from rns.labels import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
-from rns.prototypes import extract_prototypes
+from rns.prototypes import DEFAULT_POOLING, extract_prototypes
 from rns.support_ids import image_of_source, support_source_id
 from support_memory import SourceEntry, SupportMemory
 from support_memory.manifest import name_key
@@ -47,7 +49,9 @@ class FeatureBackbone(Protocol):
 
     fingerprint: dict[str, Any]
 
-    def dense_features(self, image: Image.Image) -> torch.Tensor: ...
+    def support_features(self, image: Image.Image) -> torch.Tensor: ...
+
+    def geometry(self, width: int, height: int) -> ImageGeometry: ...
 
 
 # --------------------------------------------------------------------------------------- pairing
@@ -220,6 +224,7 @@ def add_supports(
     class_texts: dict[str, str | None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    pooling: str = DEFAULT_POOLING,
 ) -> AddReport:
     """Add labelled example images to the support memory; returns what happened to each.
 
@@ -234,9 +239,8 @@ def add_supports(
     backbone refuses the rows with its own `FingerprintMismatchError`.
     """
     checked = check_supports(pairs, mapping, progress=progress)
-    return add_checked_supports(
-        backbone, memory, checked, mapping, class_texts=class_texts, batch_size=batch_size, progress=progress
-    )
+    return add_checked_supports(backbone, memory, checked, mapping, class_texts=class_texts,
+                                batch_size=batch_size, progress=progress, pooling=pooling)
 
 
 def add_checked_supports(
@@ -248,14 +252,19 @@ def add_checked_supports(
     class_texts: dict[str, str | None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    pooling: str = DEFAULT_POOLING,
 ) -> AddReport:
-    """`add_supports` for pairs already validated by `check_supports` with the same `mapping`."""
+    """`add_supports` for pairs already validated by `check_supports` with the same `mapping`.
+
+    `pooling` ("count", the reference's, or "area", see `rns.prototypes`) is recorded in the memory's
+    fingerprint: one memory holds prototypes pooled one way only.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     check_class_texts(class_texts, mapping)
-    fingerprint = backbone.fingerprint
+    fingerprint = support_fingerprint(backbone.fingerprint, pooling)
     # A memory built under another backbone refuses these rows: say so before extracting anything.
-    memory.check_fingerprint(fingerprint)
+    check_memory_fingerprint(memory, backbone.fingerprint, pooling)
     known = {source.source_id: source for source in memory.sources()}
     statuses: dict[str, str] = {}
     pending: list[_PendingImage] = []
@@ -277,7 +286,7 @@ def add_checked_supports(
             statuses[pair.source_id] = "unchanged"
         else:
             if item.stale:
-                item.entries = _extract_entries(backbone, pair, mapping, item.stale, class_texts)
+                item.entries = _extract_entries(backbone, pair, mapping, item.stale, class_texts, pooling)
             pending.append(item)
             if len(pending) >= batch_size:
                 commit()
@@ -317,8 +326,9 @@ def _plan_image(
 
     A labelled class is stale when its entry is missing, was made from other pixels, or lost rows to a
     removal; explicit texts make every labelled class stale (the memory records them with the entry). A
-    class the mapping names but the mask does not label loses its entry for this image. An entry from a
-    0.1.0 memory (one per image, id = the image hash) loses the classes this mask speaks for.
+    class the mapping names but the mask does not label loses its entry for this image. An entry stored
+    before entries were per class (one per image, id = the image hash) loses the classes this mask
+    speaks for.
     """
     ids = {name: support_source_id(pair.source_id, name) for name in pair.mapped}
     stale = []
@@ -342,13 +352,16 @@ def _extract_entries(
     mapping: LabelMapping,
     wanted: list[str],
     class_texts: dict[str, str | None] | None,
+    pooling: str = DEFAULT_POOLING,
 ) -> list[SourceEntry]:
     """Features and prototypes of one validated pair: one memory entry per class in `wanted`."""
     image = load_image(pair.image)
     labels = mapping.label_map(load_mask(pair.mask), pair.mask)
+    geometry = backbone.geometry(image.width, image.height)
     with torch.inference_mode():
-        features = backbone.dense_features(image)
-        vectors, positions = extract_prototypes(features, labels, range(len(mapping.class_names)))
+        features = backbone.support_features(image)
+        vectors, positions = extract_prototypes(features, labels, range(len(mapping.class_names)),
+                                                geometry, pooling)
     rows = vectors.cpu().numpy().astype(np.float32, copy=False)
     texts = {name_key(name): text for name, text in (class_texts or {}).items()}
     meta = {"image": str(pair.image), "mask": str(pair.mask),

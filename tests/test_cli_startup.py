@@ -59,7 +59,7 @@ def test_help_of_every_command_loads_no_heavy_module(argv):
 def test_light_choice_lists_match_the_modules_that_use_them():
     """The CLI's option lists come from rns.choices; the heavy modules must accept exactly those."""
     from rns import choices
-    from rns.adapt.types import AdaptConfig, Solver
+    from rns.adapt.types import AdaptConfig, Solver, Weighting
     from rns.backbone.dense import DEFAULT_VARIANT, VARIANTS
     from rns.backbone.registry import TINY_TEST_MODEL
     from rns.devices import DEVICE_CHOICES
@@ -69,6 +69,8 @@ def test_light_choice_lists_match_the_modules_that_use_them():
     assert DEVICE_CHOICES == choices.DEVICE_CHOICES
     assert tuple(get_args(Solver)) == choices.SOLVERS
     assert AdaptConfig().solver == choices.DEFAULT_SOLVER
+    assert tuple(get_args(Weighting)) == choices.WEIGHTINGS
+    assert AdaptConfig().weighting == choices.DEFAULT_WEIGHTING
     assert DEFAULT_BATCH_SIZE == choices.DEFAULT_BATCH_SIZE
     assert TINY_TEST_MODEL == choices.TEST_MODEL
 

@@ -99,8 +99,9 @@ def test_an_index_mask_that_no_longer_labels_a_class_removes_it_for_that_image(p
     assert classes(photo["memory"], capsys) == {"road": 1}
 
 
-def test_an_image_stored_by_0_1_0_as_one_entry_gives_up_only_the_classes_a_new_mask_speaks_for(tmp_path):
-    """0.1.0 kept one entry per image (id = its hash); re-adding a class replaces just that class's rows."""
+def test_an_image_stored_as_one_entry_gives_up_only_the_classes_a_new_mask_speaks_for(tmp_path):
+    """Before per-class entries a memory kept one entry per image (id = its hash); re-adding a class
+    replaces just that class's rows of it."""
     from support_fakes import FakeBackbone, index_mask, write_image, write_mask
 
     from rns.imageio import image_content_hash
@@ -113,13 +114,13 @@ def test_an_image_stored_by_0_1_0_as_one_entry_gives_up_only_the_classes_a_new_m
     memory = SupportMemory.open(tmp_path / "memory.zarr")
     backbone = FakeBackbone()
     add_supports(backbone, memory, [(image, both)], LabelMapping.parse("0=road,1=bus"))
-    # Rewrite it as 0.1.0 stored it: one source named by the image hash holding both classes.
+    # Rewrite it as it was stored before: one source named by the image hash holding both classes.
     legacy_id = image_content_hash(image)
     vectors, _ = memory.rows(memory.live_rows())
     names = [s.class_names[0] for s in memory.sources()]
     for source in memory.sources():
         memory.remove_source(source.source_id)
-    memory.put_source(legacy_id, vectors, names, fingerprint=backbone.fingerprint, content_key="old")
+    memory.put_source(legacy_id, vectors, names, fingerprint=memory.fingerprint, content_key="old")
     bus_only = write_mask(tmp_path / "bus.png", (index_mask() == 1).astype(np.uint8))
     report = add_supports(backbone, memory, [(image, bus_only)], LabelMapping.single_class("bus"))
     assert report.outcomes[0].status == "replaced"

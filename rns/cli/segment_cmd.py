@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rns.choices import DEFAULT_SOLVER, REGION_CHOICES, SOLVERS
+from rns.choices import DEFAULT_SOLVER, DEFAULT_WEIGHTING, REGION_CHOICES, SOLVERS, WEIGHTINGS
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
 
@@ -39,16 +39,23 @@ Examples:
               help="Classify regions instead of patches: sharper boundaries, more compute.")
 @click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
               help="SAM checkpoint file for --regions sam (or $RNS_SAM_CHECKPOINT).")
+@click.option("--no-background", is_flag=True,
+              help="No added background class: every pixel gets one of the named classes (the paper's "
+              "setting; use it when the classes cover everything in the photos).")
 @click.option("--background-threshold", type=click.FloatRange(0, 1), default=None,
               help="Pixels whose best class probability is below this become background.")
 @click.option("--solver", type=click.Choice(SOLVERS), default=DEFAULT_SOLVER,
               show_default=True,
-              help="Head fit: the fast solver, or the paper's 700-step AdamW reference (adamw).")
+              help="Head fit: the paper's 700-step AdamW (adamw), or a 10x faster approximation (fast).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Steps of the reference AdamW schedule (700); the fast solver takes 10x fewer.")
+              help="Steps of the AdamW schedule (700); the fast solver takes 10x fewer.")
+@click.option("--weighting", type=click.Choice(WEIGHTINGS), default=DEFAULT_WEIGHTING,
+              show_default=True,
+              help="Sample weights normalised over all samples (global, the paper's) or within each term.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
               help="Neighbours retrieved per patch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the head fit.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the head's initial weights (the same start for every image).")
 @click.option("--glob", "glob_pattern", default="**/*", show_default=True,
               help="Which files of a folder input to take.")
 @click.option("--force", is_flag=True, help="Redo images whose outputs are already up to date.")
@@ -57,8 +64,9 @@ Examples:
 @memory_option
 @backbone_options
 def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, save: str, zero_shot: bool,
-                    regions: str, sam_checkpoint: str | None, background_threshold: float | None, solver: str,
-                    steps: int | None, k: int, seed: int, glob_pattern: str, force: bool, quiet: bool,
+                    regions: str, sam_checkpoint: str | None, no_background: bool,
+                    background_threshold: float | None, solver: str, steps: int | None, weighting: str,
+                    k: int, seed: int, glob_pattern: str, force: bool, quiet: bool,
                     json_lines: bool, memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
@@ -74,9 +82,12 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     kinds = parse_save(save)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
     images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
-    adapt = AdaptConfig(k=k, seed=seed, solver=solver, background_threshold=background_threshold,
-                        **({"steps": steps} if steps else {}))
-    options = SegmentOptions(zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
+    if no_background and background_threshold is not None:
+        raise InputError("--background-threshold needs a background class; drop it or --no-background")
+    adapt = AdaptConfig(k=k, seed=seed, solver=solver, weighting=weighting,
+                        background_threshold=background_threshold, **({"steps": steps} if steps else {}))
+    options = SegmentOptions(zero_shot=zero_shot, background=not no_background, regions=regions,
+                             sam_checkpoint=sam_checkpoint,
                              keep_probabilities=needs_probabilities(kinds), adapt=adapt)
     segmenter = build_segmenter(classes, memory_path=memory_path, model=model, pretrained=pretrained,
                                 checkpoint=checkpoint, variant=variant, device=device, options=options)

@@ -39,6 +39,9 @@ _MAX_LISTED_OUTCOMES = 20
               help="With --class: the words to describe the class by, when they differ from its name.")
 @click.option("--no-text", is_flag=True,
               help="With --class: the class has no usable name (e.g. my-backpack); rely on its examples.")
+@click.option("--pooling", type=click.Choice(["count", "area"]), default="count", show_default=True,
+              help="How mask pixels weigh patches: count (the paper's: mask resized like the photo, pixels "
+              "counted per patch) or area (exact area of the original mask). One memory holds one kind.")
 @click.option("--commit-every", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Images per memory commit; a killed run keeps the commits it finished.")
 @memory_option
@@ -52,6 +55,7 @@ def add_support_command(
     classes_file: Path | None,
     text_prompt: str | None,
     no_text: bool,
+    pooling: str,
     commit_every: int,
     memory_path: str | None,
     model: str | None,
@@ -94,7 +98,7 @@ def add_support_command(
     with stage_progress() as progress:
         report = add_checked_supports(
             backbone, memory, checked, mapping, class_texts=class_texts, batch_size=commit_every,
-            progress=progress,
+            progress=progress, pooling=pooling,
         )
     _print_report(report, memory_location)
 
