@@ -14,20 +14,21 @@ import numpy as np
 from support_memory.errors import CorruptMemoryError
 
 if TYPE_CHECKING:
-    from support_memory.store import SupportMemory, _Snapshot
+    from support_memory.rows import RowArrays
+    from support_memory.snapshot import Snapshot
 
 CHECK_BLOCK_ROWS = 16384
 NORM_TOLERANCE = 1e-2
 SUM_TOLERANCE = 1e-6
 
 
-def check_snapshot(memory: SupportMemory, snapshot: _Snapshot) -> None:
+def check_snapshot(rows: RowArrays, snapshot: Snapshot) -> None:
     """Raise CorruptMemoryError unless the snapshot's manifest, sums and rows agree."""
     manifest = snapshot.manifest
 
     def fail(problem: str) -> None:
         raise CorruptMemoryError(
-            f"memory {memory.path} is inconsistent: {problem}; restore it from a backup or rebuild it"
+            f"memory {rows.path} is inconsistent: {problem}; restore it from a backup or rebuild it"
         )
 
     names = [c.name for c in manifest.classes.values()]
@@ -58,9 +59,9 @@ def check_snapshot(memory: SupportMemory, snapshot: _Snapshot) -> None:
     name_of = {c.id: c.name for c in manifest.classes.values()}
     if manifest.n_rows:
         generation = manifest.generation
-        vectors_array = memory._array(generation, "vectors")
-        class_array = memory._array(generation, "class_ids")
-        source_array = memory._array(generation, "source_nums")
+        vectors_array = rows.array(generation, "vectors")
+        class_array = rows.array(generation, "class_ids")
+        source_array = rows.array(generation, "source_nums")
         if vectors_array.dtype != np.float16 or vectors_array.ndim != 2 or vectors_array.shape[1] != dim:
             fail(f"row array has dtype {vectors_array.dtype} and shape {vectors_array.shape}")
         for array in (vectors_array, class_array, source_array):

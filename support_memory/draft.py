@@ -1,7 +1,7 @@
 """A memory state being edited under the writer lock, and the checks on what callers offer it.
 
 `Draft` holds a copy of the committed manifest and per-class sums and applies puts and removals to them,
-queuing new rows; nothing is visible to readers until `SupportMemory._commit` writes the rows and replaces
+queuing new rows; nothing is visible to readers until `commit.write_commit` writes the rows and replaces
 the manifest. Inputs are validated here, before the lock is taken, so a bad call writes nothing.
 """
 
@@ -28,9 +28,11 @@ from support_memory.manifest import (
     normalise_fingerprint,
 )
 from support_memory.records import SourceEntry
+from support_memory.rows import PendingRows
 
 if TYPE_CHECKING:
-    from support_memory.store import SupportMemory, _Snapshot
+    from support_memory.rows import RowArrays
+    from support_memory.snapshot import Snapshot
 
 NORM_TOLERANCE = 1e-2
 
@@ -45,18 +47,12 @@ def refuse_other_fingerprint(path: Path, stored: dict[str, Any], offered: dict[s
         )
 
 
-@dataclass
-class PendingRows:
-    vectors: np.ndarray  # float16 [m, d]
-    class_ids: np.ndarray  # int32 [m]
-    source_nums: np.ndarray  # int32 [m]
-
-
 class Draft:
-    """A state being edited under the writer lock; nothing is visible until `SupportMemory._commit`."""
+    """A state being edited under the writer lock; nothing is visible until `commit.write_commit`."""
 
-    def __init__(self, memory: SupportMemory, base: _Snapshot) -> None:
-        self.memory = memory
+    def __init__(self, rows: RowArrays, base: Snapshot) -> None:
+        self.rows = rows
+        self.path = rows.path
         self.base = base
         self.manifest = base.manifest.clone()
         self.sums = base.sums.copy()
@@ -73,7 +69,7 @@ class Draft:
             self.manifest.fingerprint = fingerprint
             self.changed = True
             return
-        refuse_other_fingerprint(self.memory.path, stored, fingerprint)
+        refuse_other_fingerprint(self.path, stored, fingerprint)
 
     def accept_dim(self, dim: int) -> None:
         if self.manifest.dim is None:
@@ -82,7 +78,7 @@ class Draft:
             self.changed = True
         elif self.manifest.dim != dim:
             raise InvalidInputError(
-                f"vectors have dimension {dim} but memory {self.memory.path} holds dimension "
+                f"vectors have dimension {dim} but memory {self.path} holds dimension "
                 f"{self.manifest.dim}; use the same backbone as the memory or another memory"
             )
 
@@ -129,7 +125,7 @@ class Draft:
 
     def _release_ranges(self, ranges: list[tuple[int, int]]) -> None:
         for start, stop in ranges:
-            vectors16, class_ids = self.memory._read_committed(self.base, start, stop)
+            vectors16, class_ids = self.rows.read(self.base, start, stop)
             self._count(class_ids, vectors16, -1)
 
     # -- operations -----------------------------------------------------------------------------------------
@@ -167,8 +163,7 @@ class Draft:
         existing = self.manifest.sources.get(source_id)
         if existing is None:
             raise UnknownEntryError(
-                f"memory {self.memory.path} has no source {source_id!r}; "
-                "name one of the source ids the memory lists"
+                f"memory {self.path} has no source {source_id!r}; name one of the source ids the memory lists"
             )
         self._release_ranges(existing.ranges)
         del self.manifest.sources[source_id]
@@ -179,7 +174,7 @@ class Draft:
         record = self.manifest.class_by_name(name)
         if record is None:
             raise UnknownEntryError(
-                f"memory {self.memory.path} has no class {name!r}; list the memory's classes to see its names"
+                f"memory {self.path} has no class {name!r}; list the memory's classes to see its names"
             )
         for source in list(self.manifest.sources.values()):
             self._prune(source, {record.id})
@@ -208,7 +203,7 @@ class Draft:
         kept_vectors: list[np.ndarray] = []
         kept_names: list[str] = []
         for start, stop in source.ranges:
-            vectors16, row_classes = self.memory._read_committed(self.base, start, stop)
+            vectors16, row_classes = self.rows.read(self.base, start, stop)
             doomed = np.isin(row_classes, list(class_ids))
             self._count(row_classes[doomed], vectors16[doomed], -1)
             kept.extend(row_runs(start, ~doomed))

@@ -51,7 +51,8 @@ from support_memory.search import DistinctQueries, SearchResult, exact_search, m
 
 if TYPE_CHECKING:
     from support_memory.manifest import Manifest
-    from support_memory.store import SupportMemory, _Snapshot
+    from support_memory.rows import RowArrays
+    from support_memory.snapshot import Snapshot
 
 META_NAME = "meta.json"
 # Bumped when the way indexes are built changes: an index saved by an older layout (e.g. the HNSW coarse
@@ -140,8 +141,8 @@ class IndexManager:
     # -- search ---------------------------------------------------------------------------------------------
     def search(
         self,
-        memory: SupportMemory,
-        snapshot: _Snapshot,
+        row_arrays: RowArrays,
+        snapshot: Snapshot,
         queries: np.ndarray,
         k: int,
         allowed_classes: np.ndarray | None,
@@ -151,7 +152,7 @@ class IndexManager:
             return None
         import faiss
 
-        loaded = self._ready(memory, snapshot)
+        loaded = self._ready(row_arrays, snapshot)
         manifest = snapshot.manifest
         n_covered = min(loaded.n_indexed, manifest.n_rows)
         live = snapshot.live_mask()
@@ -166,7 +167,7 @@ class IndexManager:
         result = SearchResult(scores=scores.astype(np.float32), rows=rows.astype(np.int64))
         del bitmap  # the selector points into it; keep it alive until the search is done
         if n_covered < manifest.n_rows:
-            tail = memory._blocks(snapshot, n_covered, manifest.n_rows, distinct.rows.shape[0], None)
+            tail = row_arrays.blocks(snapshot, n_covered, manifest.n_rows, distinct.rows.shape[0], None)
             result = merge_results([result, exact_search(distinct.rows, k, tail)], k)
         return distinct.scatter(result)
 
@@ -181,29 +182,29 @@ class IndexManager:
         wanted = max(self.config.nprobe, math.ceil(self.config.min_scanned_rows / rows_per_list))
         return min(wanted, nlist)
 
-    def build(self, memory: SupportMemory, snapshot: _Snapshot) -> dict[str, Any] | None:
+    def build(self, row_arrays: RowArrays, snapshot: Snapshot) -> dict[str, Any] | None:
         """Bring the index up to date with the snapshot and save it; None when faiss is not installed."""
         if not faiss_available() or snapshot.manifest.n_rows == 0:
             return None
-        self._ready(memory, snapshot, force_save=True)
+        self._ready(row_arrays, snapshot, force_save=True)
         return self.describe(snapshot.manifest)
 
     # -- maintenance ----------------------------------------------------------------------------------------
-    def _ready(self, memory: SupportMemory, snapshot: _Snapshot, force_save: bool = False) -> _Loaded:
+    def _ready(self, row_arrays: RowArrays, snapshot: Snapshot, force_save: bool = False) -> _Loaded:
         manifest = snapshot.manifest
         loaded = self._loaded
         if loaded is None or not self._matches(loaded.store_id, loaded.generation, manifest):
             loaded = self._load(manifest)
         trained = loaded is None
         if loaded is None:
-            loaded = self._train(memory, snapshot)
+            loaded = self._train(row_arrays, snapshot)
         tail = manifest.n_rows - loaded.n_indexed
         if tail > 0 and (force_save or trained or tail > self.config.exact_tail_rows):
-            self._add_rows(memory, snapshot, loaded, manifest.n_rows)
+            self._add_rows(row_arrays, snapshot, loaded, manifest.n_rows)
         self._loaded = loaded
         unsaved = loaded.n_indexed - loaded.n_saved
         if force_save or trained or unsaved > self.config.max_tail_fraction * manifest.n_rows:
-            self._save(memory, loaded, wait=force_save)
+            self._save(row_arrays, loaded, wait=force_save)
         return loaded
 
     @staticmethod
@@ -233,7 +234,7 @@ class IndexManager:
         n_indexed = int(meta["n_indexed"])
         return _Loaded(index, meta["store_id"], meta["generation"], n_indexed, meta["factory"], n_indexed)
 
-    def _train(self, memory: SupportMemory, snapshot: _Snapshot) -> _Loaded:
+    def _train(self, row_arrays: RowArrays, snapshot: Snapshot) -> _Loaded:
         import faiss
 
         manifest = snapshot.manifest
@@ -250,25 +251,25 @@ class IndexManager:
         n_train = min(manifest.n_rows, max(self.config.train_rows_per_list * nlist, 10_000))
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(manifest.n_rows, size=n_train, replace=False))
-        vectors = memory._gather(snapshot, sample)
+        vectors = row_arrays.gather(snapshot, sample)
         index.train(vectors)
         return _Loaded(index, manifest.store_id, manifest.generation, 0, factory, 0)
 
-    def _add_rows(self, memory: SupportMemory, snapshot: _Snapshot, loaded: _Loaded, stop: int) -> None:
+    def _add_rows(self, row_arrays: RowArrays, snapshot: Snapshot, loaded: _Loaded, stop: int) -> None:
         """Add committed rows [n_indexed, stop) in order, so that faiss ids equal row numbers."""
         generation = snapshot.manifest.generation
-        vectors_array = memory._array(generation, "vectors")
+        vectors_array = row_arrays.array(generation, "vectors")
         for start in range(loaded.n_indexed, stop, BUILD_BLOCK_ROWS):
             block = np.asarray(vectors_array[start : min(stop, start + BUILD_BLOCK_ROWS)], dtype=np.float32)
             loaded.index.add(block)
         loaded.n_indexed = stop
 
-    def _save(self, memory: SupportMemory, loaded: _Loaded, wait: bool) -> None:
+    def _save(self, row_arrays: RowArrays, loaded: _Loaded, wait: bool) -> None:
         """Persist index then meta (the commit point); skipped (retried at a later search) when another
         writer holds the lock."""
         import faiss
 
-        lock = WriterLock(memory.path)
+        lock = WriterLock(row_arrays.path)
         if wait:
             lock.acquire()
         else:
@@ -301,6 +302,6 @@ class IndexManager:
         except OSError as error:
             # Saving the index is an optimisation during a search: a full disk must not fail the search.
             if wait:
-                raise translate_os_error(error, memory.path, "saving the search index") or error from None
+                raise translate_os_error(error, row_arrays.path, "saving the search index") or error from None
         finally:
             lock.release()

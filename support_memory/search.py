@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from support_memory.errors import InvalidInputError
 
 # Score matrices are kept near this many float32 elements (~32 MB) per block.
 SCORE_BLOCK_ELEMENTS = 8_000_000
@@ -127,3 +130,20 @@ def merge_results(results: Iterable[SearchResult], k: int) -> SearchResult:
         scores = np.where(result.rows < 0, -np.inf, result.scores).astype(np.float32)
         top.add(scores, result.rows)
     return top.result()
+
+
+def validate_queries(queries: np.ndarray, k: int, dim: int | None, memory_path: Path) -> np.ndarray:
+    """Check a search's arguments before any row is read; returns the queries as contiguous float32."""
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+    queries = np.asarray(queries)
+    if queries.ndim != 2 or not np.issubdtype(queries.dtype, np.number):
+        raise InvalidInputError(f"queries must be a 2-D numeric array [q, d], got shape {queries.shape}")
+    if dim is not None and queries.shape[1] != dim:
+        raise InvalidInputError(
+            f"queries have dimension {queries.shape[1]} but memory {memory_path} holds dimension {dim}"
+        )
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if not np.isfinite(queries).all():
+        raise InvalidInputError("queries contain NaN or infinite values")
+    return queries
