@@ -30,7 +30,7 @@ from rich.text import Text
 from rns.outputs import jsonable
 
 if TYPE_CHECKING:
-    from rns.runner import ImageEvent, RunReport
+    from rns.run_events import ImageEvent, RunReport
 
 
 class SilentProgress:

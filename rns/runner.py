@@ -29,7 +29,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, Protocol
 
 from PIL import Image
 
@@ -50,131 +49,22 @@ from rns.output_errors import NO_SPACE, output_write_error
 from rns.outputs import (
     DEFAULT_OVERLAY_ALPHA,
     DEFAULT_SAVE,
-    class_table,
     parse_save,
     pixel_counts,
     save_segmentation,
     write_classes_json,
 )
 from rns.progress import SilentProgress
+from rns.run_events import (
+    CLASSES_NAME,
+    RUN_SUMMARY_NAME,
+    Failure,
+    ImageEvent,
+    ImageSegmenter,
+    RunObserver,
+    RunReport,
+)
 from rns.segmentation import Segmentation
-
-RUN_SUMMARY_FORMAT = "rns.run-summary/1"
-RUN_SUMMARY_NAME = "summary.json"
-CLASSES_NAME = "classes.json"
-
-Status = Literal["done", "skipped", "failed"]
-
-
-class ImageSegmenter(Protocol):
-    """What the runner needs from a segmenter (`rns.pipeline.Segmenter` is one)."""
-
-    def segment(self, image: Image.Image) -> Segmentation:
-        """Segment one RGB image."""
-        ...
-
-    def settings_key(self) -> str:
-        """A hash of everything that changes the output (model, weights, classes, memory state, options)."""
-        ...
-
-
-@dataclass(frozen=True)
-class ImageEvent:
-    """What happened to one image; sent to the observer as soon as it is known."""
-
-    status: Status
-    index: int  # 1-based position in the run
-    total: int
-    image: InputImage
-    reason: str | None = None  # one line, for failures
-    seconds: Mapping[str, float] = field(default_factory=dict)  # read, segment, write, total (done only)
-    outputs: Mapping[str, Path] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An image the run could not segment, and why (one line, naming the fix)."""
-
-    path: Path
-    reason: str
-
-
-@dataclass
-class RunReport:
-    """The outcome of `run_folder`; `exit_code` is what the CLI should exit with (1 if anything failed)."""
-
-    out_dir: Path
-    total: int
-    done: int = 0
-    skipped: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    class_names: list[str] = field(default_factory=list)
-    class_pixels: dict[str, int] = field(default_factory=dict)  # over done and skipped images
-    seconds: float = 0.0
-    median_seconds: dict[str, float] = field(default_factory=dict)  # per step, over images done this run
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    @property
-    def exit_code(self) -> int:
-        """What the process exits with, also written to summary.json so that the two always agree.
-
-        0: all done; 1: some images failed; 2: the one image given failed (a plain input error, as for
-        any other command); 130: interrupted.
-        """
-        if self.interrupted:
-            return 130
-        if not self.failures:
-            return 0
-        return 2 if self.total == 1 else 1
-
-    @property
-    def images_per_second(self) -> float | None:
-        """Images segmented (not skipped) per second of wall time."""
-        return self.done / self.seconds if self.done and self.seconds > 0 else None
-
-    def to_json(self) -> dict[str, object]:
-        total_pixels = max(sum(self.class_pixels.values()), 1)
-        classes = [
-            {
-                **entry,
-                "pixels": self.class_pixels.get(str(entry["name"]), 0),
-                "fraction": self.class_pixels.get(str(entry["name"]), 0) / total_pixels,
-            }
-            for entry in class_table(self.class_names)
-        ]
-        return {
-            "format": RUN_SUMMARY_FORMAT,
-            "out_dir": str(self.out_dir),
-            "counts": {
-                "total": self.total,
-                "done": self.done,
-                "skipped": self.skipped,
-                "failed": self.failed,
-            },
-            "failures": [{"path": str(f.path), "reason": f.reason} for f in self.failures],
-            "classes": classes,
-            "timings": {
-                "wall_seconds": self.seconds,
-                "images_per_second": self.images_per_second,
-                "median_seconds": self.median_seconds,
-            },
-            "interrupted": self.interrupted,
-            "exit_code": self.exit_code,
-        }
-
-
-class RunObserver(Protocol):
-    """Receives the run's events; `rns.progress` has a rich bar, a JSON-lines writer and a silent one."""
-
-    def on_start(self, total: int, out_dir: Path) -> None: ...
-
-    def on_image(self, event: ImageEvent) -> None: ...
-
-    def on_end(self, report: RunReport) -> None: ...
 
 
 @dataclass

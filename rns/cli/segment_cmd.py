@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --hel
     from rich.console import Console
 
     from rns.formats.run_export import ExportReport
-    from rns.runner import RunReport
+    from rns.run_events import RunReport
 
 EPILOG = """\b
 Examples:
@@ -145,9 +145,7 @@ def _describe(segmenter) -> str:
 
 
 def _shares(report: RunReport) -> str:
-    total = max(sum(report.class_pixels.values()), 1)
-    return ", ".join(f"{name} {100 * report.class_pixels.get(name, 0) / total:.1f}%"
-                     for name in report.class_names)  # fmt: skip
+    return ", ".join(f"{name} {share:.1f}%" for name, share in report.class_shares().items())
 
 
 def _print_failures(report: RunReport, console: Console) -> None:
