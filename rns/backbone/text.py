@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rns.atomic import atomic_write
+
 IMAGENET_TEMPLATES: tuple[str, ...] = (
     "a bad photo of a {}.",
     "a photo of many {}.",
@@ -170,10 +172,8 @@ class TextFeatureCache:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{id(self)}")
-            torch.save({"prompt": prompt, "features": self._memory[prompt]}, tmp)
-            tmp.replace(path)
+            entry = {"prompt": prompt, "features": self._memory[prompt]}
+            atomic_write(path, lambda stream: torch.save(entry, stream))
         except OSError:  # the disk cache is an optimisation; a read-only cache dir must not fail a run
             return
 

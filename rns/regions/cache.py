@@ -3,9 +3,9 @@
 Key: sha256 over the decoded image (size, mode and RGB bytes, so a re-saved file with identical pixels
 hits and a re-encoded one that changed pixels misses), the proposer's name and its `settings_key()` (which
 names the weights file for SAM). Entry: `<dir>/<key[:2]>/<key>.npz`, a compressed npz of the map stored in
-the smallest unsigned dtype that holds its ids. Writes go to a temporary file in the same directory and
-are renamed into place, so a reader never sees half an entry; an entry that cannot be read or does not fit
-the image is treated as missing and rewritten.
+the smallest unsigned dtype that holds its ids. Writes go through `rns.atomic` (a temporary file in the
+same directory, fsynced and renamed into place), so a reader never sees half an entry; an entry that cannot
+be read or does not fit the image is treated as missing and rewritten.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from rns.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +70,6 @@ class RegionCache:
         top = int(region_map.max()) if region_map.size else 0
         dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".npz.tmp")
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    np.savez_compressed(stream, regions=region_map.astype(dtype))
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                os.replace(temp_name, path)
-            except BaseException:
-                Path(temp_name).unlink(missing_ok=True)
-                raise
+            atomic_write(path, lambda stream: np.savez_compressed(stream, regions=region_map.astype(dtype)))
         except OSError as error:
             log.warning("could not write region cache entry %s (%s); continuing without it", path, error)
