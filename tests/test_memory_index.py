@@ -93,7 +93,9 @@ def test_duplicate_queries_get_the_answers_of_their_first_copy(tmp_path: Path) -
         once = memory.search(distinct, 4, exact=exact)
         many = memory.search(repeated, 4, exact=exact)
         np.testing.assert_array_equal(many.rows, once.rows[picks])
-        np.testing.assert_array_equal(many.scores, once.scores[picks])
+        # Scores are float32 dot products whose summation order depends on how many queries share a
+        # block (200 here, 40 there), so they agree to rounding, not bit for bit.
+        np.testing.assert_allclose(many.scores, once.scores[picks], rtol=0, atol=1e-5)
 
 
 def test_tail_beyond_exact_rows_goes_into_the_loaded_index_and_is_saved_later(tmp_path: Path) -> None:
