@@ -14,7 +14,7 @@ from typing import get_args
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "open_clip", "zarr")
 
 _PROBE = """

@@ -18,7 +18,7 @@ from PIL import Image
 
 from rns.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, build_backbone, check_weights
 
-CAMVID_TEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid" / "test"
+CAMVID_TEST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid" / "test"
 ROAD, CAR, IGNORE = 3, 8, 255
 MIN_IOU = {"road": 0.30, "car": 0.15}  # modest: training-free CLIP features, one image, no post-processing
 

@@ -21,7 +21,7 @@ from rns.cli.errors import run_with_user_errors  # noqa: E402
 from rns.outputs import read_labels_png  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "formats"
+DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
 TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 
 

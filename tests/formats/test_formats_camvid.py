@@ -29,7 +29,7 @@ from rns.labels import LabelMapping  # noqa: E402
 from rns.support import add_supports  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
-CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
+CAMVID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid"
 NUM_IMAGES = 6  # spread over the train split: about 140 instances of 100 px or more, holes and all
 MIN_INSTANCE = 100
 MIN_IOU = 0.98

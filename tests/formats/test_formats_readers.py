@@ -21,7 +21,7 @@ from rns.errors import InputError  # noqa: E402
 from rns.formats.items import ItemProblem, LabelledItem  # noqa: E402
 from rns.formats.sources import ImportRequest, open_import  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "formats"
+DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
 UNLABELLED = 255
 
 

@@ -18,7 +18,7 @@ from synthetic_images import two_texture_image
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 
 
