@@ -164,7 +164,7 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptMemoryError(
                 f"manifest {where} is damaged ({type(error).__name__}: {error}); restore the memory from a "
-                "backup or rebuild it with add-support"
+                "backup or rebuild it"
             ) from None
 
 

@@ -336,7 +336,7 @@ class SupportMemory:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def stats(self) -> dict[str, Any]:
-        """Sizes and settings, for `rns memory stats` and for logs."""
+        """Sizes and settings, for status displays and logs."""
         manifest = self._snapshot.manifest
         size = 0
         for dirpath, _dirnames, filenames in os.walk(self.path):
