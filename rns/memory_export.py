@@ -41,7 +41,7 @@ def export_npz(memory: SupportMemory, path: str | os.PathLike) -> ExportSummary:
     memory.refresh()
     classes = memory.classes()
     position_of = {info.id: position for position, info in enumerate(classes)}
-    dim = memory.stats()["dim"] or 0
+    dim = memory.dim or 0
     vectors_parts: list[np.ndarray] = []
     label_parts: list[np.ndarray] = []
     source_parts: list[np.ndarray] = []

@@ -155,7 +155,7 @@ class Segmenter:
         return names
 
     def _memory_has_rows(self) -> bool:
-        return self.memory is not None and self.memory.stats()["n_prototypes"] > 0
+        return self.memory is not None and self.memory.n_prototypes > 0
 
     def _check_every_class_has_evidence(self) -> None:
         """A class with no text must have examples: otherwise nothing could ever predict it."""
@@ -184,8 +184,8 @@ class Segmenter:
             "device": str(self.backbone.device),
             "classes": self.class_names,
             "memory": str(self.memory.path) if self.memory is not None else None,
-            "memory_prototypes": self.memory.stats()["n_prototypes"] if self.memory is not None else 0,
-            "memory_commit": self.memory.stats()["commit"] if self.memory is not None else None,
+            "memory_prototypes": self.memory.n_prototypes if self.memory is not None else 0,
+            "memory_commit": self.memory.commit if self.memory is not None else None,
             "mode": "zero-shot" if self._class_index is None else "rns",
             "regions": self.options.regions,
         }

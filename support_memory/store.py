@@ -206,6 +206,21 @@ class SupportMemory:
         """The backbone + feature settings the stored rows were made with (None while the memory is empty)."""
         return self._snapshot.manifest.fingerprint
 
+    @property
+    def n_prototypes(self) -> int:
+        """Stored prototypes a reader sees (`stats()["n_prototypes"]` without walking the folder)."""
+        return self._snapshot.manifest.n_live
+
+    @property
+    def commit(self) -> int:
+        """The number of the commit this object reads (`stats()["commit"]`)."""
+        return self._snapshot.manifest.seq
+
+    @property
+    def dim(self) -> int | None:
+        """The dimension of the stored rows (None while the memory is empty)."""
+        return self._snapshot.manifest.dim
+
     def put_source(
         self,
         source_id: str,

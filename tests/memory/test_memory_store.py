@@ -240,3 +240,13 @@ def test_live_rows_and_source_rows_follow_removals(tmp_path):
     assert live.size == 2 and np.array_equal(np.sort(live), np.sort(memory.source_rows("b")))
     vectors, _ = memory.rows(live)
     np.testing.assert_allclose(np.abs(vectors), np.abs(eye[2:]), atol=1e-3)
+
+
+def test_counts_without_walking_the_folder_agree_with_stats(memory: SupportMemory, rng) -> None:
+    assert (memory.n_prototypes, memory.commit, memory.dim) == (0, 0, None)
+    memory.put_source("img-a", unit(rng, 3), ["cat", "dog", "cat"], fingerprint=FP)
+    memory.put_source("img-b", unit(rng, 2), ["cat", "dog"], fingerprint=FP)
+    memory.remove_source("img-a")
+    stats = memory.stats()
+    assert (memory.n_prototypes, memory.commit, memory.dim) == (2, 3, DIM)
+    assert (stats["n_prototypes"], stats["commit"], stats["dim"]) == (2, 3, DIM)
