@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, segment_features
-from rns.adapt.predict import missing_class_error
+from rns.adapt.method import missing_class_error
 from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.backbone.geometry import ImageGeometry

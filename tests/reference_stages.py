@@ -21,7 +21,7 @@ from PIL import Image
 
 from rns.adapt import AdaptConfig, ArraySource, ClassText, SupportSet, nearest_rows
 from rns.adapt.head import SAMPLE_KINDS, HeadProblem, LinearHead
-from rns.adapt.predict import plan_head
+from rns.adapt.method import plan_head
 from rns.adapt.relevance import class_relevance
 from rns.adapt.solvers import fit_head
 from rns.adapt.zero_shot import zero_shot_logits

@@ -9,7 +9,7 @@ See docs/ARCHITECTURE.md ("Adaptation") for the contract and the choices made wh
 
 from __future__ import annotations
 
-from rns.adapt.predict import segment_features, zero_shot
+from rns.adapt.method import segment_features, zero_shot
 from rns.adapt.retrieval import ArraySource, RowSource, nearest_rows, retrieve_support
 from rns.adapt.types import AdaptConfig, AdaptResult, ClassText, SupportSet
 

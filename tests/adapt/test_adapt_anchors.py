@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from rns.adapt import AdaptConfig, ClassText, SupportSet
 from rns.adapt.anchors import build_anchor_set, fuse, neutral_text_prior, pseudo_prototypes
 from rns.adapt.head import build_problem
-from rns.adapt.predict import class_roles
+from rns.adapt.method import class_roles
 
 LAMBDAS = (0.9, 0.8, 0.6, 0.4, 0.2, 0.0)
 

@@ -7,7 +7,7 @@ import torch
 
 from rns.adapt import AdaptConfig, retrieve_support
 from rns.adapt.head import HeadProblem, initial_head, objective
-from rns.adapt.predict import plan_head
+from rns.adapt.method import plan_head
 from rns.adapt.solvers import fit_adamw, fit_head, fit_rescaled_adamw
 from rns.adapt.synthetic import SceneSpec, make_scene
 
