@@ -5,8 +5,8 @@ backbone, the support memory and the region proposer once, and the returned `Seg
 one after another with everything that repeats across images (text features, the memory's class table
 and class-level prototypes) computed a single time.
 
-Per image (DESIGN.md section 2): dense features -> optional regions -> retrieval from the memory ->
-adaptation (zero-shot, relevance, anchors, pseudo prototypes, head fit) -> upsampling -> labels.
+Per image (docs/ARCHITECTURE.md, data flow): dense features -> optional regions -> retrieval from the
+memory -> adaptation (zero-shot, relevance, anchors, pseudo prototypes, head fit) -> upsampling -> labels.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ into heads; `out` the block's output projection; `ls_*` its layer scales, identi
 - `maskclip` (Zhou et al., ECCV 2022): the attention is replaced by identity, i.e. each token keeps only
   its own value, `a = out(v)`. Residual and MLP are kept: `y = x + ls_1(a)`, `y = y + ls_2(mlp(ln_2(y)))`.
   The paper states the essential change (query and key dropped, the value embedding used directly); keeping
-  the residual and MLP follows DESIGN.md and the common reimplementations of MaskCLIP's ViT variant.
+  the residual and MLP follows the reference code (docs/PARITY.md) and the common reimplementations of
+  MaskCLIP's ViT variant.
 - `clearclip` (Lan et al., ECCV 2024): self-self attention with queries, `softmax(q q^T / sqrt(d_h)) v`,
   then `out`; the residual connection and the MLP are dropped: `y = ls_1(a)`.
 - `naclip` (Hajimiri et al., WACV 2025): key-key attention plus a Gaussian neighbourhood bias added to

@@ -1,7 +1,7 @@
 """Turning a set of overlapping masks (SAM's output) into one region map: every pixel in exactly one region.
 
 Painting rule. Masks are painted from the smallest to the largest, and a larger mask takes the pixels it
-shares with a smaller one (DESIGN.md: "smallest-first so larger ones overwrite"): where two masks merely
+shares with a smaller one (smallest first, so larger ones overwrite): where two masks merely
 overlap, the larger, usually more stable mask settles the disputed border. One exception keeps the rule
 from erasing detail: a smaller mask that lies (almost) wholly inside the larger one is a *part* of it (a
 wheel inside a car, a window inside a wall) and keeps its pixels, so objects inside objects survive. "Almost
