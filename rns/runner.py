@@ -326,7 +326,8 @@ def _write(
     counts = pixel_counts(seg)
     try:
         paths = save_segmentation(
-            seg, prepared.picture, out, image.stem, kinds, source=image.path, overlay_alpha=overlay_alpha
+            seg, prepared.picture, out, image.stem, kinds, source=image.path, overlay_alpha=overlay_alpha,
+            counts=counts,
         )
         seconds = {**seconds, "write": time.perf_counter() - began}
         seconds["total"] = seconds["read"] + seconds["segment"] + seconds["write"]
