@@ -8,6 +8,8 @@ class of its own (asking for "road" takes "road" out of the background).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rns.errors import InputError
 from rns.segmentation import BACKGROUND
 
@@ -27,8 +29,17 @@ def parse_class_list(text: str | None) -> list[str]:
     """
     if text is None:
         return []
+    return _clean_names(text.split(","), shown=text)
+
+
+def clean_class_list(names: Sequence[str]) -> list[str]:
+    """`parse_class_list` for a list the caller already split (an entry may still hold commas)."""
+    return _clean_names([part for name in names for part in name.split(",")], shown=",".join(names))
+
+
+def _clean_names(parts: Sequence[str], *, shown: str) -> list[str]:
     names: list[str] = []
-    for raw in text.split(","):
+    for raw in parts:
         name = " ".join(raw.split())
         if not name:
             continue
@@ -37,7 +48,7 @@ def parse_class_list(text: str | None) -> list[str]:
             names.append(name)
     if not names:
         raise InputError(
-            f"--classes {text!r} names no class; give comma-separated names, e.g. --classes \"bus,car\""
+            f"--classes {shown!r} names no class; give comma-separated names, e.g. --classes \"bus,car\""
         )
     return names
 

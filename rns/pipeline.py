@@ -26,7 +26,7 @@ from rns.adapt.method import missing_class_error
 from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.backbone.geometry import ImageGeometry
-from rns.classes import background_words, parse_class_list
+from rns.classes import background_words, clean_class_list, parse_class_list
 from rns.errors import InputError
 from rns.fingerprints import check_memory_fingerprint
 from rns.imageio import load_image
@@ -145,7 +145,7 @@ class Segmenter:
         if isinstance(classes, str):
             return parse_class_list(classes)
         if classes:
-            return parse_class_list(",".join(classes))
+            return clean_class_list(classes)
         stored = memory.classes() if memory else []
         names = [info.name for info in stored if info.name.casefold() != BACKGROUND]
         if not names:

@@ -1,0 +1,19 @@
+"""`rns.classes`: a class list given as text or as a list comes out the same, without a string round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from rns.classes import clean_class_list, parse_class_list
+from rns.errors import InputError
+
+
+def test_list_and_text_give_the_same_classes():
+    names = ["car", " Car ", "background", "big   bus", "tree,sky", ""]
+    assert clean_class_list(names) == ["car", "big bus", "tree", "sky"]
+    assert clean_class_list(names) == parse_class_list(",".join(names))
+
+
+def test_a_list_without_a_class_is_refused():
+    with pytest.raises(InputError, match="names no class"):
+        clean_class_list(["background", " "])
