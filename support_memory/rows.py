@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from support_memory.errors import CorruptMemoryError
+from support_memory.errors import CorruptMemoryError, InvalidInputError
 from support_memory.search import block_rows_for
 from support_memory.snapshot import Snapshot
 
@@ -132,14 +132,25 @@ class RowArrays:
                 yield rows, vectors, None if allowed.all() else allowed
             block_start = block_stop
 
-    def select(self, snapshot: Snapshot, unique_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stored vectors and class ids of sorted, unique committed rows (one orthogonal read each)."""
+    def lookup(self, snapshot: Snapshot, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors (float32) and class ids (int64) of live rows of `snapshot`, in the order asked."""
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+            raise InvalidInputError(f"rows must be a 1-D integer array, got shape {rows.shape}, {rows.dtype}")
+        dim = snapshot.manifest.dim or 0
+        if rows.size == 0:
+            return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        live = snapshot.live_mask()
+        if rows.min() < 0 or rows.max() >= snapshot.manifest.n_rows or not live[rows].all():
+            bad = rows[(rows < 0) | (rows >= len(live))]
+            bad = bad if bad.size else rows[~live[rows]]
+            raise InvalidInputError(f"row {int(bad[0])} is not a stored prototype (drop -1 padding first)")
+        unique, inverse = np.unique(rows, return_inverse=True)
         generation = snapshot.manifest.generation
-        vectors = np.asarray(
-            self.array(generation, "vectors").get_orthogonal_selection((unique_rows, slice(None)))
-        )
-        class_ids = np.asarray(self.array(generation, "class_ids").get_orthogonal_selection(unique_rows))
-        return vectors, class_ids
+        vectors_array = self.array(generation, "vectors")
+        vectors = np.asarray(vectors_array.get_orthogonal_selection((unique, slice(None))))
+        class_ids = np.asarray(self.array(generation, "class_ids").get_orthogonal_selection(unique))
+        return vectors[inverse].astype(np.float32), class_ids[inverse].astype(np.int64)
 
     def gather(self, snapshot: Snapshot, rows: np.ndarray) -> np.ndarray:
         """float32 vectors of sorted committed rows (live or not), read a block at a time."""

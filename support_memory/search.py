@@ -8,13 +8,13 @@ float16, so storage precision never leaks into the arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from support_memory.errors import InvalidInputError
+from support_memory.errors import InvalidInputError, UnknownEntryError
 
 # Score matrices are kept near this many float32 elements (~32 MB) per block.
 SCORE_BLOCK_ELEMENTS = 8_000_000
@@ -147,3 +147,16 @@ def validate_queries(queries: np.ndarray, k: int, dim: int | None, memory_path: 
     if not np.isfinite(queries).all():
         raise InvalidInputError("queries contain NaN or infinite values")
     return queries
+
+
+def class_filter(
+    class_ids: Iterable[int] | None, known: Container[int], memory_path: Path
+) -> np.ndarray | None:
+    """The sorted class ids a search is restricted to (None: all); UnknownEntryError for an unknown id."""
+    if class_ids is None:
+        return None
+    wanted = np.unique(np.asarray(list(class_ids), dtype=np.int64))
+    unknown = [int(c) for c in wanted if int(c) not in known]
+    if unknown:
+        raise UnknownEntryError(f"memory {memory_path} has no class id(s) {unknown}")
+    return wanted

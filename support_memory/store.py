@@ -60,7 +60,7 @@ from support_memory.manifest import (
 from support_memory.oserrors import translate_os_error
 from support_memory.records import ClassInfo, SourceEntry, SourceInfo
 from support_memory.rows import RowArrays
-from support_memory.search import SearchResult, exact_search, validate_queries
+from support_memory.search import SearchResult, class_filter, exact_search, validate_queries
 from support_memory.snapshot import Snapshot, load_committed
 
 T = TypeVar("T")
@@ -373,15 +373,6 @@ class SupportMemory:
             "index": self._index.describe(manifest),
         }
 
-    def _class_filter(self, class_ids: Sequence[int] | None) -> np.ndarray | None:
-        if class_ids is None:
-            return None
-        wanted = np.unique(np.asarray(list(class_ids), dtype=np.int64))
-        unknown = [int(c) for c in wanted if int(c) not in self._snapshot.manifest.classes]
-        if unknown:
-            raise UnknownEntryError(f"memory {self.path} has no class id(s) {unknown}")
-        return wanted
-
     def search(
         self,
         queries: np.ndarray,
@@ -396,7 +387,7 @@ class SupportMemory:
         approximate index when faiss is installed (see IndexConfig); exact=True forces the exact search.
         """
         queries = validate_queries(queries, k, self._snapshot.manifest.dim, self.path)
-        allowed_classes = self._class_filter(class_ids)
+        allowed_classes = class_filter(class_ids, self._snapshot.manifest.classes, self.path)
         snapshot = self._snapshot
         if snapshot.manifest.n_live == 0 or (allowed_classes is not None and len(allowed_classes) == 0):
             return SearchResult(
@@ -412,21 +403,7 @@ class SupportMemory:
 
     def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectors (float32) and class ids (int64) of live rows, as returned by `search` (no -1 entries)."""
-        rows = np.asarray(rows)
-        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
-            raise InvalidInputError(f"rows must be a 1-D integer array, got shape {rows.shape}, {rows.dtype}")
-        snapshot = self._snapshot
-        dim = snapshot.manifest.dim or 0
-        if rows.size == 0:
-            return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
-        live = snapshot.live_mask()
-        if rows.min() < 0 or rows.max() >= snapshot.manifest.n_rows or not live[rows].all():
-            bad = rows[(rows < 0) | (rows >= len(live))]
-            bad = bad if bad.size else rows[~live[rows]]
-            raise InvalidInputError(f"row {int(bad[0])} is not a stored prototype (drop -1 padding first)")
-        unique, inverse = np.unique(rows, return_inverse=True)
-        vectors, class_ids = self._rows.select(snapshot, unique)
-        return vectors[inverse].astype(np.float32), class_ids[inverse].astype(np.int64)
+        return self._rows.lookup(self._snapshot, rows)
 
     def class_prototypes(self, class_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(class ids [c], vectors [c, d]): per class, the normalised mean of its per-source prototypes."""
