@@ -113,6 +113,10 @@ class Segmenter:
     ) -> None:
         self.backbone = backbone
         self.options = options or SegmentOptions()
+        # The background threshold applies to pixels, after upsampling; the per-image adaptation runs without
+        # it (its patch labels are not used). Both forms are made here, once, not per image.
+        self._adapt_config = replace(self.options.adapt, background_threshold=None)
+        self._pixel_threshold = self.options.adapt.background_threshold if self.options.background else None
         self.memory = None if self.options.zero_shot else memory
         if self.memory is not None:
             check_memory_fingerprint(self.memory, backbone.fingerprint)
@@ -245,13 +249,11 @@ class Segmenter:
         support = self._retrieve(queries)
         timings["retrieval"] = clock.lap()
 
-        adapt_config = replace(self.options.adapt, background_threshold=None)
-        result = segment_features(queries, self.text, support, adapt_config)
+        result = segment_features(queries, self.text, support, self._adapt_config)
         timings.update({f"adapt_{name}": seconds for name, seconds in result.timings.items()})
         clock.lap()
 
-        threshold = self.options.adapt.background_threshold if self.options.background else None
-        labels, probabilities = self._to_pixels(result.probs, geometry, region_map, threshold)
+        labels, probabilities = self._to_pixels(result.probs, geometry, region_map, self._pixel_threshold)
         timings["upsample"] = clock.lap()
         timings["total"] = clock.total() + (backbone_seconds or 0.0)
         info = {
