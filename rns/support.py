@@ -243,6 +243,32 @@ def add_supports(
                                 batch_size=batch_size, progress=progress, pooling=pooling)
 
 
+def add_supports_at(
+    memory_path: str | os.PathLike,
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    mapping: LabelMapping,
+    load_backbone: Callable[[], FeatureBackbone],
+    *,
+    class_texts: dict[str, str | None] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+    pooling: str = DEFAULT_POOLING,
+) -> AddReport:
+    """`add_supports` into the memory at `memory_path` (created if absent), what `rns add-support` runs.
+
+    Every pair is checked and the memory found writable before `load_backbone` is called, so a typo or a
+    read-only memory fails in milliseconds instead of after a model load.
+    """
+    from rns.memory_access import refuse_unwritable_memory
+
+    checked = check_supports(pairs, mapping, progress=progress)
+    refuse_unwritable_memory(Path(memory_path))
+    backbone = load_backbone()
+    memory = SupportMemory.open(memory_path, create=True)
+    return add_checked_supports(backbone, memory, checked, mapping, class_texts=class_texts,
+                                batch_size=batch_size, progress=progress, pooling=pooling)
+
+
 def add_checked_supports(
     backbone: FeatureBackbone,
     memory: SupportMemory,

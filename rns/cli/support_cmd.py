@@ -108,7 +108,7 @@ def add_support_command(
     outside the image) is listed, the rest still added, and the exit code is 1.
     """
     from rns.formats.sources import VOC, ImportRequest
-    from rns.support import add_checked_supports, check_supports
+    from rns.support import add_supports_at
 
     request = ImportRequest(coco=coco, labelme=labelme, label_studio=label_studio, yolo=yolo,
                             labelmap=labelmap, voc=(labels_spec or "").strip().lower() == VOC,
@@ -133,23 +133,16 @@ def add_support_command(
     class_texts = _class_texts(mapping, text_prompt, no_text)
     memory_location = default_memory_path(memory_path)
 
-    with stage_progress() as progress:
-        checked = check_supports(pairs, mapping, progress=progress)
-    from rns.memory_access import refuse_unwritable_memory
+    def load_backbone():
+        from rns.backbone import build_backbone
 
-    refuse_unwritable_memory(memory_location)
-    from rns.backbone import build_backbone
-    from support_memory import SupportMemory
-
-    with _status(f"loading the model ({model or 'default'})"):
-        backbone = build_backbone(model=model, pretrained=pretrained, checkpoint=checkpoint, variant=variant,
+        with _status(f"loading the model ({model or 'default'})"):
+            return build_backbone(model=model, pretrained=pretrained, checkpoint=checkpoint, variant=variant,
                                   device=device)
-    memory = SupportMemory.open(memory_location, create=True)
+
     with stage_progress() as progress:
-        report = add_checked_supports(
-            backbone, memory, checked, mapping, class_texts=class_texts, batch_size=commit_every,
-            progress=progress, pooling=pooling,
-        )
+        report = add_supports_at(memory_location, pairs, mapping, load_backbone, class_texts=class_texts,
+                                 batch_size=commit_every, progress=progress, pooling=pooling)
     _print_report(report, memory_location)
     return 0
 

@@ -13,7 +13,7 @@ from support_fakes import DIM, FakeBackbone, index_mask, write_image, write_mask
 
 from rns.errors import InputError
 from rns.labels import LabelMapping
-from rns.support import add_supports, check_supports, image_of_source, pair_by_stem
+from rns.support import add_supports, add_supports_at, check_supports, image_of_source, pair_by_stem
 from support_memory import FingerprintMismatchError, SupportMemory
 
 MAPPING = LabelMapping.parse("0=road,1=bus")
@@ -221,3 +221,22 @@ def test_pair_by_stem(tmp_path: Path) -> None:
     write_image(images / "a.png", seed=3)
     with pytest.raises(InputError, match="two files named 'a'"):
         pair_by_stem(images, masks)
+
+
+def test_add_supports_at_a_location_loads_the_model_only_after_the_checks(pairs, tmp_path: Path) -> None:
+    loads: list[int] = []
+
+    def load_backbone() -> FakeBackbone:
+        loads.append(1)
+        return FakeBackbone()
+
+    location = tmp_path / "new-memory"
+    bad = [(pairs[0][0], tmp_path / "no-such-mask.png")]
+    with pytest.raises(InputError):
+        add_supports_at(location, bad, MAPPING, load_backbone)
+    assert loads == [] and not location.exists()  # a typo costs no model load and creates nothing
+
+    report = add_supports_at(location, pairs, MAPPING, load_backbone)
+    assert loads == [1]
+    assert [o.status for o in report.outcomes] == ["added"] * 3
+    assert {c.name for c in SupportMemory.open(location, create=False).classes()} == {"road", "bus"}
