@@ -65,6 +65,7 @@ def create_app(session: UiSession) -> FastAPI:
             "images": session.config.images_dir is not None,
             "max_upload_bytes": limit,
             "max_pixels": session.config.max_pixels,
+            "palette": [hex_colour(class_colour(i)) for i in range(256)],
         }
 
     @app.post("/api/open")
