@@ -7,6 +7,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   file: null, photo: null, width: 0, height: 0,
   classes: [], labels: null, touched: null, regions: null, regionPixels: null,
+  // Corrections accumulate per photo across teaches, by class name (ids change with the class list):
+  // teaching a photo again replaces its example in the memory, so it must carry every earlier fix too.
+  corrections: null, correctionNames: [], taught: [],
   picked: 1, palette: [], busy: false, folder: [], folderIndex: -1, lastSegment: null,
 };
 window.rnsUi = state; // for the browser tests and for debugging in the console
@@ -69,7 +72,8 @@ async function openFile(file) {
     form.append("regions", "true");
     const opened = await api("/api/open", form);
     Object.assign(state, { file, photo: opened.photo, width: opened.width, height: opened.height,
-      labels: null, touched: null, lastSegment: null });
+      labels: null, touched: null, lastSegment: null, correctionNames: [], taught: [],
+      corrections: new Uint8Array(opened.width * opened.height).fill(255) });
     setRegions(await RnsPng.decodeRegions(opened.regions));
     await drawPhoto(file);
     drawOverlay();
@@ -211,23 +215,33 @@ function pixelAt(event) {
   return { x, y, index: y * state.width + x };
 }
 
+function correctPixel(index, nameIndex) {
+  state.labels[index] = state.picked;
+  state.touched[index] = 1;
+  state.corrections[index] = nameIndex;
+}
+
+function pickedNameIndex() {
+  const name = state.classes[state.picked];
+  if (!state.correctionNames.includes(name)) state.correctionNames.push(name);
+  return state.correctionNames.indexOf(name);
+}
+
 function assignRegion(index) {
   const region = state.regions[index];
   const { starts, pixels } = state.regionPixels;
-  for (let k = starts[region]; k < starts[region + 1]; k++) {
-    state.labels[pixels[k]] = state.picked;
-    state.touched[pixels[k]] = 1;
-  }
+  const nameIndex = pickedNameIndex();
+  for (let k = starts[region]; k < starts[region + 1]; k++) correctPixel(pixels[k], nameIndex);
 }
 
 function paintBrush(x, y) {
   const radius = Number($("brush-size").value) / 2;
+  const nameIndex = pickedNameIndex();
   for (let dy = -Math.ceil(radius); dy <= radius; dy++) {
     for (let dx = -Math.ceil(radius); dx <= radius; dx++) {
       const px = x + dx, py = y + dy;
       if (dx * dx + dy * dy > radius * radius || px < 0 || py < 0 || px >= state.width || py >= state.height) continue;
-      state.labels[py * state.width + px] = state.picked;
-      state.touched[py * state.width + px] = 1;
+      correctPixel(py * state.width + px, nameIndex);
     }
   }
 }
@@ -238,7 +252,12 @@ function correctAt(event) {
   if (!at || !state.labels || state.busy) return;
   if (document.querySelector("input[name=tool]:checked").value === "regions") assignRegion(at.index);
   else paintBrush(at.x, at.y);
+  showHover(at);
   drawOverlay();
+}
+
+function showHover(at) {
+  if (at && state.labels) $("hover").textContent = `(${at.x}, ${at.y}): ${state.classes[state.labels[at.index]]}`;
 }
 
 function addClass() {
@@ -258,10 +277,19 @@ function addClass() {
 async function teach() {
   if (!state.labels) return;
   showError("");
-  const onlyCorrections = $("only-corrections").checked;
-  const ids = onlyCorrections ? state.labels.map((id, i) => (state.touched[i] ? id : 255)) : state.labels;
-  if (onlyCorrections && !state.touched.some((t) => t)) {
-    showError("nothing corrected yet: click regions or paint before teaching only your corrections");
+  const whole = $("whole-photo").checked;
+  const classes = [...state.classes, ...state.correctionNames.filter((name) => !state.classes.includes(name))];
+  const lookup = state.correctionNames.map((name) => classes.indexOf(name));
+  const corrections = state.corrections;
+  const ids = new Uint8Array(corrections.length);
+  let corrected = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const c = corrections[i];
+    if (c !== 255) corrected++;
+    ids[i] = c !== 255 ? lookup[c] : whole ? state.labels[i] : 255;
+  }
+  if (!whole && corrected === 0) {
+    showError("nothing corrected yet: pick a class, click regions or paint, then teach");
     return;
   }
   busy("Teaching…");
@@ -270,13 +298,14 @@ async function teach() {
     const mask = await RnsPng.encodeGrey(state.width, state.height, ids);
     result = await requestWithPhoto("/api/teach", (form) => {
       form.append("mask", mask, "mask.png");
-      form.append("classes", state.classes.join(","));
+      form.append("classes", classes.join(","));
     });
   } catch (error) {
     done("");
     showError(error.message);
     return;
   }
+  state.taught.push(corrections.slice());
   showMemory(result.memory);
   done(`Taught (${result.status}: ${result.classes.join(", ")}).`);
   await segment(`Taught (${result.status}) in ${result.seconds.toFixed(2)} s; segmenting again`);
@@ -287,6 +316,12 @@ async function undo() {
   busy("Undoing the last teach…");
   try {
     const result = await api("/api/undo", new FormData());
+    if (result.source_id === state.photo) {
+      // The memory holds this photo's previous example again: so do the page's corrections.
+      state.taught.pop();
+      const previous = state.taught[state.taught.length - 1];
+      state.corrections = previous ? previous.slice() : new Uint8Array(state.corrections.length).fill(255);
+    }
     showMemory(result.memory);
     done(`Undone (${result.undone} the example of ${result.photo}).`);
   } catch (error) {
@@ -391,8 +426,7 @@ $("next-btn").addEventListener("click", () => openFolderImage(state.folderIndex 
 const overlay = $("overlay-canvas");
 overlay.addEventListener("mousedown", (event) => { painting = true; correctAt(event); });
 overlay.addEventListener("mousemove", (event) => {
-  const at = pixelAt(event);
-  if (at && state.labels) $("hover").textContent = `(${at.x}, ${at.y}): ${state.classes[state.labels[at.index]]}`;
+  showHover(pixelAt(event));
   if (painting && document.querySelector("input[name=tool]:checked").value === "brush") correctAt(event);
 });
 window.addEventListener("mouseup", () => { painting = false; });
