@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.ui_helpers import (
     camvid_classes,
@@ -53,7 +54,8 @@ def test_segment_returns_classes_fractions_and_an_id_png_of_the_image_size(serve
     again = _segment(url, photo).json()
     assert again["computed_features"] is False  # the photo's features were kept
     assert again["photo"] == body["photo"]
-    by_id = httpx.post(f"{url}api/segment", data={"photo": body["photo"], "classes": "road,car"}, timeout=TIMEOUT)
+    by_id = httpx.post(f"{url}api/segment", data={"photo": body["photo"], "classes": "road,car"},
+                       timeout=TIMEOUT)  # fmt: skip
     assert by_id.status_code == 200 and by_id.json()["labels"] == again["labels"]
 
 
@@ -66,14 +68,15 @@ def test_teach_stores_the_photo_as_add_support_would_and_undo_takes_it_back(tiny
     mask = camvid_mask(photo)
     with running_server(tiny_backbone, tmp_path) as (url, _session):
         def teach(mask_bytes: bytes) -> httpx.Response:
-            return httpx.post(f"{url}api/teach", files={"image": (photo.name, photo.read_bytes(), "image/jpeg"),
-                              "mask": ("mask.png", mask_bytes, "image/png")},
+            files = {"image": (photo.name, photo.read_bytes(), "image/jpeg"),
+                     "mask": ("mask.png", mask_bytes, "image/png")}  # fmt: skip
+            return httpx.post(f"{url}api/teach", files=files,
                               data={"classes": ",".join(names)}, timeout=TIMEOUT)  # fmt: skip
 
         response = teach(mask.read_bytes())
         assert response.status_code == 200, response.text
         body = response.json()
-        values = np.unique(np.asarray(__import__("PIL.Image").Image.open(mask)))
+        values = np.unique(np.asarray(Image.open(mask)))
         present = [names[v] for v in values if v != 255]
         assert body["status"] == "added"
         assert sorted(body["classes"]) == sorted(present)
@@ -159,8 +162,8 @@ def test_bad_uploads_get_a_one_line_json_error(server) -> None:
     post = lambda path, **kw: httpx.post(f"{url}{path}", timeout=TIMEOUT, **kw)  # noqa: E731
     _error(post("api/segment", files={"image": ("notes.txt", b"just some text")}, data={"classes": "car"}),
            400, "not an image")  # fmt: skip
-    _error(post("api/segment", files={"image": ("half.jpg", photo.read_bytes()[:3000])}, data={"classes": "car"}),
-           400, "damaged")  # fmt: skip
+    half = photo.read_bytes()[:3000]
+    _error(post("api/segment", files={"image": ("half.jpg", half)}, data={"classes": "car"}), 400, "damaged")
     _error(post("api/segment", data={"classes": "car"}), 400, "no photo")
     _error(post("api/segment", data={"photo": "0" * 32, "classes": "car"}), 404, "not open")
     _error(post("api/teach", files={"image": (photo.name, photo.read_bytes())}, data={"classes": "car"}),
@@ -222,7 +225,8 @@ def test_images_folder_serves_its_photos_and_nothing_else(tiny_backbone, tmp_pat
                         "..%2F..%2F..%2Fetc%2Fpasswd", "secret.png"):  # fmt: skip
             response = httpx.get(f"{url}api/images/{attempt}", timeout=TIMEOUT)
             assert response.status_code == 404, (attempt, response.status_code)
-            assert "photo of the --images folder" in response.json()["error"] or "Not Found" in response.json()["error"]
+            message = response.json()["error"]
+            assert "photo of the --images folder" in message or "Not Found" in message
             assert response.content != secret.read_bytes()
         # A raw "../" path (not normalised by the client) never leaves the folder either.
         with httpx.Client(base_url=url, timeout=TIMEOUT) as client:

@@ -76,7 +76,7 @@ def test_open_segment_correct_teach_and_resegment_in_chromium(browser, tiny_back
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("pageerror", lambda error: errors.append(str(error)))
         outside: list[str] = []
-        page.on("request", lambda request: None if request.url.startswith(url) else outside.append(request.url))
+        page.on("request", lambda request: request.url.startswith(url) or outside.append(request.url))
         page.goto(url)
         page.wait_for_selector("#model-info:not(:empty)", timeout=STEP_TIMEOUT_MS)
         page.fill("#classes", "road, car")

@@ -1,4 +1,4 @@
-"""`rns ui`: a local web page to look at segmentations, correct them and teach (a thin shell over `rns.ui`)."""
+"""`rns ui`: a local web page to look at segmentations, correct them and teach (a shell over `rns.ui`)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,6 @@ def ui_command(
     if warning:
         click.echo(warning, err=True)
     click.echo(f"rns ui: loading the model ({model or 'default'})...", err=True)
-    session = build_session(config, model=model, pretrained=pretrained, checkpoint=checkpoint, variant=variant,
-                            device=device)  # fmt: skip
+    session = build_session(config, model=model, pretrained=pretrained, checkpoint=checkpoint,
+                            variant=variant, device=device)  # fmt: skip
     serve(session, host, port, lambda url: click.echo(f"rns ui: open {url} in a browser (Ctrl+C stops)"))

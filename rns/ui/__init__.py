@@ -8,4 +8,6 @@ dense features and regions), `session` (segment / teach / undo / memory over the
 
 from __future__ import annotations
 
-UI_EXTRA_HINT = 'rns ui needs the optional web extra: pip install "rns[ui]" (fastapi, uvicorn, python-multipart)'
+UI_EXTRA_HINT = (
+    'rns ui needs the optional web extra: pip install "rns[ui]" (fastapi, uvicorn, python-multipart)'
+)

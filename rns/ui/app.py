@@ -10,7 +10,7 @@ while a photo is being segmented.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -48,7 +48,8 @@ def create_app(session: UiSession) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > 2 * limit + _FORM_OVERHEAD_BYTES:
             return _error(413, f"upload of {int(declared):,} bytes is over the limit of {limit:,} bytes per "
-                          "file: downscale or compress the image (or start rns ui with a larger --max-upload-mb)")
+                          "file: downscale or compress the image (or start rns ui with a larger "
+                          "--max-upload-mb)")  # fmt: skip
         return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse)
@@ -69,7 +70,8 @@ def create_app(session: UiSession) -> FastAPI:
         }
 
     @app.post("/api/open")
-    def open_photo(image: UploadFile = File(...), regions: bool = Form(False)) -> dict[str, Any]:
+    def open_photo(image: Annotated[UploadFile, File()], regions: Annotated[bool, Form()] = False
+                   ) -> dict[str, Any]:  # fmt: skip
         photo = _photo(session, image, None, limit)
         answer = _photo_fields(photo)
         if regions:
@@ -78,10 +80,10 @@ def create_app(session: UiSession) -> FastAPI:
 
     @app.post("/api/segment")
     def segment(
-        image: UploadFile | None = File(None),
-        photo: str | None = Form(None),
-        classes: str = Form(""),
-        regions: bool = Form(False),
+        image: Annotated[UploadFile | None, File()] = None,
+        photo: Annotated[str | None, Form()] = None,
+        classes: Annotated[str, Form()] = "",
+        regions: Annotated[bool, Form()] = False,
     ) -> dict[str, Any]:
         opened = _photo(session, image, photo, limit)
         result = session.segment(opened, parse_classes(classes))
@@ -103,10 +105,10 @@ def create_app(session: UiSession) -> FastAPI:
 
     @app.post("/api/teach")
     def teach(
-        mask: UploadFile = File(...),
-        classes: str = Form(...),
-        image: UploadFile | None = File(None),
-        photo: str | None = Form(None),
+        mask: Annotated[UploadFile, File()],
+        classes: Annotated[str, Form()],
+        image: Annotated[UploadFile | None, File()] = None,
+        photo: Annotated[str | None, Form()] = None,
     ) -> dict[str, Any]:
         opened = _photo(session, image, photo, limit)
         ids = decode_mask(_read_upload(mask, limit, "mask"), session.config.max_pixels)
@@ -130,7 +132,7 @@ def create_app(session: UiSession) -> FastAPI:
         return session.memory_summary()
 
     @app.post("/api/memory/remove")
-    def remove_class(name: str = Form(...)) -> dict[str, Any]:
+    def remove_class(name: Annotated[str, Form()]) -> dict[str, Any]:
         return session.remove_class(name)
 
     @app.get("/api/images")
@@ -171,8 +173,8 @@ def _read_upload(upload: UploadFile, limit: int, what: str) -> bytes:
     data = upload.file.read(limit + 1)
     if len(data) > limit:
         raise UploadTooLargeError(
-            f"{what} {upload.filename or ''} is over the upload limit of {limit:,} bytes: downscale or compress "
-            "it (or start rns ui with a larger --max-upload-mb)"
+            f"{what} {upload.filename or ''} is over the upload limit of {limit:,} bytes: downscale or "
+            "compress it (or start rns ui with a larger --max-upload-mb)"
         )
     if not data:
         raise InputError(f"{what} {upload.filename or ''} is empty (0 bytes): send a complete image file")

@@ -65,7 +65,9 @@ def decode_mask(data: bytes, max_pixels: int) -> np.ndarray:
                 )
             image.load()
         except (UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS) as error:
-            raise InputError(f"the mask is not a readable image ({type(error).__name__}): send a PNG of class ids")
+            raise InputError(
+                f"the mask is not a readable image ({type(error).__name__}): send a PNG of class ids"
+            ) from None
     if image.mode in ("L", "P", "1"):
         return np.asarray(image, dtype=np.uint8).copy()
     if image.mode in ("I", "I;16", "I;16L", "I;16B"):
@@ -77,5 +79,7 @@ def decode_mask(data: bytes, max_pixels: int) -> np.ndarray:
         rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
             return rgb[..., 0].copy()
-        raise InputError("the mask is a colour image: send a greyscale or palette PNG whose values are class ids")
+        raise InputError(
+            "the mask is a colour image: send a greyscale or palette PNG whose values are class ids"
+        )
     raise InputError(f"the mask has pixel mode {image.mode}, which holds no class ids: send a greyscale PNG")

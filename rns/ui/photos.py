@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -121,10 +121,12 @@ def build_session(config: object, *, model: str | None, pretrained: str | None, 
     from rns.backbone import build_backbone
     from rns.paths import cache_dir
 
-    backbone = build_backbone(model, pretrained, checkpoint, variant, device, text_cache_dir=cache_dir() / "text")
+    backbone = build_backbone(model, pretrained, checkpoint, variant, device,
+                              text_cache_dir=cache_dir() / "text")  # fmt: skip
     proposer = None
     if config.sam_checkpoint:
         from rns.regions import build_region_proposer
 
-        proposer = build_region_proposer("sam", sam_checkpoint=config.sam_checkpoint, device=str(backbone.device))
+        proposer = build_region_proposer("sam", sam_checkpoint=config.sam_checkpoint,
+                                         device=str(backbone.device))  # fmt: skip
     return UiSession(backbone, config, correction_regions=proposer)

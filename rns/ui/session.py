@@ -30,7 +30,7 @@ from PIL import Image
 from rns.errors import InputError
 from rns.labels import IGNORE_VALUE, LabelMapping, clean_class_name
 from rns.paths import default_memory_path
-from rns.pipeline import SegmentOptions, Segmenter, open_memory_if_present
+from rns.pipeline import Segmenter, SegmentOptions, open_memory_if_present
 from rns.segmentation import Segmentation
 from rns.support import add_checked_supports, check_supports
 from rns.ui.config import UiConfig
@@ -133,7 +133,8 @@ class UiSession:
         backbone_seconds = time.perf_counter() - started if computed else 0.0
         with self._lock, torch.inference_mode():
             segmenter = self._segmenter(classes)
-            segmentation = segmenter.segment_features(photo.image, features, backbone_seconds=backbone_seconds)
+            segmentation = segmenter.segment_features(photo.image, features,
+                                                      backbone_seconds=backbone_seconds)  # fmt: skip
         return SegmentResult(segmentation, time.perf_counter() - started, computed)
 
     def _segmenter(self, classes: list[str]) -> Segmenter:
@@ -254,7 +255,9 @@ def check_teach_classes(classes: list[str]) -> list[str]:
     if not names or any(not name for name in names):
         raise InputError("classes must name every mask id 0..n-1 in order, comma-separated, none empty")
     if len(names) > MAX_CLASSES:
-        raise InputError(f"{len(names)} classes given; a taught mask holds at most {MAX_CLASSES} (255 = unlabelled)")
+        raise InputError(
+            f"{len(names)} classes given; a taught mask holds at most {MAX_CLASSES} (255 = unlabelled)"
+        )
     return names
 
 
