@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--supports", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--verbose", action="store_true", help="print the stages of every re-segment")
     args = parser.parse_args()
     if not (args.data / "test" / "images").is_dir():
         sys.exit(f"CamVid not found at {args.data}; pass --data (see ../shared/data/camvid/README.md)")
@@ -89,6 +90,11 @@ def main() -> None:
         again = session.segment(photo, CLASSES)
         assert not again.computed_features, "the backbone ran again"
         session_times.append(again.seconds)
+        if args.verbose:
+            stages = again.segmentation.timings
+            other = again.seconds - stages.get("total", 0.0)
+            print(f"  repeat {repeat}: {again.seconds:.3f} s = segmenter and memory refresh {other:.3f} + "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in stages.items() if k != "total"))  # fmt: skip
     http_teach, http_times = _http_loop(session, photo, regions, args.repeats)
 
     def show(label: str, values: list[float]) -> None:

@@ -249,3 +249,21 @@ def test_the_page_and_its_files_are_served_with_nothing_from_outside(server) -> 
         assert asset.status_code == 200
         assert "http://" not in asset.text and "https://" not in asset.text, name
     assert "http://" not in page.text and "https://" not in page.text
+
+
+def test_requests_from_other_sites_may_not_change_the_memory(server) -> None:
+    url, session = server
+    before = session.memory_summary()
+    forged = httpx.post(f"{url}api/undo", headers={"Origin": "http://evil.example"}, timeout=TIMEOUT)
+    _error(forged, 403, "evil.example", "refused")
+    marked = httpx.post(f"{url}api/memory/remove", data={"name": "sky"}, timeout=TIMEOUT,
+                        headers={"Sec-Fetch-Site": "cross-site"})  # fmt: skip
+    _error(marked, 403, "cross-site")
+    # DNS rebinding: a foreign name that resolves to 127.0.0.1 reaches the socket but is refused.
+    rebound = httpx.get(f"{url}api/memory", headers={"Host": "evil.example:7860"}, timeout=TIMEOUT)
+    _error(rebound, 403, "evil.example")
+    assert session.memory_summary() == before
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    own = {"Origin": f"http://127.0.0.1:{port}"}
+    same_origin = httpx.get(f"{url}api/memory", headers=own, timeout=TIMEOUT)
+    assert same_origin.status_code == 200

@@ -27,8 +27,8 @@ def _python(code: str, *args: str, timeout: float = 120) -> subprocess.Completed
 
 
 def test_the_cli_does_not_import_the_web_stack() -> None:
-    result = _python("import sys, rns.cli; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'rns.ui.app')"
-                     " if m in sys.modules))")  # fmt: skip
+    result = _python("import sys, rns.cli; web = ('fastapi', 'uvicorn', 'starlette', 'rns.ui.app'); "
+                     "print(sorted(m for m in web if m in sys.modules))")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -124,3 +124,11 @@ def _screenshot(url: str, path: Path) -> None:
             browser.close()
     shot = np.asarray(Image.open(path).convert("L"))
     assert shot.shape[0] > 100 and shot.std() > 5  # a rendered page, not a blank one
+
+
+def test_a_missing_images_folder_is_a_one_line_error_before_the_model_loads(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="the ui extra is not installed: pip install '.[ui]'")
+    missing = tmp_path / "nowhere"
+    result = _python("from rns.cli import main; main()", "ui", "--images", str(missing), "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"rns: error: --images {missing} is not a folder: give a folder of photos"

@@ -34,13 +34,26 @@ class UploadTooLargeError(InputError):
     """An upload over the byte limit (answered with 413)."""
 
 
-def create_app(session: UiSession) -> FastAPI:
-    """The web app serving `session`; `rns.ui.server` runs it with uvicorn, tests may too."""
+def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
+    """The web app serving `session`; `rns.ui.server` runs it with uvicorn.
+
+    `local_only` (the server listens on a loopback address) also refuses requests whose Host header is
+    not a loopback name, so a web page elsewhere cannot reach the server by DNS rebinding.
+    """
     app = FastAPI(title="rns ui", docs_url=None, redoc_url=None, openapi_url=None)
     limit = session.config.max_upload_bytes
     static = resources.files("rns.ui") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def refuse_other_sites(request: Request, call_next: Any) -> Response:
+        """Any web page the user visits may send a form POST to 127.0.0.1 (no preflight for multipart),
+        so a request that a browser marks as coming from another origin may not change anything."""
+        problem = _foreign_request(request, local_only)
+        if problem:
+            return _error(403, problem)
+        return await call_next(request)
 
     @app.middleware("http")
     async def refuse_large_bodies(request: Request, call_next: Any) -> Response:
@@ -158,6 +171,25 @@ def create_app(session: UiSession) -> FastAPI:
 
 class _NoFolderError(InputError):
     """A folder image that does not exist (or may not be read): 404."""
+
+
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def _foreign_request(request: Request, local_only: bool) -> str | None:
+    """Why a request is refused as coming from another site, or None when it is fine."""
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if local_only and name not in _LOOPBACK_NAMES and not name.startswith("127."):
+        return f"request for host {host!r} refused: this rns ui answers only on its local address"
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"http://{host}":
+        return f"request from {origin} refused: only the rns ui page itself may change the memory"
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return "cross-site request refused: only the rns ui page itself may change the memory"
+    return None
 
 
 def _photo(session: UiSession, image: UploadFile | None, photo_id: str | None, limit: int) -> OpenPhoto:

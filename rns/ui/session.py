@@ -128,6 +128,8 @@ class UiSession:
     # -- segmenting ----------------------------------------------------------------------------------------
     def segment(self, photo: OpenPhoto, classes: list[str]) -> SegmentResult:
         """Segment an open photo with the memory as it is now; the backbone runs once per photo."""
+        if len(classes) >= MAX_CLASSES:
+            raise InputError(f"{len(classes)} classes given; segment at most {MAX_CLASSES - 1} at once")
         started = time.perf_counter()
         features, computed = photo.dense_features(self.backbone)
         backbone_seconds = time.perf_counter() - started if computed else 0.0
