@@ -116,11 +116,14 @@ def test_open_segment_correct_teach_and_resegment_in_chromium(browser, tiny_back
         assert share > 0.5, f"only {share:.0%} of the corrected region is car after teaching"
         _screenshot(page, "ui-after.png")
 
-        # A second correction on the same photo: teaching replaces the photo's example, which must still
-        # carry the first correction (the page accumulates them), so both regions keep their classes.
-        road = 1
-        page.click("#legend li[data-class-name='road']")
-        second = page.evaluate(_PICK_REGION, [road, car])
+        # A second correction on the same photo, with a class typed in: teaching replaces the photo's
+        # example, which must still carry the first correction (the page accumulates them).
+        page.fill("#new-class", "tree")
+        page.click("#add-class-btn")
+        tree = 3
+        assert page.evaluate("window.rnsUi.picked") == tree
+        assert page.input_value("#classes") == "road, car, tree"
+        second = page.evaluate(_PICK_REGION, [tree, car])
         assert second["region"] != pick["region"]
         page.mouse.click(box["x"] + (second["x"] + 0.5) * box["width"] / size[0],
                          box["y"] + (second["y"] + 0.5) * box["height"] / size[1])  # fmt: skip
@@ -130,20 +133,23 @@ def test_open_segment_correct_teach_and_resegment_in_chromium(browser, tiny_back
         _wait_idle(page)
         assert session.memory_summary()["photos"] == 1
         assert page.evaluate(_REGION_SHARE, [pick["region"], car]) > 0.5
-        assert page.evaluate(_REGION_SHARE, [second["region"], road]) > 0.5
-        assert page.locator("#memory-list li[data-class-name='road']").count() == 1
+        assert page.evaluate("window.rnsUi.classes") == ["background", "road", "car", "tree"]
+        assert page.evaluate(_REGION_SHARE, [second["region"], tree]) > 0.5
+        assert page.locator("#memory-list li[data-class-name='tree']").count() == 1
 
-        # Undo restores the first example: road leaves the memory, car stays.
+        # Undo restores the first example: tree leaves the memory, car stays.
         page.click("#undo-btn")
         page.wait_for_function("window.rnsUi.memory.classes.length === 1", timeout=STEP_TIMEOUT_MS)
         _wait_idle(page)
-        assert page.locator("#memory-list li[data-class-name='road']").count() == 0
+        assert page.locator("#memory-list li[data-class-name='tree']").count() == 0
         assert page.locator("#memory-list li[data-class-name='car']").count() == 1
 
-        page.click("#undo-btn")
-        page.wait_for_function("window.rnsUi.memory.prototypes === 0", timeout=STEP_TIMEOUT_MS)
-        _wait_idle(page)
-        assert page.locator("#memory-list li").count() == 0
+        # The memory panel removes a class (after the browser's confirmation).
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#memory-list li[data-class-name='car'] button")
+        page.wait_for_function("window.rnsUi.memory.classes.length === 0", timeout=STEP_TIMEOUT_MS)
+        assert session.memory_summary()["prototypes"] == 0
+
         page.close()
     assert errors == []
     assert outside == [], f"the page requested something outside the server: {outside}"
@@ -160,4 +166,26 @@ def test_a_bad_upload_shows_an_error_on_the_page(browser, tiny_backbone, tmp_pat
         page.wait_for_selector("#error:not([hidden])", timeout=STEP_TIMEOUT_MS)
         message = page.inner_text("#error")
         assert "broken.jpg" in message and "not an image" in message and "Traceback" not in message
+        page.close()
+
+
+def test_stepping_through_the_images_folder(browser, tiny_backbone, tmp_path) -> None:
+    photos = camvid_photos(2)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in photos:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    with running_server(tiny_backbone, tmp_path, images_dir=folder) as (url, _session):
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#folder:not([hidden])", timeout=STEP_TIMEOUT_MS)
+        page.fill("#classes", "road")
+        page.click("#next-btn")
+        _wait_idle(page)
+        assert page.evaluate("window.rnsUi.file.name") == photos[0].name
+        page.click("#next-btn")
+        page.wait_for_function(f"window.rnsUi.file.name === {photos[1].name!r}", timeout=STEP_TIMEOUT_MS)
+        _wait_idle(page)
+        assert page.input_value("#folder-select") == photos[1].name
+        assert page.evaluate("window.rnsUi.classes") == ["background", "road"]
         page.close()
