@@ -189,3 +189,28 @@ def test_stepping_through_the_images_folder(browser, tiny_backbone, tmp_path) ->
         assert page.input_value("#folder-select") == photos[1].name
         assert page.evaluate("window.rnsUi.classes") == ["background", "road"]
         page.close()
+
+
+def test_a_dropped_photo_opens_and_segments(browser, tiny_backbone, tmp_path) -> None:
+    import base64
+
+    (photo,) = camvid_photos(1)
+    with running_server(tiny_backbone, tmp_path) as (url, _session):
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#model-info:not(:empty)", timeout=STEP_TIMEOUT_MS)
+        page.fill("#classes", "sky")
+        page.evaluate(
+            """([name, data]) => {
+                const bytes = Uint8Array.from(atob(data), (ch) => ch.charCodeAt(0));
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
+                document.getElementById("drop-zone").dispatchEvent(
+                    new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            }""",
+            [photo.name, base64.b64encode(photo.read_bytes()).decode()],
+        )
+        _wait_idle(page)
+        assert page.evaluate("window.rnsUi.file.name") == photo.name
+        assert page.evaluate("window.rnsUi.classes") == ["background", "sky"]
+        page.close()

@@ -406,7 +406,9 @@ $("file-input").addEventListener("change", (event) => { if (event.target.files[0
 const zone = $("drop-zone");
 zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
 zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-zone.addEventListener("drop", (event) => {
+// A photo dropped anywhere on the page opens (instead of the browser navigating away to the file).
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => {
   event.preventDefault();
   zone.classList.remove("over");
   if (event.dataTransfer.files[0]) openFile(event.dataTransfer.files[0]);
