@@ -267,3 +267,32 @@ def test_requests_from_other_sites_may_not_change_the_memory(server) -> None:
     own = {"Origin": f"http://127.0.0.1:{port}"}
     same_origin = httpx.get(f"{url}api/memory", headers=own, timeout=TIMEOUT)
     assert same_origin.status_code == 200
+
+
+class _HalvesProposer:
+    """A stand-in for SAM (`--sam-checkpoint`): two regions, the left and right halves."""
+
+    name = "halves"
+    calls = 0
+
+    def settings_key(self) -> str:
+        return "halves"
+
+    def propose(self, image) -> np.ndarray:
+        _HalvesProposer.calls += 1
+        region_map = np.zeros((image.height, image.width), np.int32)
+        region_map[:, image.width // 2 :] = 1
+        return region_map
+
+
+def test_correction_regions_come_from_the_configured_proposer_once_per_photo(tiny_backbone, tmp_path) -> None:
+    (photo,) = camvid_photos(1)
+    with running_server(tiny_backbone, tmp_path, correction_regions=_HalvesProposer()) as (url, _session):
+        for _ in range(2):
+            answer = httpx.post(f"{url}api/open", files={"image": (photo.name, photo.read_bytes())},
+                                data={"regions": "true"}, timeout=TIMEOUT).json()  # fmt: skip
+            rgb = decode_png_base64(answer["regions"]).astype(np.int64)
+            ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+            assert ids.shape == (360, 480)
+            assert (ids[:, :240] == 0).all() and (ids[:, 240:] == 1).all()
+    assert _HalvesProposer.calls == 1  # kept with the open photo

@@ -132,3 +132,13 @@ def test_a_missing_images_folder_is_a_one_line_error_before_the_model_loads(tmp_
     result = _python("from rns.cli import main; main()", "ui", "--images", str(missing), "--port", "0")
     assert result.returncode == 2
     assert result.stderr.strip() == f"rns: error: --images {missing} is not a folder: give a folder of photos"
+
+
+def test_a_missing_sam_checkpoint_is_a_one_line_error_before_the_model_loads(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="the ui extra is not installed: pip install '.[ui]'")
+    missing = tmp_path / "sam.pth"
+    result = _python("from rns.cli import main; main()", "ui", "--sam-checkpoint", str(missing),
+                     "--port", "0")  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"SAM checkpoint {missing}" in lines[0], result.stderr

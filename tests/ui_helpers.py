@@ -42,14 +42,16 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 
 @contextmanager
-def running_server(backbone, tmp_path: Path, **config) -> Iterator[tuple[str, object]]:
+def running_server(backbone, tmp_path: Path, correction_regions=None,
+                   **config) -> Iterator[tuple[str, object]]:  # fmt: skip
     """A real uvicorn server (in a thread, 127.0.0.1, free port) over a fresh memory; stopped after."""
     pytest.importorskip("fastapi", reason="the ui extra is not installed: pip install '.[ui]'")
     from rns.ui.config import UiConfig
     from rns.ui.server import start_in_thread
     from rns.ui.session import UiSession
 
-    session = UiSession(backbone, UiConfig(memory_path=tmp_path / "memory", **config))
+    session = UiSession(backbone, UiConfig(memory_path=tmp_path / "memory", **config),
+                        correction_regions=correction_regions)  # fmt: skip
     server = start_in_thread(session, "127.0.0.1", 0, timeout_s=30)
     try:
         yield server.url, session

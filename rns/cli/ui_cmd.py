@@ -59,14 +59,15 @@ def ui_command(
     if missing_web_packages():
         raise MissingExtraError(UI_EXTRA_HINT)
     from rns.ui.config import UiConfig
-    from rns.ui.server import build_session, exposure_warning, serve
+    from rns.ui.server import build_session, correction_proposer, exposure_warning, serve
 
     config = UiConfig(memory_path=memory_path, images_dir=images_dir, max_upload_bytes=max_upload_mb << 20,
                       max_pixels=max_pixels, sam_checkpoint=sam_checkpoint)  # fmt: skip
     warning = exposure_warning(host)
     if warning:
         click.echo(warning, err=True)
+    proposer = correction_proposer(config, device)
     click.echo(f"rns ui: loading the model ({model or 'default'})...", err=True)
     session = build_session(config, model=model, pretrained=pretrained, checkpoint=checkpoint,
-                            variant=variant, device=device)  # fmt: skip
+                            variant=variant, device=device, proposer=proposer)  # fmt: skip
     serve(session, host, port, lambda url: click.echo(f"rns ui: open {url} in a browser (Ctrl+C stops)"))

@@ -116,18 +116,24 @@ def missing_web_packages() -> list[str]:
     return [package for package, module in wanted.items() if find_spec(module) is None]
 
 
+def correction_proposer(config: object, device: str) -> object | None:
+    """SAM regions for `--sam-checkpoint` (None: superpixels, built when first needed).
+
+    Built before the backbone, so a missing checkpoint is reported before seconds go into the model.
+    """
+    if not config.sam_checkpoint:
+        return None
+    from rns.regions import build_region_proposer
+
+    return build_region_proposer("sam", sam_checkpoint=config.sam_checkpoint, device=device)
+
+
 def build_session(config: object, *, model: str | None, pretrained: str | None, checkpoint: str | None,
-                  variant: str | None, device: str) -> UiSession:  # fmt: skip
-    """The backbone, the memory and the correction-region proposer for `rns ui`."""
+                  variant: str | None, device: str, proposer: object | None = None) -> UiSession:  # fmt: skip
+    """The backbone and the memory for `rns ui`, with `proposer` for the correction regions."""
     from rns.backbone import build_backbone
     from rns.paths import cache_dir
 
     backbone = build_backbone(model, pretrained, checkpoint, variant, device,
                               text_cache_dir=cache_dir() / "text")  # fmt: skip
-    proposer = None
-    if config.sam_checkpoint:
-        from rns.regions import build_region_proposer
-
-        proposer = build_region_proposer("sam", sam_checkpoint=config.sam_checkpoint,
-                                         device=str(backbone.device))  # fmt: skip
     return UiSession(backbone, config, correction_regions=proposer)
