@@ -82,9 +82,7 @@ def _replace(config: AdaptConfig, **changes) -> AdaptConfig:
     return replace(config, **changes)
 
 
-def nearest_prototype_labels(
-    memory, features: torch.Tensor, size: tuple[int, int], names: list[str]
-) -> np.ndarray:
+def nearest_prototype_labels(memory, features: torch.Tensor, geometry, names: list[str]) -> np.ndarray:
     """Baseline: every patch takes the class of its single nearest stored prototype."""
     gh, gw, dim = features.shape
     result = memory.search(features.reshape(-1, dim).cpu().numpy(), 1)
@@ -92,7 +90,7 @@ def nearest_prototype_labels(
     by_id = {info.id: names.index(info.name) for info in memory.classes()}
     labels = torch.tensor([by_id[int(i)] for i in memory_ids])
     one_hot = torch.nn.functional.one_hot(labels, len(names)).float().reshape(gh, gw, -1)
-    return upsample_probabilities(one_hot, size)[0]
+    return upsample_probabilities(one_hot, geometry.original, geometry=geometry)[0]
 
 
 def run_method(
@@ -109,7 +107,8 @@ def run_method(
         features = cache(image_path)
         if segmenter is None:
             start = time.perf_counter()
-            predicted = nearest_prototype_labels(memory, features, truth.shape, names)
+            geometry = backbone.geometry(truth.shape[1], truth.shape[0])
+            predicted = nearest_prototype_labels(memory, features, geometry, names)
             seconds.setdefault("total", []).append(time.perf_counter() - start)
         else:
             image = load_image(image_path)

@@ -17,8 +17,9 @@ import torch
 
 from rns.backbone import RANDOM_LABEL, TINY_TEST_MODEL, build_backbone
 from rns.errors import RnsError
+from rns.fingerprints import support_fingerprint
 from rns.imageio import load_image, load_mask
-from rns.prototypes import extract_prototypes
+from rns.prototypes import DEFAULT_POOLING, extract_prototypes
 from support_memory import SourceEntry, SupportMemory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,14 +90,23 @@ class FeatureCache:
 
 
 def build_memory(cache: FeatureCache, split: Split, indices: list[int], names: list[str]) -> SupportMemory:
-    """A fresh support memory (in a temporary folder) holding the chosen images' prototypes."""
+    """A fresh support memory (in a temporary folder) holding the chosen images' prototypes.
+
+    Support features are the two-pass support extraction with count pooling, as `rns add-support` makes
+    them (the test-time features in `cache` are a different extraction).
+    """
     memory = SupportMemory.open(Path(tempfile.mkdtemp(prefix="rns-bench-")) / "memory.zarr")
+    backbone = cache.backbone
     entries = []
     for index in indices:
+        image = load_image(split.images[index])
         labels = load_mask(split.masks[index])
-        vectors, ids = extract_prototypes(cache(split.images[index]), labels, list(range(len(names))))
+        geometry = backbone.geometry(image.width, image.height)
+        with torch.inference_mode():
+            features = backbone.support_features(image)
+        vectors, ids = extract_prototypes(features, labels, range(len(names)), geometry, DEFAULT_POOLING)
         entries.append(SourceEntry(split.images[index].stem, vectors.cpu().numpy(), [names[i] for i in ids]))
-    memory.put_sources(entries, fingerprint=cache.backbone.fingerprint)
+    memory.put_sources(entries, fingerprint=support_fingerprint(backbone.fingerprint, DEFAULT_POOLING))
     return memory
 
 

@@ -62,7 +62,7 @@ def main() -> None:
 
     big = Image.fromarray(np.asarray(images[0].resize((1000, 750))))
     seconds, region_map = _time(proposer.propose, big)
-    pool_seconds, _ = _time(pool_regions, torch.randn(28, 37, 512), region_map)
+    pool_seconds, _ = _time(pool_regions, torch.randn(28, 38, 512), region_map)
     print(f"1000x750: superpixels {seconds * 1000:.0f} ms ({int(region_map.max()) + 1} regions), "
           f"pool_regions {pool_seconds * 1000:.1f} ms")
 

@@ -25,8 +25,10 @@ from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, segm
 from rns.adapt.predict import missing_class_error
 from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
+from rns.backbone.geometry import ImageGeometry
 from rns.classes import background_words, parse_class_list
 from rns.errors import InputError
+from rns.fingerprints import check_memory_fingerprint
 from rns.imageio import load_image
 from rns.paths import cache_dir, default_memory_path
 from rns.segmentation import BACKGROUND, Segmentation
@@ -111,7 +113,7 @@ class Segmenter:
         self.options = options or SegmentOptions()
         self.memory = None if self.options.zero_shot else memory
         if self.memory is not None:
-            self.memory.check_fingerprint(backbone.fingerprint)
+            check_memory_fingerprint(self.memory, backbone.fingerprint)
         asked = self._asked_classes(classes, memory)
         self.plan = plan_classes(asked, memory, background=self.options.background)
         self.region_proposer = region_proposer
@@ -212,6 +214,7 @@ class Segmenter:
         timings: dict[str, float] = {} if backbone_seconds is None else {"backbone": backbone_seconds}
         clock = StageClock(self.backbone.device)
         gh, gw, dim = features.shape
+        geometry = self.backbone.geometry(image.width, image.height)
 
         region_map = None
         if self.region_proposer is not None:
@@ -219,7 +222,7 @@ class Segmenter:
             timings["regions"] = clock.lap()
             from rns.regions import pool_regions
 
-            queries = pool_regions(features, region_map)
+            queries = pool_regions(features, region_map, geometry)
         else:
             queries = features.reshape(gh * gw, dim)
 
@@ -232,8 +235,7 @@ class Segmenter:
         clock.lap()
 
         threshold = self.options.adapt.background_threshold if self.options.background else None
-        labels, probabilities = self._to_pixels(result.probs, (image.height, image.width), (gh, gw),
-                                                region_map, threshold)  # fmt: skip
+        labels, probabilities = self._to_pixels(result.probs, geometry, region_map, threshold)
         timings["upsample"] = clock.lap()
         timings["total"] = clock.total() + (backbone_seconds or 0.0)
         info = {
@@ -263,15 +265,15 @@ class Segmenter:
     def _to_pixels(
         self,
         probs: torch.Tensor,
-        size: tuple[int, int],
-        grid: tuple[int, int],
+        geometry: ImageGeometry,
         region_map: np.ndarray | None,
         threshold: float | None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         keep = self.options.keep_probabilities
         if region_map is None:
-            grid_probs = probs.reshape(*grid, -1)
-            return upsample_probabilities(grid_probs, size, background_threshold=threshold, keep=keep)
+            grid_probs = probs.reshape(*geometry.grid, -1)
+            return upsample_probabilities(grid_probs, geometry.original, geometry=geometry,
+                                          background_threshold=threshold, keep=keep)
         from rns.regions import region_scores_to_pixels, regions_to_pixels
 
         confidence, region_labels = probs.max(dim=1)

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rns.backbone.geometry import ImageGeometry
 from rns.errors import InputError
+from rns.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
 from rns.labels import IGNORE_LABEL, LabelMapping, mask_content_key
-from rns.prototypes import extract_prototypes
+from rns.prototypes import DEFAULT_POOLING, extract_prototypes
 from support_memory import SourceEntry, SupportMemory
 
 DEFAULT_BATCH_SIZE = 8
@@ -40,7 +42,9 @@ class FeatureBackbone(Protocol):
 
     fingerprint: dict[str, Any]
 
-    def dense_features(self, image: Image.Image) -> torch.Tensor: ...
+    def support_features(self, image: Image.Image) -> torch.Tensor: ...
+
+    def geometry(self, width: int, height: int) -> ImageGeometry: ...
 
 
 # --------------------------------------------------------------------------------------- pairing
@@ -203,6 +207,7 @@ def add_supports(
     class_texts: dict[str, str | None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    pooling: str = DEFAULT_POOLING,
 ) -> AddReport:
     """Add labelled example images to the support memory; returns what happened to each.
 
@@ -217,9 +222,8 @@ def add_supports(
     backbone refuses the rows with its own `FingerprintMismatchError`.
     """
     checked = check_supports(pairs, mapping, progress=progress)
-    return add_checked_supports(
-        backbone, memory, checked, mapping, class_texts=class_texts, batch_size=batch_size, progress=progress
-    )
+    return add_checked_supports(backbone, memory, checked, mapping, class_texts=class_texts,
+                                batch_size=batch_size, progress=progress, pooling=pooling)
 
 
 def add_checked_supports(
@@ -231,14 +235,19 @@ def add_checked_supports(
     class_texts: dict[str, str | None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    pooling: str = DEFAULT_POOLING,
 ) -> AddReport:
-    """`add_supports` for pairs already validated by `check_supports` with the same `mapping`."""
+    """`add_supports` for pairs already validated by `check_supports` with the same `mapping`.
+
+    `pooling` ("count", the reference's, or "area", see `rns.prototypes`) is recorded in the memory's
+    fingerprint: one memory holds prototypes pooled one way only.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     check_class_texts(class_texts, mapping)
-    fingerprint = backbone.fingerprint
+    fingerprint = support_fingerprint(backbone.fingerprint, pooling)
     # A memory built under another backbone refuses these rows: say so before extracting anything.
-    memory.check_fingerprint(fingerprint)
+    check_memory_fingerprint(memory, backbone.fingerprint, pooling)
     known = {source.source_id: source.content_key for source in memory.sources()}
     # Explicit texts are passed on even for an unchanged source, since the memory records them.
     may_skip = not class_texts
@@ -257,7 +266,7 @@ def add_checked_supports(
         if may_skip and known.get(pair.source_id) == pair.content_key:
             statuses[pair.source_id] = "unchanged"
         else:
-            pending.append((pair, _extract_entry(backbone, pair, mapping, class_texts)))
+            pending.append((pair, _extract_entry(backbone, pair, mapping, class_texts, pooling)))
             if len(pending) >= batch_size:
                 commit()
         if progress:
@@ -283,13 +292,16 @@ def _extract_entry(
     pair: CheckedSupport,
     mapping: LabelMapping,
     class_texts: dict[str, str | None] | None,
+    pooling: str = DEFAULT_POOLING,
 ) -> SourceEntry:
     """Features and prototypes of one validated pair, as the memory's entry."""
     image = load_image(pair.image)
     labels = mapping.label_map(load_mask(pair.mask), pair.mask)
+    geometry = backbone.geometry(image.width, image.height)
     with torch.inference_mode():
-        features = backbone.dense_features(image)
-        vectors, positions = extract_prototypes(features, labels, range(len(mapping.class_names)))
+        features = backbone.support_features(image)
+        vectors, positions = extract_prototypes(features, labels, range(len(mapping.class_names)),
+                                                geometry, pooling)
     names = [mapping.class_names[p] for p in positions]
     texts = {name: class_texts[name] for name in names if class_texts and name in class_texts}
     return SourceEntry(

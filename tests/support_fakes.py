@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rns.backbone.geometry import ImageGeometry
+
 DIM = 8
 
 
@@ -31,6 +33,13 @@ class FakeBackbone:
         self.calls += 1
         pixels = torch.from_numpy(np.asarray(image.resize((4, 4), Image.BOX), dtype=np.float32)) / 255
         return torch.nn.functional.normalize(pixels @ self._projection + 0.1, dim=-1)
+
+    def support_features(self, image: Image.Image) -> torch.Tensor:
+        return self.dense_features(image)
+
+    def geometry(self, width: int, height: int) -> ImageGeometry:
+        """A 4 x 4 grid of 4-pixel patches over the image seen as 16 x 16 (no padding)."""
+        return ImageGeometry(original=(height, width), resized=(16, 16), patch=4)
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (20, 15)) -> Path:

@@ -35,7 +35,12 @@ def test_initial_head_is_seeded_kaiming_uniform_with_zero_bias() -> None:
     head = initial_head(5, 64, seed=3, device="cpu")
     assert torch.equal(head.weight, initial_head(5, 64, seed=3, device="cpu").weight)
     assert not torch.equal(head.weight, initial_head(5, 64, seed=4, device="cpu").weight)
-    assert float(head.weight.abs().max()) <= 1 / 8 and float(head.weight.std()) > 0.05
+    bound = (6 / 64) ** 0.5  # Kaiming uniform, fan_in, ReLU gain: the reference's Linear
+    assert float(head.weight.abs().max()) <= bound and float(head.weight.abs().max()) > 0.9 * bound
+    generator = torch.Generator().manual_seed(3)
+    expected = torch.empty(5, 64)
+    torch.nn.init.kaiming_uniform_(expected, mode="fan_in", nonlinearity="relu", generator=generator)
+    assert torch.equal(head.weight, expected)  # the very draw torch's initialiser makes
     assert torch.equal(head.bias, torch.zeros(5))
 
 

@@ -118,7 +118,7 @@ def test_diagnostics_and_timings_describe_the_run() -> None:
     scene = make_scene(SceneSpec(no_support=(4,), seed=7))
     result = run(scene)
     info = result.diagnostics
-    assert info["num_retrieved"] > 0 and info["solver"] == "fast"
+    assert info["num_retrieved"] > 0 and info["solver"] == "adamw"
     assert info["visual_classes"] == [0, 1, 2, 3] and info["pseudo_classes"] == [4]
     assert abs(sum(info["relevance"]) - 1.0) < 1e-5
     assert set(result.timings) == {"prepare", "head_fit", "predict"}

@@ -20,7 +20,7 @@ from rns.backbone import (
     WindowConfig,
     build_backbone,
 )
-from rns.backbone.dense import resized_grid, window_starts
+from rns.backbone.geometry import image_geometry, window_starts
 from rns.errors import InputError
 
 
@@ -60,10 +60,10 @@ def test_random_init_is_reproducible_across_builds(tiny_backbone):
 def test_dense_features_shape_and_norm(variant_backbones, variant):
     backbone = variant_backbones[variant]
     feats = backbone.dense_features(_photo(480, 360))
-    assert feats.shape == (28, 37, 32)  # 360 -> 448 = 28 patches; 480 * 448 / 360 = 597 px ~ 37 patches
+    assert feats.shape == (28, 38, 32)  # 480x360 -> 597x448, padded to 608x448: 28 x 38 patches
     assert feats.dtype == torch.float32
     assert torch.isfinite(feats).all()
-    assert torch.allclose(feats.norm(dim=-1), torch.ones(28, 37), atol=1e-5)
+    assert torch.allclose(feats.norm(dim=-1), torch.ones(28, 38), atol=1e-5)
     assert backbone.fingerprint["variant"] == variant
 
 
@@ -94,10 +94,11 @@ def test_maskclip_matches_open_clip_forward_by_hand(variant_backbones):
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize(("width", "height", "grid"), [(480, 360, (28, 37)), (300, 900, (84, 28)),
+@pytest.mark.parametrize(("width", "height", "grid"), [(480, 360, (28, 38)), (300, 900, (84, 28)),
                                                        (448, 448, (28, 28)), (100, 50, (28, 56))])
 def test_grid_follows_the_contract(tiny_backbone, width, height, grid):
-    assert resized_grid(width, height, 448, 16) == grid
+    """Resized to fit 2048 x 448 (480x360 -> 597x448), padded to whole patches (-> 608x448: 28 x 38)."""
+    assert image_geometry(width, height, 448, 2048, 16).grid == grid
     assert tiny_backbone.grid_size(width, height) == grid
     assert tuple(tiny_backbone.dense_features(_photo(width, height)).shape[:2]) == grid
 

@@ -32,7 +32,7 @@ def test_info_offline_default_says_what_is_missing_and_how_to_fix(clean_env):
     assert "offline use: no" in out and "--checkpoint FILE" in out and "internet" in out
     assert "device:      cpu" in out or "device:      cuda" in out
     assert "memory.zarr (not created yet)" in out
-    assert "features:    naclip" in out
+    assert "features:    maskclip" in out
     assert "short side 448 px, crop 448 px, stride 224 px" in out
 
 

@@ -7,7 +7,7 @@ import torch
 
 from rns.backbone import TINY_TEST_MODEL, BackboneSpec, build_backbone, check_weights
 from rns.backbone import weights as weights_module
-from rns.backbone.registry import CHECKPOINT_ENV, MODEL_ENV, PRETRAINED_ENV, VARIANT_ENV
+from rns.backbone.spec import CHECKPOINT_ENV, MODEL_ENV, PRETRAINED_ENV, VARIANT_ENV
 from rns.errors import InputError, WeightsUnavailableError
 
 
@@ -141,7 +141,8 @@ def test_spec_defaults_come_from_the_environment(monkeypatch):
     explicit = BackboneSpec.resolve(pretrained="random")  # an explicit tag is not overridden by the env file
     assert explicit.checkpoint is None and explicit.pretrained == "random"
     assert BackboneSpec.resolve(variant="MaskCLIP").variant == "maskclip"
-    assert spec.to_dict()["window"] == {"short_side": 448, "crop": 448, "stride": 224, "batch_size": 8}
+    assert spec.to_dict()["window"] == {"short_side": 448, "crop": 448, "stride": 224, "batch_size": 8,
+                                        "long_side": 2048, "support_crops": (448, 224), "support_stride": 112}
 
 
 def test_spec_builtin_defaults(monkeypatch):

@@ -138,5 +138,25 @@ def test_examples_added_on_the_command_line_are_used_by_segment(tmp_path, capsys
 
     # Features of another variant are refused with one line naming the setting that differs.
     code, _, err = rns(["segment", str(query), "--classes", "widget", "--memory", memory, "--out", str(out),
-                        "--variant", "maskclip", *TINY], capsys)  # fmt: skip
+                        "--variant", "naclip", *TINY], capsys)  # fmt: skip
     assert code == 2 and "variant" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_memory_from_rns_0_1_is_refused_with_how_to_rebuild(tiny_backbone, photo, tmp_path, capsys):
+    """Prototypes of the 0.1.0 extraction (feature format 1) are never mixed with new ones: segment and
+    add-support both stop in one line that says to rebuild the memory with add-support."""
+    from support_memory import SupportMemory
+
+    memory_path = tmp_path / "old.zarr"
+    old = {**tiny_backbone.fingerprint, "format": 1}
+    SupportMemory.open(memory_path).put_source("x", np.eye(1, tiny_backbone.dim, dtype=np.float32), ["car"],
+                                               fingerprint=old)  # fmt: skip
+    code, _, err = rns(["segment", str(photo), "--classes", "car", "--memory", str(memory_path),
+                        "--out", str(tmp_path / "out"), *TINY], capsys)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "older rns" in err and "rebuild" in err and "rns add-support" in err
+    image, mask = save_pair(tmp_path / "supports", "s1", 1)
+    code, _, err = rns(["add-support", str(image), str(mask), "--labels", "0=background,1=car",
+                        "--memory", str(memory_path), *TINY], capsys)  # fmt: skip
+    assert code == 2 and "rebuild" in err and len(err.strip().splitlines()) == 1
+    assert SupportMemory.open(memory_path).stats()["n_prototypes"] == 1  # untouched

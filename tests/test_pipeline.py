@@ -127,7 +127,7 @@ def test_superpixel_regions_give_each_region_one_class(tiny_backbone, widget_mem
 def test_memory_from_another_backbone_setting_is_refused(tmp_path, widget_memory):
     from rns.backbone import TINY_TEST_MODEL, build_backbone
 
-    other = build_backbone(TINY_TEST_MODEL, "random", variant="maskclip", device="cpu")
+    other = build_backbone(TINY_TEST_MODEL, "random", variant="naclip", device="cpu")
     with pytest.raises(FingerprintMismatchError, match="variant"):
         Segmenter(other, "widget", memory=widget_memory)
     # Zero-shot does not read the memory, so it is not refused.

@@ -62,42 +62,44 @@ def fuse(visual: torch.Tensor, text_vectors: torch.Tensor | None, lambdas: tuple
 
 def build_anchor_set(prototypes: dict[int, torch.Tensor], text: ClassText, lambdas: tuple[float, ...],
                      prior: torch.Tensor | None, dim: int, device: torch.device | str) -> AnchorSet:
-    """Fused anchors of the given classes from their prototypes (visual or pseudo), one block per class.
+    """Fused anchors of the given classes from their prototypes (visual or pseudo).
 
-    A class without text is fused with `prior` (the neutral text prior) instead of its own text.
+    Ordered as the reference orders them: lambda-major, then class (ascending), then text vector. A class
+    without text is fused with `prior` (the neutral text prior) instead of its own text.
     """
-    blocks, labels, shares = [], [], []
+    per_class = []
     for c, proto in sorted(prototypes.items()):
         vectors = text.vectors[c]
         tvec = vectors.to(device) if vectors is not None else (None if prior is None else prior[None])
-        anchors = fuse(proto.to(device), tvec, lambdas)
-        per_word = 1.0 / (1 if tvec is None else tvec.shape[0])
-        blocks.append(anchors)
-        labels.append(torch.full((anchors.shape[0],), c, dtype=torch.long, device=device))
-        shares.append(torch.full((anchors.shape[0],), per_word, device=device))
-    if not blocks:
+        anchors = fuse(proto.to(device), tvec, lambdas)  # [L * k, d] (lambda-major) or [1, d]
+        k = 1 if tvec is None else tvec.shape[0]
+        per_class.append((c, anchors, k))
+    if not per_class:
         return AnchorSet.empty(dim, device)
+    blocks, labels, shares = [], [], []
+    for step in range(len(lambdas)):
+        for c, anchors, k in per_class:
+            if anchors.shape[0] == 1 and step > 0:
+                continue  # no text: the visual prototype is the only anchor
+            block = anchors[step * k:(step + 1) * k] if anchors.shape[0] > 1 else anchors
+            blocks.append(block)
+            labels.append(torch.full((block.shape[0],), c, dtype=torch.long, device=device))
+            shares.append(torch.full((block.shape[0],), 1.0 / k, device=device))
     return AnchorSet(torch.cat(blocks), torch.cat(labels), torch.cat(shares))
 
 
 def pseudo_prototypes(queries: torch.Tensor, zero_shot_labels: torch.Tensor, classes: list[int],
-                      text: ClassText) -> tuple[dict[int, torch.Tensor], list[int]]:
-    """Pseudo prototype `p_c` of each class: the normalised mean of the queries that zero-shot assigns to c.
+                      text: ClassText) -> dict[int, torch.Tensor]:
+    """Pseudo prototype `p_c` of each class that zero-shot predicts somewhere in this image.
 
-    A class that zero-shot gives no query at all gets its text mean as prototype (its anchors are then
-    pure text: the image shows no sign of it, and the head should still know what the name means).
-    Returns the prototypes and the classes whose prototype actually came from the image.
+    `p_c` is the normalised mean of the queries zero-shot assigns to c. A class zero-shot gives no query
+    gets no prototype and so no pseudo anchors: as in the reference, the image shows no sign of it.
     """
     protos: dict[int, torch.Tensor] = {}
-    from_image: list[int] = []
     for c in classes:
-        members = zero_shot_labels == c
-        vectors = text.vectors[c]
-        if vectors is None:
+        if text.vectors[c] is None:
             raise ValueError(f"pseudo prototypes need text; class {c} has none")
+        members = zero_shot_labels == c
         if bool(members.any()):
             protos[c] = F.normalize(queries[members].float().mean(dim=0), dim=-1)
-            from_image.append(c)
-        else:
-            protos[c] = F.normalize(vectors.mean(dim=0), dim=-1).to(queries.device)
-    return protos, from_image
+    return protos

@@ -6,10 +6,12 @@ one-hot target, and KL(q || p) differs from the cross-entropy -sum q log p only 
 of q. So the head sees one problem: features, target distributions and per-sample weights. That keeps
 each solver to a dozen lines and makes the objective convex in (W, b), which the fast solver exploits.
 
-Weights: a sample of class c weighs w_c (the class relevance; times its share, for anchors of classes with
-several words), L1-normalised within its term, then multiplied by the term's weight (1.0 supports,
-1.5 anchors, 0.2 pseudo). Normalising per term keeps the term weights meaningful whatever the number of
-retrieved rows: otherwise a few hundred support rows would drown the handful of anchors.
+Weights (the reference's rule, `weighting="global"`): a sample of class c weighs w_c (the class relevance;
+times its share, for anchors of classes with several words; for a pseudo anchor, c is the argmax of its
+soft target), L1-normalised over ALL samples together, times its term's multiplier (1.0 supports, 1.5
+anchors, 0.2 pseudo); the objective is the MEAN over samples of weight x cross-entropy. With
+`weighting="per_term"` (an rns option) the weights are L1-normalised within each term instead, so the
+term multipliers keep their meaning whatever the number of retrieved rows.
 """
 
 from __future__ import annotations
@@ -23,14 +25,21 @@ import torch.nn.functional as F
 from rns.adapt.anchors import AnchorSet
 from rns.adapt.types import AdaptConfig
 
+SAMPLE_KINDS = ("retrieved", "anchor", "pseudo")
+
 
 @dataclass(frozen=True)
 class HeadProblem:
-    """Training samples `features [N, d]`, targets `[N, C]` (rows sum to 1), weights `[N]`."""
+    """Training samples `features [N, d]`, targets `[N, C]` (rows sum to 1), weights `[N]`, kinds `[N]`.
+
+    `kinds` index `SAMPLE_KINDS`; samples come in that order. The objective is `sum(weights * CE)`: the
+    weights already include the reference's 1/N of its mean.
+    """
 
     features: torch.Tensor
     targets: torch.Tensor
     weights: torch.Tensor
+    kinds: torch.Tensor
 
     @property
     def num_classes(self) -> int:
@@ -55,31 +64,39 @@ class LinearHead:
         return features.to(self.weight.dtype) @ self.weight.T + self.bias
 
 
-def _term_weights(labels: torch.Tensor, relevance: torch.Tensor, share: torch.Tensor | None,
-                  term_weight: float) -> torch.Tensor:
-    raw = relevance[labels] if share is None else relevance[labels] * share
-    return term_weight * raw / raw.sum().clamp_min(1e-12)
-
-
 def build_problem(support_vectors: torch.Tensor, support_labels: torch.Tensor, anchors: AnchorSet,
                   pseudo: AnchorSet, pseudo_targets: torch.Tensor, relevance: torch.Tensor,
                   config: AdaptConfig) -> HeadProblem:
     """Stack the three terms into one weighted problem (see the module docstring)."""
     num_classes = relevance.shape[0]
-    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    if support_vectors.shape[0]:
-        parts.append((support_vectors, F.one_hot(support_labels, num_classes).float(),
-                      _term_weights(support_labels, relevance, None, config.support_weight)))
-    if len(anchors):
-        parts.append((anchors.features, F.one_hot(anchors.labels, num_classes).float(),
-                      _term_weights(anchors.labels, relevance, anchors.share, config.anchor_weight)))
-    if len(pseudo):
-        parts.append((pseudo.features, pseudo_targets.float(),
-                      _term_weights(pseudo.labels, relevance, pseudo.share, config.pseudo_weight)))
-    if not parts:
+    device = relevance.device
+    pseudo_classes = pseudo_targets.argmax(dim=1) if len(pseudo) else pseudo.labels
+    terms = [
+        (support_vectors, F.one_hot(support_labels, num_classes).float(), support_labels,
+         torch.ones(support_labels.shape[0], device=device), config.support_weight),
+        (anchors.features, F.one_hot(anchors.labels, num_classes).float(), anchors.labels, anchors.share,
+         config.anchor_weight),
+        (pseudo.features, pseudo_targets.float(), pseudo_classes, pseudo.share, config.pseudo_weight),
+    ]
+    features, targets, raw, multipliers, kinds = [], [], [], [], []
+    for kind, (vectors, target, weight_class, share, multiplier) in enumerate(terms):
+        if vectors.shape[0] == 0:
+            continue
+        features.append(vectors.float())
+        targets.append(target)
+        term_raw = relevance[weight_class] * share
+        if config.weighting == "per_term":
+            term_raw = term_raw / term_raw.sum().clamp_min(1e-12)
+        raw.append(term_raw)
+        multipliers.append(torch.full_like(term_raw, multiplier))
+        kinds.append(torch.full((vectors.shape[0],), kind, dtype=torch.long, device=device))
+    if not features:
         raise ValueError("the head has no training samples")
-    return HeadProblem(torch.cat([p[0] for p in parts]).float(), torch.cat([p[1] for p in parts]),
-                       torch.cat([p[2] for p in parts]))
+    raw_all = torch.cat(raw)
+    if config.weighting == "global":
+        raw_all = raw_all / raw_all.sum().clamp_min(1e-12)
+    weights = raw_all * torch.cat(multipliers) / raw_all.shape[0]
+    return HeadProblem(torch.cat(features), torch.cat(targets), weights, torch.cat(kinds))
 
 
 def objective(head: LinearHead, problem: HeadProblem) -> torch.Tensor:
@@ -89,11 +106,13 @@ def objective(head: LinearHead, problem: HeadProblem) -> torch.Tensor:
 
 
 def initial_head(num_classes: int, dim: int, seed: int, device: torch.device | str) -> LinearHead:
-    """Kaiming-uniform weight as `torch.nn.Linear` initialises it (bound 1/sqrt(d)), zero bias.
+    """The reference's start: Kaiming-uniform weight (fan_in, ReLU gain: bound sqrt(6 / d)), zero bias.
 
-    Drawn on the CPU from a seeded generator, then moved, so that a seed gives the same start on any device.
+    Drawn on the CPU from a generator seeded with `seed`, then moved, so that a seed gives the same start
+    on any device; the draw is `torch.nn.init.kaiming_uniform_`'s, so `seed` reproduces the reference's
+    head when it runs after `torch.manual_seed(seed)`.
     """
     generator = torch.Generator().manual_seed(seed)
-    bound = 1.0 / math.sqrt(dim)
-    weight = (torch.rand(num_classes, dim, generator=generator) * 2.0 - 1.0) * bound
+    bound = math.sqrt(3.0) * (math.sqrt(2.0) / math.sqrt(dim))
+    weight = torch.empty(num_classes, dim).uniform_(-bound, bound, generator=generator)
     return LinearHead(weight.to(device), torch.zeros(num_classes, device=device))

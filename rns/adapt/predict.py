@@ -39,12 +39,14 @@ def missing_class_error(name: str) -> InputError:
 
 
 def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> ClassRoles:
-    """Decide, per class, between fused visual anchors and pseudo anchors; refuse unlearnable classes.
+    """Decide, per class, between fused visual anchors, pseudo anchors and nothing; refuse unlearnable ones.
 
-    A class has visual support when it has a class-level prototype or retrieved rows (the mean of its rows
-    stands in for a missing prototype). With `anchors_need_retrieval` (the reference behaviour) a class
-    with text whose examples no query retrieved is treated as unsupported here and falls back to pseudo
-    anchors; a class without text keeps its visual anchors either way, having nothing else.
+    The reference's rule: a class some query retrieved gets fused anchors from its class-level prototype
+    (the mean of its retrieved rows stands in for a missing one); a class with examples in the memory that
+    no query retrieved gets nothing in this image; a class with text and no examples at all gets pseudo
+    anchors (kept only if zero-shot predicts it here). rns additions: a class without text keeps its
+    visual anchors even when not retrieved, having nothing else; `anchors_need_retrieval=False` gives
+    anchors to every class with examples.
     """
     retrieved = torch.zeros(support.num_classes, dtype=torch.bool, device=support.labels.device)
     retrieved[support.labels] = True
@@ -52,15 +54,13 @@ def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> Cl
     pseudo: list[int] = []
     for c in range(text.num_classes):
         has_text = text.vectors[c] is not None
-        was_retrieved = bool(retrieved[c])
-        if bool(support.has_visual[c]):
-            proto = support.class_vectors[c]
-        elif was_retrieved:
-            proto = torch.nn.functional.normalize(support.vectors[support.labels == c].mean(dim=0), dim=-1)
-        else:
-            proto = None
-        if proto is not None and (was_retrieved or not has_text or not config.anchors_need_retrieval):
-            visual[c] = proto
+        has_examples = bool(support.has_visual[c])
+        if bool(retrieved[c]):
+            visual[c] = support.class_vectors[c] if has_examples else torch.nn.functional.normalize(
+                support.vectors[support.labels == c].mean(dim=0), dim=-1)
+        elif has_examples:
+            if not has_text or not config.anchors_need_retrieval:
+                visual[c] = support.class_vectors[c]
         elif has_text:
             pseudo.append(c)
         else:
@@ -107,9 +107,13 @@ def _check_inputs(queries: torch.Tensor, text: ClassText, support: SupportSet | 
 
 @dataclass(frozen=True)
 class HeadPlan:
-    """Everything steps 2-5 decide for one image: the head's training problem and how it was built."""
+    """Everything steps 2-5 decide for one image: the head's training problem and how it was built.
 
-    problem: HeadProblem
+    `problem` is None when there is nothing to train on (no retrieved row of an asked class and no pseudo
+    anchor): the image is then segmented zero-shot.
+    """
+
+    problem: HeadProblem | None
     roles: ClassRoles
     relevance: torch.Tensor
     pseudo_from_image: list[int]
@@ -123,18 +127,20 @@ def plan_head(queries: torch.Tensor, text: ClassText, support: SupportSet, confi
     relevance = class_relevance(queries, work_text, config.relevance_temperature, config.use_relevance)
     prior = neutral_text_prior(work_text, device)
     anchors = build_anchor_set(roles.visual, work_text, config.lambdas, prior, dim, device)
-    from_image: list[int] = []
     pseudo = AnchorSet.empty(dim, device)
     pseudo_targets = torch.zeros(0, text.num_classes, device=device)
+    protos: dict[int, torch.Tensor] = {}
     if roles.pseudo:
         zero_shot_labels = zero_shot_logits(queries, work_text, config.temperature).argmax(dim=1)
-        protos, from_image = pseudo_prototypes(queries, zero_shot_labels, roles.pseudo, work_text)
+        protos = pseudo_prototypes(queries, zero_shot_labels, roles.pseudo, work_text)
         pseudo = build_anchor_set(protos, work_text, config.lambdas, prior, dim, device)
         soft_logits = config.temperature * text_similarity(pseudo.features, work_text)
         pseudo_targets = torch.softmax(soft_logits, dim=1)
-    problem = build_problem(support.vectors, support.labels, anchors, pseudo, pseudo_targets, relevance,
-                            config)
-    return HeadPlan(problem, roles, relevance, from_image)
+    problem = None
+    if support.num_rows or len(anchors) or len(pseudo):
+        problem = build_problem(support.vectors, support.labels, anchors, pseudo, pseudo_targets, relevance,
+                                config)
+    return HeadPlan(problem, roles, relevance, sorted(protos))
 
 
 def segment_features(queries: torch.Tensor, text: ClassText, support: SupportSet | None = None,
@@ -143,11 +149,11 @@ def segment_features(queries: torch.Tensor, text: ClassText, support: SupportSet
 
     With no support (None or empty) the result is the zero-shot pass (step 1), unless
     `config.pseudo_only_adaptation` asks for a head fitted on pseudo anchors alone. Otherwise: relevance
-    (2), fused anchors of visually supported classes (4), pseudo anchors of the others (5), head fit on
-    supports + anchors (6), head applied to the queries (7). Everything runs on the queries' device.
+    (2), fused anchors of retrieved classes (4), pseudo anchors of classes with no examples (5), head fit
+    on supports + anchors (6), head applied to the queries (7). Everything runs on the queries' device.
 
     Diagnostics: mode, solver, relevance `[C]` (list), num_retrieved, visual_classes, pseudo_classes,
-    pseudo_from_image (pseudo classes whose prototype came from this image's queries), num_samples, loss.
+    pseudo_from_image (pseudo classes zero-shot found in this image), num_samples, loss.
     Raises `InputError` for a class with neither text nor visual support.
     """
     config = config or AdaptConfig()
@@ -162,6 +168,8 @@ def segment_features(queries: torch.Tensor, text: ClassText, support: SupportSet
     start = device_time(device)
     plan = plan_head(queries, text, support.to(device), config)
     timings["prepare"] = device_time(device) - start
+    if plan.problem is None:
+        return zero_shot(queries, text, config)
 
     start = device_time(device)
     head = fit_head(plan.problem, config)

@@ -23,10 +23,19 @@ from rns.adapt.head import HeadProblem, LinearHead, initial_head, objective
 from rns.adapt.types import AdaptConfig
 
 
-def fit_adamw(problem: HeadProblem, config: AdaptConfig) -> LinearHead:
-    """The reference: `config.steps` full-batch AdamW steps from a seeded Kaiming-uniform start."""
-    device = problem.features.device
-    start = initial_head(problem.num_classes, problem.dim, config.seed, device)
+def _start(problem: HeadProblem, config: AdaptConfig, start: LinearHead | None) -> LinearHead:
+    if start is not None:
+        return LinearHead(start.weight.to(problem.features.device).float(),
+                          start.bias.to(problem.features.device).float())
+    return initial_head(problem.num_classes, problem.dim, config.seed, problem.features.device)
+
+
+def fit_adamw(problem: HeadProblem, config: AdaptConfig, start: LinearHead | None = None) -> LinearHead:
+    """The reference: `config.steps` full-batch AdamW steps from a seeded Kaiming-uniform start.
+
+    AdamW decays the bias as well as the weight, as the reference's optimiser over all parameters does.
+    """
+    start = _start(problem, config, start)
     weight = start.weight.clone().requires_grad_(True)
     bias = start.bias.clone().requires_grad_(True)
     optimiser = torch.optim.AdamW([weight, bias], lr=config.lr, weight_decay=config.weight_decay)
@@ -37,9 +46,8 @@ def fit_adamw(problem: HeadProblem, config: AdaptConfig) -> LinearHead:
     return LinearHead(weight.detach(), bias.detach())
 
 
-
-
-def fit_rescaled_adamw(problem: HeadProblem, config: AdaptConfig, steps: int | None = None) -> LinearHead:
+def fit_rescaled_adamw(problem: HeadProblem, config: AdaptConfig, steps: int | None = None,
+                       start: LinearHead | None = None) -> LinearHead:
     """AdamW along the reference's trajectory in `steps` (default `config.fast_steps`) coarser steps.
 
     With `steps == config.steps` it is the reference itself, computed without autograd.
@@ -49,8 +57,7 @@ def fit_rescaled_adamw(problem: HeadProblem, config: AdaptConfig, steps: int | N
     lr = config.lr * rate
     beta1, beta2, eps = 0.9**rate, 0.999**rate, 1e-8
     decay = 1.0 - lr * config.weight_decay
-    device = problem.features.device
-    start = initial_head(problem.num_classes, problem.dim, config.seed, device)
+    start = _start(problem, config, start)
     params = torch.cat([start.weight, start.bias[:, None]], dim=1)  # [C, d + 1]
     inputs = torch.cat([problem.features, torch.ones_like(problem.features[:, :1])], dim=1)
     weighted_targets = problem.weights[:, None] * problem.targets
@@ -67,8 +74,13 @@ def fit_rescaled_adamw(problem: HeadProblem, config: AdaptConfig, steps: int | N
     return LinearHead(params[:, :-1].contiguous(), params[:, -1].contiguous())
 
 
-def fit_head(problem: HeadProblem, config: AdaptConfig) -> LinearHead:
-    """Fit with the solver that `config.solver` names: "fast" (default) or "adamw" (the reference)."""
-    if config.solver == "adamw":
-        return fit_adamw(problem, config)
-    return fit_rescaled_adamw(problem, config)
+def fit_head(problem: HeadProblem, config: AdaptConfig, start: LinearHead | None = None) -> LinearHead:
+    """Fit with the solver that `config.solver` names: "adamw" (default, the reference) or "fast".
+
+    "adamw" runs the reference's steps with analytic gradients (`fit_rescaled_adamw` at full step count):
+    the same arithmetic as `torch.optim.AdamW` on autograd gradients (`fit_adamw`, kept as the literal
+    reference the tests compare it with; trained weights agree to cosine 1 - 1e-14), several times faster
+    on a CPU. `start` replaces the seeded initial head (parity tests start from the reference's draw).
+    """
+    steps = config.steps if config.solver == "adamw" else config.fast_steps
+    return fit_rescaled_adamw(problem, config, steps=steps, start=start)

@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from rns.backbone.clip import ClipBackbone
 from rns.backbone.dense import DEFAULT_VARIANT, VARIANTS, WindowConfig
-from rns.backbone.registry import (
-    DEFAULT_MODEL,
-    DEFAULT_PRETRAINED,
-    TINY_TEST_MODEL,
-    BackboneSpec,
-    build_backbone,
-    build_from_spec,
-)
+from rns.backbone.registry import TINY_TEST_MODEL, build_backbone, build_from_spec
+from rns.backbone.spec import DEFAULT_MODEL, DEFAULT_PRETRAINED, BackboneSpec
 from rns.backbone.text import IMAGENET_TEMPLATES
 from rns.backbone.weights import RANDOM_LABEL, RANDOM_WEIGHTS, WeightsCheck, check_weights
 

@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from rns.backbone.dense import DenseFeatureExtractor, resized_grid
+from rns.backbone.dense import DenseFeatureExtractor
+from rns.backbone.geometry import ImageGeometry
 from rns.backbone.text import TextFeatureCache, encode_tokens_trimmed
 
 if TYPE_CHECKING:
-    from rns.backbone.registry import BackboneSpec
+    from rns.backbone.spec import BackboneSpec
 
-FEATURE_FORMAT = 1  # bump when a code change alters feature values for the same weights and settings
+FEATURE_FORMAT = 2  # bump when a code change alters feature values for the same weights and settings
+# 1: rns 0.1.0 (PIL bicubic resize onto a patch-multiple size, one window pass for supports, area pooling)
+# 2: the reference's extraction (OpenCV-style resize, zero padding, two support passes, count pooling)
 
 
 class ClipBackbone:
@@ -69,17 +72,25 @@ class ClipBackbone:
         """The underlying open_clip model (frozen, eval mode), for callers needing more than features."""
         return self._model
 
+    def geometry(self, width: int, height: int) -> ImageGeometry:
+        """Original, resized and padded sizes of a `width x height` image, and its patch grid."""
+        return self._dense.geometry(width, height)
+
     def grid_size(self, width: int, height: int) -> tuple[int, int]:
         """The `(gh, gw)` feature grid `dense_features` returns for a `width x height` image."""
-        return resized_grid(width, height, self.spec.window.short_side, self.patch_size)
+        return self.geometry(width, height).grid
 
     def dense_features(self, image: Image.Image) -> torch.Tensor:
-        """`[gh, gw, dim]` L2-normalised patch features covering the whole image, on `self.device`.
+        """`[gh, gw, dim]` L2-normalised test-time patch features of the resized, padded image.
 
-        Patch (i, j) covers rows `i*H/gh ... (i+1)*H/gh` and columns `j*W/gw ... (j+1)*W/gw` of the
-        `H x W` input; the grid is that of the image resized to the configured short side.
+        Patch (i, j) covers pixels `16i .. 16i+16` x `16j .. 16j+16` of the resized image; patches past
+        its bottom/right edge cover padding (see `geometry`).
         """
         return self._dense(image)
+
+    def support_features(self, image: Image.Image) -> torch.Tensor:
+        """`[gh, gw, dim]` features of a support image (two window passes averaged), same grid as above."""
+        return self._dense.support_features(image)
 
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """`[n, dim]` normalised text features, averaged over the 80 ImageNet templates; cached per prompt."""

@@ -21,20 +21,17 @@ into heads; `out` the block's output projection; `ls_*` its layer scales, identi
   (its row and column of G are zero). NACLIP also uses no post-processing (no PAMR, no extra model);
   neither do we.
 
-Default: `naclip`. The issue asks for "whichever measures best"; no real weights can be obtained on the
-machine this was written on, so it could not be measured here. Published training-free results (ViT-B/16,
-no post-processing, averaged over the usual eight benchmarks) put NACLIP and ClearCLIP within about a
-point of each other, NACLIP ahead, and MaskCLIP roughly ten mIoU lower. The RNS paper's reference figures
-use `maskclip`; pass `variant="maskclip"` (or RNS_VARIANT=maskclip) to reproduce them. Revisit with a
-benchmark on real weights.
+Default: `maskclip`, the reference's choice for OpenCLIP (`configs/clip.yaml`), so that rns computes what the
+official RNS code computes. `clearclip` and `naclip` are options: published training-free results put them
+ahead of MaskCLIP, but with RNS on top that has not been measured; `benchmarks/accuracy.py` decides once
+real weights are at hand.
 
-Sliding window (`WindowConfig`): the image is resized so that its short side is `short_side` pixels and
-each side is a whole number of patches (rounded to the nearest; the aspect ratio moves by under half a
-patch), crops of `crop` pixels are taken every `stride` pixels (the last one flush with the border), the
-positional embedding is interpolated bicubically to the crop's grid, and each patch's feature is the
-average of the L2-normalised features of the crops that contain it, normalised again. Patch (i, j) of the
-resulting `gh x gw` grid therefore covers exactly rows `i*H/gh ... (i+1)*H/gh` and columns
-`j*W/gw ... (j+1)*W/gw` of the original `H x W` image.
+Sliding window (`WindowConfig`, geometry in `rns.backbone.geometry`): the image is resized (fit inside
+`long_side x short_side`, OpenCV-style bilinear), zero-padded to whole patches, and crops of `crop` pixels
+are taken every `stride` pixels (the last one flush with the border); the positional embedding is
+interpolated bicubically to the crop's grid, each crop's patch features are L2-normalised, and each
+patch's feature is the average over the crops that contain it, normalised again. Support images get two
+such passes (crops `support_crops`, stride `support_stride`), averaged (`support_features`).
 """
 
 from __future__ import annotations
@@ -47,35 +44,48 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from rns.backbone.geometry import ImageGeometry, image_geometry, resize_pixels, window_starts
 from rns.errors import InputError
 
 VARIANTS = ("maskclip", "clearclip", "naclip")
-DEFAULT_VARIANT = "naclip"
+DEFAULT_VARIANT = "maskclip"
 NACLIP_GAUSSIAN_STD = 5.0  # in patches, as in the NACLIP paper
 
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """How an image is tiled for the ViT: resize, crop size, stride (pixels), crops per forward pass."""
+    """How an image is resized and tiled for the ViT (pixels), and crops per forward pass.
+
+    The defaults are the reference's (`configs/clip.yaml`): fit inside 2048 x 448, test-time crops of 448
+    every 224, support images as two passes with crops of 448 and 224, both every 112.
+    """
 
     short_side: int = 448
     crop: int = 448
     stride: int = 224
     batch_size: int = 8
+    long_side: int = 2048
+    support_crops: tuple[int, ...] = (448, 224)
+    support_stride: int = 112
 
     def __post_init__(self) -> None:
-        if min(self.short_side, self.crop, self.stride, self.batch_size) <= 0:
+        sizes = (self.short_side, self.long_side, self.crop, self.stride, self.batch_size,
+                 self.support_stride, *self.support_crops)
+        if not self.support_crops or min(sizes) <= 0:
             raise InputError(f"window settings must be positive, got {self}")
-        if self.stride > self.crop:
-            raise InputError(
-                f"window stride {self.stride} is larger than the crop {self.crop}: parts of the image would "
-                "be skipped; use a stride no larger than the crop"
-            )
+        pairs = [(self.crop, self.stride)] + [(c, self.support_stride) for c in self.support_crops]
+        for crop, stride in pairs:
+            if stride > crop:
+                raise InputError(
+                    f"window stride {stride} is larger than the crop {crop}: parts of the image would "
+                    "be skipped; use a stride no larger than the crop"
+                )
 
     def check_patch(self, patch: int) -> None:
         """Crops and strides must be whole patches so that every crop sits on the same patch grid."""
-        for name in ("crop", "stride"):
-            value = getattr(self, name)
+        values = [("crop", self.crop), ("stride", self.stride), ("support stride", self.support_stride)]
+        values += [("support crop", crop) for crop in self.support_crops]
+        for name, value in values:
             if value % patch:
                 raise InputError(
                     f"window {name} {value} is not a multiple of the model's patch size {patch}; "
@@ -84,7 +94,9 @@ class WindowConfig:
 
     def fingerprint(self) -> dict:
         """The settings that change feature values (the batch size does not)."""
-        return {"short_side": self.short_side, "crop": self.crop, "stride": self.stride}
+        return {"short_side": self.short_side, "long_side": self.long_side, "crop": self.crop,
+                "stride": self.stride, "support_crops": list(self.support_crops),
+                "support_stride": self.support_stride}
 
 
 def check_variant(variant: str) -> str:
@@ -93,24 +105,6 @@ def check_variant(variant: str) -> str:
     if name not in VARIANTS:
         raise InputError(f"feature variant {variant!r} is unknown; choose one of: {', '.join(VARIANTS)}")
     return name
-
-
-def resized_grid(width: int, height: int, short_side: int, patch: int) -> tuple[int, int]:
-    """Patch grid (gh, gw) of the image resized to `short_side`, each side a whole number of patches."""
-    scale = short_side / min(width, height)
-    gh = max(1, round(height * scale / patch))
-    gw = max(1, round(width * scale / patch))
-    return gh, gw
-
-
-def window_starts(length: int, crop: int, stride: int) -> list[int]:
-    """Start offsets (in patches) of crops along one axis; the last crop ends flush with the border."""
-    if length <= crop:
-        return [0]
-    starts = list(range(0, length - crop + 1, stride))
-    if starts[-1] + crop < length:
-        starts.append(length - crop)
-    return starts
 
 
 @lru_cache(maxsize=64)
@@ -147,27 +141,51 @@ class DenseFeatureExtractor:
 
     # ----- image -> crops -----------------------------------------------------------------------------
 
+    def geometry(self, width: int, height: int) -> ImageGeometry:
+        """Original, resized and padded sizes of a `width x height` image (see `rns.backbone.geometry`)."""
+        return image_geometry(width, height, self.window.short_side, self.window.long_side, self.patch)
+
     def image_tensor(self, image: Image.Image) -> torch.Tensor:
-        """[3, gh*p, gw*p] normalised pixels of the image resized onto its patch grid."""
-        gh, gw = resized_grid(image.width, image.height, self.window.short_side, self.patch)
-        resized = image.convert("RGB").resize((gw * self.patch, gh * self.patch), Image.BICUBIC)
-        pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
-        return (pixels.float().div_(255.0) - self.mean) / self.std
+        """`[3, gh*p, gw*p]` normalised pixels: resized, zero-padded to whole patches, then normalised.
+
+        The padding is black in [0, 1] pixel values (the reference pads before its model normalises),
+        so after normalisation it holds `-mean / std`, not zero.
+        """
+        geometry = self.geometry(image.width, image.height)
+        resized = resize_pixels(np.asarray(image.convert("RGB"), dtype=np.uint8), geometry.resized)
+        height, width = geometry.padded
+        pixels = F.pad(resized, (0, width - resized.shape[2], 0, height - resized.shape[1]), value=0.0)
+        return (pixels - self.mean) / self.std
 
     @torch.inference_mode()
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        """[gh, gw, d] L2-normalised features covering the whole image (see module docstring)."""
+        """`[gh, gw, d]` L2-normalised test-time features of the padded grid (see module docstring)."""
         pixels = self.image_tensor(image).to(self.device)
         return self.features_of_pixels(pixels)
 
     @torch.inference_mode()
     def features_of_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Sliding-window features of an already resized, normalised `[3, gh*p, gw*p]` tensor."""
+        """Test-time sliding-window features of a normalised, padded `[3, gh*p, gw*p]` tensor."""
+        return F.normalize(self.slide(pixels, self.window.crop, self.window.stride), dim=-1)
+
+    @torch.inference_mode()
+    def support_features(self, image: Image.Image) -> torch.Tensor:
+        """`[gh, gw, d]` features of a support image: one sliding pass per support crop size, averaged.
+
+        Each pass is the count-averaged mean of unit-norm crop features (not renormalised); the mean of
+        the passes is normalised per patch. More context per patch at two scales than the test pass.
+        """
+        pixels = self.image_tensor(image).to(self.device)
+        passes = [self.slide(pixels, crop, self.window.support_stride) for crop in self.window.support_crops]
+        return F.normalize(torch.stack(passes).mean(dim=0), dim=-1)
+
+    def slide(self, pixels: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
+        """`[gh, gw, d]`: each patch the mean of the unit-norm features of the crops covering it."""
         p = self.patch
         gh, gw = pixels.shape[1] // p, pixels.shape[2] // p
-        ch, cw = min(self.window.crop // p, gh), min(self.window.crop // p, gw)
-        stride = self.window.stride // p
-        boxes = [(y, x) for y in window_starts(gh, ch, stride) for x in window_starts(gw, cw, stride)]
+        ch, cw = min(crop // p, gh), min(crop // p, gw)
+        step = stride // p
+        boxes = [(y, x) for y in window_starts(gh, ch, step) for x in window_starts(gw, cw, step)]
         total = None
         counts = torch.zeros(gh, gw, 1, device=pixels.device)
         for first in range(0, len(boxes), self.window.batch_size):
@@ -179,7 +197,7 @@ class DenseFeatureExtractor:
             for (y, x), feat in zip(chunk, feats, strict=True):
                 total[y:y + ch, x:x + cw] += feat
                 counts[y:y + ch, x:x + cw] += 1
-        return F.normalize(total / counts, dim=-1)
+        return total / counts
 
     # ----- one batch of equally sized crops ----------------------------------------------------------
 
@@ -274,6 +292,4 @@ __all__ = [
     "DenseFeatureExtractor",
     "WindowConfig",
     "check_variant",
-    "resized_grid",
-    "window_starts",
 ]

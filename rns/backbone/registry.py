@@ -16,25 +16,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from rns.backbone.clip import ClipBackbone
-from rns.backbone.dense import DEFAULT_VARIANT, WindowConfig, check_variant
+from rns.backbone.dense import WindowConfig
+from rns.backbone.spec import (
+    BackboneSpec,
+)
 from rns.backbone.weights import RANDOM_SEED, WeightsSource, locate_weights, unavailable_message
 from rns.devices import resolve_device
 from rns.errors import InputError, WeightsUnavailableError
 
-DEFAULT_MODEL = "ViT-B-16"
-DEFAULT_PRETRAINED = "laion2b_s34b_b88k"
 TINY_TEST_MODEL = "rns-tiny-test"  # model_configs/rns-tiny-test.json: a few-MB model for tests
-
-MODEL_ENV = "RNS_MODEL"
-PRETRAINED_ENV = "RNS_PRETRAINED"
-CHECKPOINT_ENV = "RNS_CHECKPOINT"
-VARIANT_ENV = "RNS_VARIANT"
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 _configs_registered = False
@@ -48,38 +43,6 @@ def register_model_configs() -> None:
 
         open_clip.add_model_config(MODEL_CONFIG_DIR)
         _configs_registered = True
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What to build: model name, weights (tag or file), feature variant, device, sliding window."""
-
-    model: str = DEFAULT_MODEL
-    pretrained: str = DEFAULT_PRETRAINED
-    checkpoint: str | None = None
-    variant: str = DEFAULT_VARIANT
-    device: str = "auto"
-    window: WindowConfig = field(default_factory=WindowConfig)
-
-    @classmethod
-    def resolve(cls, model: str | None = None, pretrained: str | None = None,
-                checkpoint: str | os.PathLike | None = None, variant: str | None = None,
-                device: str | None = "auto", window: WindowConfig | None = None) -> BackboneSpec:
-        """Fill what the caller left out from the environment, then from the defaults."""
-        if checkpoint is None and pretrained is None:
-            checkpoint = os.environ.get(CHECKPOINT_ENV) or None
-        return cls(
-            model=model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
-            pretrained=pretrained or os.environ.get(PRETRAINED_ENV) or DEFAULT_PRETRAINED,
-            checkpoint=str(checkpoint) if checkpoint else None,
-            variant=check_variant(variant or os.environ.get(VARIANT_ENV) or DEFAULT_VARIANT),
-            device=device or "auto",
-            window=window or WindowConfig(),
-        )
-
-    def to_dict(self) -> dict:
-        """JSON-able record of the spec (for run summaries)."""
-        return asdict(self)
 
 
 def build_backbone(model: str | None = None, pretrained: str | None = None,

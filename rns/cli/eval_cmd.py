@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import click
 from rich.console import Console
@@ -12,23 +13,31 @@ from rich.table import Table
 from rns.adapt import AdaptConfig
 from rns.backbone import RANDOM_LABEL
 from rns.cli.group import backbone_options, cli, memory_option
+from rns.errors import InputError
+from rns.formats.items import parse_categories
 from rns.labelled_set import evaluate, load_labelled_set
 from rns.pipeline import SegmentOptions, build_segmenter
 
 EPILOG = """\b
 Example:
   rns eval --images camvid/test/images --masks camvid/test/masks --classes-file camvid/classes.txt
+  rns eval --images val2017/ --coco instances_val2017.json --categories "car,person"
 """
 
 
 @cli.command("eval", epilog=EPILOG)
 @click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False),
               help="Folder of query images.")
-@click.option("--masks", "masks_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--masks", "masks_dir", type=click.Path(file_okay=False),
               help="Folder of ground-truth masks, paired with the images by file name.")
-@click.option("--classes-file", required=True, type=click.Path(dir_okay=False),
+@click.option("--classes-file", type=click.Path(dir_okay=False),
               help="One class name per line; line i names mask value i (a first line 'background' is "
                    "the background class).")
+@click.option("--coco", type=click.Path(dir_okay=False),
+              help="Ground truth from a COCO instances file instead of --masks/--classes-file; pixels no "
+                   "annotation covers are not scored.")
+@click.option("--categories", metavar="NAMES",
+              help='With --coco: score only these categories, e.g. "car,bus".')
 @click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")
 @click.option("--regions", type=click.Choice(["none", "superpixels", "sam"]), default="none",
               show_default=True, help="Classify regions instead of patches.")
@@ -38,12 +47,35 @@ Example:
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @memory_option
 @backbone_options
-def eval_command(images_dir: str, masks_dir: str, classes_file: str, zero_shot: bool, regions: str,
-                 sam_checkpoint: str | None, limit: int | None, as_json: bool, memory_path: str | None,
+def eval_command(images_dir: str, masks_dir: str | None, classes_file: str | None, coco: str | None,
+                 categories: str | None, zero_shot: bool, regions: str, sam_checkpoint: str | None,
+                 limit: int | None, as_json: bool, memory_path: str | None,
                  model: str | None, pretrained: str | None, checkpoint: str | None, variant: str | None,
                  device: str) -> int:
     """Score rns on images with ground-truth masks (uses the support memory unless --zero-shot)."""
-    labelled = load_labelled_set(images_dir, masks_dir, classes_file, limit=limit)
+    if coco is not None:
+        if masks_dir or classes_file:
+            raise InputError("--coco is the ground truth: leave out --masks and --classes-file")
+        from rns.formats.ground_truth import coco_labelled_set
+
+        truth = coco_labelled_set(coco, images_dir, parse_categories(categories), limit=limit)
+    else:
+        if not masks_dir or not classes_file:
+            raise InputError("give the ground truth: --masks DIR --classes-file FILE, or --coco FILE")
+        if categories is not None:
+            raise InputError("--categories applies to --coco")
+        truth = nullcontext((load_labelled_set(images_dir, masks_dir, classes_file, limit=limit), []))
+    with truth as (labelled, problems):
+        code = _evaluate(labelled, zero_shot, regions, sam_checkpoint, as_json, memory_path, model,
+                         pretrained, checkpoint, variant, device)
+    for problem in problems:
+        click.echo(f"problem (not scored): {problem}", err=True)
+    return 1 if problems else code
+
+
+def _evaluate(labelled, zero_shot: bool, regions: str, sam_checkpoint: str | None, as_json: bool,
+              memory_path: str | None, model: str | None, pretrained: str | None, checkpoint: str | None,
+              variant: str | None, device: str) -> int:
     options = SegmentOptions(zero_shot=zero_shot, background=labelled.has_background, regions=regions,
                              sam_checkpoint=sam_checkpoint, adapt=AdaptConfig())
     segmenter = build_segmenter(labelled.foreground_names, memory_path=memory_path, model=model,

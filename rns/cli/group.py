@@ -46,8 +46,8 @@ variant_option = click.option(
     "--variant",
     type=click.Choice(VARIANTS),
     default=None,
-    help="Dense-feature variant of the last block (default naclip, or $RNS_VARIANT). A memory only "
-    "accepts features made with the variant it was built with.",
+    help="Dense-feature variant of the last block (default maskclip, the paper's; or $RNS_VARIANT). A "
+    "memory only accepts features made with the variant it was built with.",
 )
 checkpoint_option = click.option(
     "--checkpoint",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import get_args
@@ -11,9 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from rns.adapt import AdaptConfig
-from rns.adapt.types import Solver
+from rns.adapt.types import Solver, Weighting
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
+from rns.formats.run_export import ExportReport, export_run, parse_export, save_kinds_for
 from rns.inputs import expand_inputs
 from rns.outputs import needs_probabilities, parse_save
 from rns.pipeline import SegmentOptions, build_segmenter
@@ -25,6 +27,7 @@ Examples:
   rns segment photo.jpg --classes "bus,car"
   rns segment photos/ --classes "bus,car" --out results/ --save all
   rns segment @todo.txt --zero-shot --json > log.jsonl
+  rns segment photos/ --classes "car,person" --out results/ --export coco,yolo
 """
 
 
@@ -36,22 +39,34 @@ Examples:
               help="Output folder (subfolders of a folder input are mirrored).")
 @click.option("--save", default="labels,overlay,summary", show_default=True,
               help="Outputs per image: labels, overlay, summary, probs, rle, or all.")
+@click.option("--export", "export", metavar="FORMATS", default=None,
+              help="Also write the run as a dataset: coco (OUT/coco.json: one RLE annotation per connected "
+                   "instance, with a score) and/or yolo (OUT/yolo/: data.yaml, images/, labels/ with one "
+                   "polygon per instance). Built at the end of the run from the per-image label files, so "
+                   "a resumed run exports everything; coco also saves labels and probs, yolo labels.")
 @click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")
 @click.option("--regions", type=click.Choice(["none", "superpixels", "sam"]), default="none",
               show_default=True,
               help="Classify regions instead of patches: sharper boundaries, more compute.")
 @click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
               help="SAM checkpoint file for --regions sam (or $RNS_SAM_CHECKPOINT).")
+@click.option("--no-background", is_flag=True,
+              help="No added background class: every pixel gets one of the named classes (the paper's "
+              "setting; use it when the classes cover everything in the photos).")
 @click.option("--background-threshold", type=click.FloatRange(0, 1), default=None,
               help="Pixels whose best class probability is below this become background.")
 @click.option("--solver", type=click.Choice(get_args(Solver)), default=AdaptConfig().solver,
               show_default=True,
-              help="Head fit: the fast solver, or the paper's 700-step AdamW reference (adamw).")
+              help="Head fit: the paper's 700-step AdamW (adamw), or a 10x faster approximation (fast).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Steps of the reference AdamW schedule (700); the fast solver takes 10x fewer.")
+              help="Steps of the AdamW schedule (700); the fast solver takes 10x fewer.")
+@click.option("--weighting", type=click.Choice(get_args(Weighting)), default=AdaptConfig().weighting,
+              show_default=True,
+              help="Sample weights normalised over all samples (global, the paper's) or within each term.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
               help="Neighbours retrieved per patch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the head fit.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the head's initial weights (the same start for every image).")
 @click.option("--glob", "glob_pattern", default="**/*", show_default=True,
               help="Which files of a folder input to take.")
 @click.option("--force", is_flag=True, help="Redo images whose outputs are already up to date.")
@@ -59,18 +74,23 @@ Examples:
 @click.option("--json", "json_lines", is_flag=True, help="Machine-readable JSON lines on stdout.")
 @memory_option
 @backbone_options
-def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, save: str, zero_shot: bool,
-                    regions: str, sam_checkpoint: str | None, background_threshold: float | None, solver: str,
-                    steps: int | None, k: int, seed: int, glob_pattern: str, force: bool, quiet: bool,
+def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, save: str, export: str | None,
+                    zero_shot: bool, regions: str, sam_checkpoint: str | None, no_background: bool,
+                    background_threshold: float | None, solver: str, steps: int | None, weighting: str,
+                    k: int, seed: int, glob_pattern: str, force: bool, quiet: bool,
                     json_lines: bool, memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
-    kinds = parse_save(save)
+    exports = parse_export(export)
+    kinds = save_kinds_for(parse_save(save), exports)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
     images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
-    adapt = AdaptConfig(k=k, seed=seed, solver=solver, background_threshold=background_threshold,
-                        **({"steps": steps} if steps else {}))
-    options = SegmentOptions(zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
+    if no_background and background_threshold is not None:
+        raise InputError("--background-threshold needs a background class; drop it or --no-background")
+    adapt = AdaptConfig(k=k, seed=seed, solver=solver, weighting=weighting,
+                        background_threshold=background_threshold, **({"steps": steps} if steps else {}))
+    options = SegmentOptions(zero_shot=zero_shot, background=not no_background, regions=regions,
+                             sam_checkpoint=sam_checkpoint,
                              keep_probabilities=needs_probabilities(kinds), adapt=adapt)
     segmenter = build_segmenter(classes, memory_path=memory_path, model=model, pretrained=pretrained,
                                 checkpoint=checkpoint, variant=variant, device=device, options=options)
@@ -84,17 +104,30 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         observer = RichProgress(err)
         err.print(_describe(segmenter), highlight=False, markup=False, soft_wrap=True)
     report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer)
+    exported = export_run(report.out_dir, images, report.class_names, exports,
+                          failed=[failure.path for failure in report.failures]) if exports else None
     if single and report.failures:
         # One photo that cannot be read is a plain input error, as for any other command.
         raise InputError(report.failures[0].reason)
     if json_lines:
+        if exported is not None:
+            sys.stdout.write(json.dumps({"event": "export", **_export_json(exported)}) + "\n")
         return report.exit_code
     if single and not quiet:
         err.print(f"{images[0].path.name}: {_describe(segmenter)}", highlight=False, markup=False,
                   soft_wrap=True)  # fmt: skip
         err.print(f"  {_shares(report)} -> {report.out_dir}", highlight=False, markup=False, soft_wrap=True)
     _print_failures(report, err)
+    if exported is not None and not quiet:
+        for kind, path in exported.paths.items():
+            err.print(f"export {kind}: {path} ({exported.images} images, {exported.instances} instances)",
+                      highlight=False, markup=False, soft_wrap=True)
     return report.exit_code
+
+
+def _export_json(exported: ExportReport) -> dict[str, object]:
+    return {"paths": {kind: str(path) for kind, path in exported.paths.items()}, "images": exported.images,
+            "instances": exported.instances}
 
 
 def _describe(segmenter) -> str:

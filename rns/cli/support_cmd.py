@@ -11,6 +11,7 @@ import click
 
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
+from rns.formats.sources import VOC, ImportRequest
 from rns.labels import LabelMapping
 from rns.paths import default_memory_path
 from rns.support import (
@@ -25,6 +26,8 @@ from rns.support import (
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from rns.formats.teach import ImportReport
+
 _MAX_LISTED_OUTCOMES = 20
 
 
@@ -37,13 +40,32 @@ _MAX_LISTED_OUTCOMES = 20
 @click.option("--class", "class_name", metavar="NAME",
               help="Binary masks (0/1 or 0/255): nonzero pixels are this class.")
 @click.option("--labels", "labels_spec", metavar="MAP",
-              help='Index masks: value=name pairs, e.g. "0=background,1=bus". 255 is ignored.')
+              help='Index masks: value=name pairs, e.g. "0=background,1=bus". 255 is ignored. "voc": '
+                   "colour masks in the Pascal VOC colours and class list (with --images/--masks).")
 @click.option("--classes-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Index masks: a text file naming value i on line i+1 (one class per line).")
 @click.option("--text", "text_prompt", metavar="PROMPT",
               help="With --class: the words to describe the class by, when they differ from its name.")
 @click.option("--no-text", is_flag=True,
               help="With --class: the class has no usable name (e.g. my-backpack); rely on its examples.")
+@click.option("--coco", type=click.Path(dir_okay=False, path_type=Path),
+              help="A COCO instances file (with --images DIR): polygons, RLE, uncompressed RLE. Overlaps: "
+                   "crowd regions (iscrowd=1) are painted first, then instances in file order, a later "
+                   "one over an earlier; pixels no annotation covers stay unlabelled (ignored).")
+@click.option("--labelme", type=click.Path(file_okay=False, path_type=Path),
+              help="A folder of LabelMe JSON files (polygon, rectangle, circle; image embedded or beside "
+                   "the file). Shapes painted in order, later over earlier; label __ignore__ is ignored.")
+@click.option("--label-studio", type=click.Path(dir_okay=False, path_type=Path),
+              help="A Label Studio JSON export (with --images DIR): brush, polygon and rectangle labels.")
+@click.option("--yolo", type=click.Path(file_okay=False, path_type=Path),
+              help="A YOLO segmentation dataset folder (data.yaml, images/, labels/).")
+@click.option("--labelmap", type=click.Path(dir_okay=False, path_type=Path),
+              help="CVAT's labelmap.txt (name:r,g,b) for colour masks in --masks DIR.")
+@click.option("--categories", metavar="NAMES",
+              help='With an import: keep only these classes, e.g. "car,person" (others stay unlabelled).')
+@click.option("--pooling", type=click.Choice(["count", "area"]), default="count", show_default=True,
+              help="How mask pixels weigh patches: count (the paper's: mask resized like the photo, pixels "
+              "counted per patch) or area (exact area of the original mask). One memory holds one kind.")
 @click.option("--commit-every", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Images per memory commit; a killed run keeps the commits it finished.")
 @memory_option
@@ -57,6 +79,13 @@ def add_support_command(
     classes_file: Path | None,
     text_prompt: str | None,
     no_text: bool,
+    coco: Path | None,
+    labelme: Path | None,
+    label_studio: Path | None,
+    yolo: Path | None,
+    labelmap: Path | None,
+    categories: str | None,
+    pooling: str,
     commit_every: int,
     memory_path: str | None,
     model: str | None,
@@ -64,8 +93,8 @@ def add_support_command(
     checkpoint: str | None,
     variant: str | None,
     device: str,
-) -> None:
-    """Add labelled example images (IMAGE MASK pairs) to the support memory.
+) -> int:
+    """Add labelled example images (IMAGE MASK pairs, or another tool's export) to the support memory.
 
     Stores one feature prototype per class per image, never the pixels. Re-adding an image with the
     same mask changes nothing; with a new mask it replaces the old entry.
@@ -76,7 +105,32 @@ def add_support_command(
       rns add-support pack.jpg pack_mask.png --class my-backpack --no-text
       rns add-support street.jpg street.png --labels "0=background,1=bus,2=car"
       rns add-support --images train/images --masks train/masks --classes-file classes.txt
+      rns add-support --coco instances.json --images images/ --categories "car,person"
+      rns add-support --labelme labelme_folder/
+      rns add-support --images JPEGImages --masks SegmentationClass --labelmap labelmap.txt
+      rns add-support --label-studio export.json --images images/
+
+    An import adds every usable image; an image it cannot use (missing file, unknown category, polygon
+    outside the image) is listed, the rest still added, and the exit code is 1.
     """
+    request = ImportRequest(coco=coco, labelme=labelme, label_studio=label_studio, yolo=yolo,
+                            labelmap=labelmap, voc=(labels_spec or "").strip().lower() == VOC,
+                            images_dir=images_dir, masks_dir=masks_dir, categories=categories)
+    if request.wanted:
+        labels_map = None if request.voc else labels_spec
+        others = [flag for flag, value in (("IMAGE MASK files", files or None), ("--class", class_name),
+                                           ("--labels", labels_map),
+                                           ("--classes-file", classes_file), ("--text", text_prompt),
+                                           ("--no-text", no_text or None)) if value is not None]
+        if others:
+            raise InputError(f"{' and '.join(others)} cannot be combined with {request.kinds[0]}: "
+                             "an export names its own classes")
+        return _import(request, default_memory_path(memory_path), commit_every, pooling,
+                       dict(model=model, pretrained=pretrained, checkpoint=checkpoint, variant=variant,
+                            device=device))
+    if categories is not None:
+        raise InputError("--categories selects classes of an export: use it with --coco, --labelme, "
+                         "--label-studio, --yolo, --labelmap or --labels voc")
     pairs = _pairs(files, images_dir, masks_dir)
     mapping = _mapping(class_name, labels_spec, classes_file)
     class_texts = _class_texts(mapping, text_prompt, no_text)
@@ -94,9 +148,48 @@ def add_support_command(
     with stage_progress() as progress:
         report = add_checked_supports(
             backbone, memory, checked, mapping, class_texts=class_texts, batch_size=commit_every,
-            progress=progress,
+            progress=progress, pooling=pooling,
         )
     _print_report(report, memory_location)
+    return 0
+
+
+def _import(request: ImportRequest, memory_location: Path, commit_every: int, pooling: str,
+            backbone_args: dict) -> int:
+    from rns.formats.sources import open_import
+    from rns.formats.teach import add_imported
+
+    imported = open_import(request)
+
+    def load_backbone():
+        from rns.backbone import build_backbone
+
+        with _status(f"loading the model ({backbone_args['model'] or 'default'})"):
+            return build_backbone(**backbone_args)
+
+    with stage_progress() as progress:
+        report = add_imported(imported, memory_location, load_backbone, batch_size=commit_every,
+                              progress=progress, pooling=pooling)
+    _print_import(report, memory_location)
+    return report.exit_code
+
+
+def _print_import(report: ImportReport, memory_location: Path) -> None:
+    outcomes = report.added.outcomes
+    if len(outcomes) <= _MAX_LISTED_OUTCOMES:
+        for outcome, name in zip(outcomes, report.names, strict=True):
+            click.echo(f"{outcome.status:<9} {name}  ({', '.join(outcome.classes)})")
+    for note in report.notes[:_MAX_LISTED_OUTCOMES]:
+        click.echo(f"note: {note}", err=True)
+    if report.empty:
+        click.echo(f"{len(report.empty)} image(s) label no pixel of the chosen classes; left out "
+                   f"(e.g. {report.empty[0]})")
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    counts = ", ".join(f"{report.added.count(s)} {s}" for s in ("added", "replaced", "unchanged"))
+    click.echo(f"{len(outcomes)} image(s): {counts}; {len(report.problems)} with problems (left out)")
+    click.echo(f"classes: {', '.join(report.added.classes)}")
+    click.echo(f"memory: {memory_location}")
 
 
 def _pairs(

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rns.backbone.geometry import ImageGeometry
+from rns.prototypes import block_counts
+
 
 def _axis_overlaps(pixels: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each pixel [p, p+1) on an axis of `pixels` split into `cells` equal cells [c*P/C, (c+1)*P/C):
@@ -65,16 +68,26 @@ def region_patch_weights(region_map: np.ndarray, grid: tuple[int, int]) -> torch
     return torch.from_numpy(matrix.astype(np.float32))
 
 
-def pool_regions(features: torch.Tensor, region_map: np.ndarray) -> torch.Tensor:
+def pool_regions(features: torch.Tensor, region_map: np.ndarray,
+                 geometry: ImageGeometry | None = None) -> torch.Tensor:
     """Region features `[R, d]`, L2-normalised, from patch features `[gh, gw, d]` and a region map `[H, W]`.
 
-    The result is on the features' device and dtype. Region ids must be 0..R-1 (see `paint.compact_ids`);
-    an id with no pixels gets a zero row.
+    With the image's `geometry` (the backbone's padded grid), each region is count-pooled as the
+    reference pools its SAM masks: the map resized like the image, padded, counted per patch. Without
+    it, the grid spans the map exactly and pooling is by exact area. The result is on the features'
+    device and dtype. Region ids must be 0..R-1 (see `paint.compact_ids`); an id with no pixels (or
+    none left after the resize) gets a zero row.
     """
     if features.ndim != 3:
         raise ValueError(f"features must be [gh, gw, d], got shape {tuple(features.shape)}")
     grid_h, grid_w, dim = features.shape
-    weights = region_patch_weights(region_map, (grid_h, grid_w))
+    if geometry is not None:
+        ids = np.asarray(region_map, dtype=np.int64)
+        counts = block_counts(ids, geometry, int(ids.max()) + 1 if ids.size else 0)
+        counts /= np.maximum(counts.sum(axis=1, keepdims=True), 1e-12)
+        weights = torch.from_numpy(counts.astype(np.float32))
+    else:
+        weights = region_patch_weights(region_map, (grid_h, grid_w))
     weights = weights.to(device=features.device, dtype=torch.float32)
     pooled = weights @ features.reshape(grid_h * grid_w, dim).float()
     return F.normalize(pooled, dim=-1).to(features.dtype)

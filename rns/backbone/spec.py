@@ -1,0 +1,53 @@
+"""`BackboneSpec`: what backbone to build (model, weights, feature variant, device, window), resolved
+from arguments, then the RNS_* environment variables, then the defaults.
+
+Apart from the builder (`registry.py`) and the built model (`clip.py`), so that both can name it without
+importing each other.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+from rns.backbone.dense import DEFAULT_VARIANT, WindowConfig, check_variant
+
+DEFAULT_MODEL = "ViT-B-16"
+DEFAULT_PRETRAINED = "laion2b_s34b_b88k"
+
+MODEL_ENV = "RNS_MODEL"
+PRETRAINED_ENV = "RNS_PRETRAINED"
+CHECKPOINT_ENV = "RNS_CHECKPOINT"
+VARIANT_ENV = "RNS_VARIANT"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What to build: model name, weights (tag or file), feature variant, device, sliding window."""
+
+    model: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_PRETRAINED
+    checkpoint: str | None = None
+    variant: str = DEFAULT_VARIANT
+    device: str = "auto"
+    window: WindowConfig = field(default_factory=WindowConfig)
+
+    @classmethod
+    def resolve(cls, model: str | None = None, pretrained: str | None = None,
+                checkpoint: str | os.PathLike | None = None, variant: str | None = None,
+                device: str | None = "auto", window: WindowConfig | None = None) -> BackboneSpec:
+        """Fill what the caller left out from the environment, then from the defaults."""
+        if checkpoint is None and pretrained is None:
+            checkpoint = os.environ.get(CHECKPOINT_ENV) or None
+        return cls(
+            model=model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
+            pretrained=pretrained or os.environ.get(PRETRAINED_ENV) or DEFAULT_PRETRAINED,
+            checkpoint=str(checkpoint) if checkpoint else None,
+            variant=check_variant(variant or os.environ.get(VARIANT_ENV) or DEFAULT_VARIANT),
+            device=device or "auto",
+            window=window or WindowConfig(),
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-able record of the spec (for run summaries)."""
+        return asdict(self)

@@ -1,0 +1,277 @@
+"""rns against the official Retrieve-and-Segment code's outputs (`../shared/parity`), one stage at a time.
+
+Each function feeds rns the fixture's own inputs for one stage and returns what it measured, so that a
+failing stage is told apart from an upstream one. `tests/test_reference_parity.py` asserts on these
+figures and `benchmarks/parity.py` prints them as a table. The fixture's README states every rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from rns.adapt import AdaptConfig, ArraySource, ClassText, SupportSet, nearest_rows
+from rns.adapt.head import SAMPLE_KINDS, HeadProblem, LinearHead
+from rns.adapt.predict import plan_head
+from rns.adapt.relevance import class_relevance
+from rns.adapt.solvers import fit_head
+from rns.adapt.zero_shot import zero_shot_logits
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RNS_SHARED", REPO.parent / "shared"))
+PARITY = SHARED / "parity"
+CAMVID = SHARED / "data" / "camvid"
+TERM_MULTIPLIERS = {"retrieved": 1.0, "anchor": 1.5, "pseudo": 0.2}
+
+
+def missing_reason() -> str | None:
+    """Why the parity checks cannot run here, or None when the fixture and CamVid are both present."""
+    if not (PARITY / "index.json").is_file():
+        return f"reference parity fixture not found at {PARITY} (../shared/parity)"
+    if not (CAMVID / "test" / "images").is_dir():
+        return f"CamVid not found at {CAMVID} (../shared/data/camvid)"
+    return None
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two `[..., d]` arrays."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30)
+
+
+class Fixture:
+    """The reference's outputs, loaded lazily from `../shared/parity`."""
+
+    def __init__(self, root: Path = PARITY) -> None:
+        self.root = root
+        self.index = json.loads((root / "index.json").read_text())
+        self.classes: list[str] = list(self.index["classes"])
+        self.memory = dict(np.load(root / "memory.npz"))
+
+    @property
+    def support_names(self) -> list[str]:
+        return [item["name"] for item in self.index["support_images"]]
+
+    @property
+    def test_names(self) -> list[str]:
+        return [item["name"] for item in self.index["test_images"]]
+
+    def support(self, name: str) -> dict[str, np.ndarray]:
+        return dict(np.load(self.root / f"support_{name}.npz"))
+
+    def test(self, name: str) -> dict[str, np.ndarray]:
+        return dict(np.load(self.root / f"test_{name}.npz"))
+
+    def labels(self, name: str, seed: int = 0) -> np.ndarray:
+        suffix = "" if seed == 0 else f"_seed{seed}"
+        return np.asarray(Image.open(self.root / f"test_{name}_labels{suffix}.png"))
+
+    @cached_property
+    def text(self) -> ClassText:
+        return ClassText.from_list(
+            [torch.from_numpy(v) for v in self.memory["text_embeddings"]], self.classes
+        )
+
+    @cached_property
+    def finite_rows(self) -> np.ndarray:
+        """Indices of the support rows that hold a prototype (absent classes are rows of +inf)."""
+        return np.nonzero(np.isfinite(self.memory["support_rows"]).all(axis=1))[0]
+
+    def seed_agreement(self, name: str) -> float:
+        """Pixel agreement of the reference with itself over two head seeds (its noise floor)."""
+        return float((self.labels(name, 0) == self.labels(name, 1)).mean())
+
+
+def checkpoint_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_reference_checkpoint(path: Path) -> Path:
+    """The fixture's weights by its recipe: `torch.manual_seed(0); open_clip.create_model('ViT-B-16')`."""
+    import open_clip
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = open_clip.create_model("ViT-B-16")
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def image_path(name: str, split: str) -> Path:
+    return CAMVID / split / "images" / f"{name}.jpg"
+
+
+def mask_path(name: str, split: str) -> Path:
+    return CAMVID / split / "masks" / f"{name}.png"
+
+
+# ----------------------------------------------------------------------------------------- stages
+def dense_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
+    """Grid and dense test-time features from the photo itself."""
+    reference = fixture.test(name)
+    image = Image.open(image_path(name, "test")).convert("RGB")
+    geometry = backbone.geometry(image.width, image.height)
+    features = backbone.dense_features(image).cpu().numpy()
+    same_grid = features.shape == reference["features"].shape
+    cos = cosine(features, reference["features"]) if same_grid else np.zeros(1)
+    return {
+        "grid": tuple(features.shape[:2]),
+        "reference_grid": tuple(reference["features"].shape[:2]),
+        "resized": tuple(geometry.resized),
+        "reference_resized": tuple(reference["resized_shape"]),
+        "same_grid": same_grid,
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+    }
+
+
+def support_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
+    """Per-class prototypes of one support image (two window passes, count pooling) from image and mask."""
+    from rns.imageio import load_mask
+    from rns.prototypes import extract_prototypes
+
+    position = fixture.support_names.index(name)
+    image = Image.open(image_path(name, "train")).convert("RGB")
+    labels = load_mask(mask_path(name, "train"))
+    geometry = backbone.geometry(image.width, image.height)
+    with torch.inference_mode():
+        features = backbone.support_features(image)
+        vectors, present = extract_prototypes(
+            features, labels, range(len(fixture.classes)), geometry, "count"
+        )
+    rows = fixture.memory["support_rows"][
+        position * len(fixture.classes) : (position + 1) * len(fixture.classes)
+    ]
+    expected = [c for c in range(len(fixture.classes)) if np.isfinite(rows[c]).all()]
+    cos = cosine(vectors.cpu().numpy(), rows[present]) if present == expected else np.zeros(1)
+    return {
+        "classes": present,
+        "reference_classes": expected,
+        "cos_min": float(cos.min()),
+        "cos_mean": float(cos.mean()),
+    }
+
+
+def fixture_support_set(fixture: Fixture, rows: np.ndarray) -> SupportSet:
+    """The SupportSet of the given retrieved fixture rows, with the fixture's class-level prototypes."""
+    num_classes = len(fixture.classes)
+    support_rows = fixture.memory["support_rows"]
+    has_visual = np.isfinite(support_rows).all(axis=1).reshape(-1, num_classes).any(axis=0)
+    return SupportSet(
+        vectors=torch.from_numpy(support_rows[rows]).float(),
+        labels=torch.from_numpy(rows % num_classes).long(),
+        class_vectors=torch.from_numpy(np.nan_to_num(fixture.memory["class_prototypes"])).float(),
+        has_visual=torch.from_numpy(has_visual),
+    )
+
+
+def per_image_stage(fixture: Fixture, name: str) -> dict[str, object]:
+    """Relevance, zero-shot labels and retrieved rows, from the fixture's features and memory."""
+    reference = fixture.test(name)
+    queries = torch.from_numpy(reference["features"]).reshape(-1, reference["features"].shape[-1])
+    relevance = class_relevance(queries, fixture.text, AdaptConfig().relevance_temperature).numpy()
+    zero_shot = zero_shot_logits(queries, fixture.text).argmax(dim=1).numpy()
+    finite = fixture.finite_rows
+    source = ArraySource(fixture.memory["support_rows"][finite], finite % len(fixture.classes))
+    rows = finite[nearest_rows(queries, source, AdaptConfig().k)]
+    return {
+        "relevance_max_diff": float(np.abs(relevance - reference["relevance"]).max()),
+        "zero_shot_agree": float((zero_shot == reference["zero_shot_patch_labels"].reshape(-1)).mean()),
+        "rows_equal": bool(np.array_equal(np.sort(rows), reference["retrieved_rows"])),
+        "num_rows": int(len(rows)),
+        "reference_num_rows": int(len(reference["retrieved_rows"])),
+    }
+
+
+def reference_problem(fixture: Fixture, name: str) -> HeadProblem:
+    """The head's training set exactly as the reference built it, in rns's form (weights include 1/M)."""
+    reference = fixture.test(name)
+    kinds = torch.from_numpy(reference["train_kind"].astype(np.int64))
+    multipliers = torch.tensor([TERM_MULTIPLIERS[kind] for kind in SAMPLE_KINDS])[kinds]
+    weights = torch.from_numpy(reference["train_weights"]) * multipliers / len(kinds)
+    targets = F.one_hot(torch.from_numpy(reference["train_labels"]), len(fixture.classes)).float()
+    return HeadProblem(torch.from_numpy(reference["train_features"]), targets, weights.float(), kinds)
+
+
+def training_set_stage(fixture: Fixture, name: str) -> dict[str, object]:
+    """The head's training set rns builds from the reference's features, retrieved rows and memory."""
+    reference = fixture.test(name)
+    queries = torch.from_numpy(reference["features"]).reshape(-1, reference["features"].shape[-1])
+    support = fixture_support_set(fixture, reference["retrieved_rows"].astype(np.int64))
+    problem = plan_head(queries, fixture.text, support, AdaptConfig()).problem
+    expected = reference_problem(fixture, name)
+    same_size = problem is not None and len(problem) == len(expected)
+    if not same_size:
+        return {
+            "samples": 0 if problem is None else len(problem),
+            "reference_samples": len(expected),
+            "features_max_diff": float("inf"),
+            "labels_equal": False,
+            "kinds_equal": False,
+            "weights_max_rel_diff": float("inf"),
+        }
+    weight_diff = (problem.weights - expected.weights).abs() / expected.weights.abs().clamp_min(1e-30)
+    return {
+        "samples": len(problem),
+        "reference_samples": len(expected),
+        "features_max_diff": float((problem.features - expected.features).abs().max()),
+        "labels_equal": bool(torch.equal(problem.targets.argmax(1), expected.targets.argmax(1))),
+        "kinds_equal": bool(torch.equal(problem.kinds, expected.kinds)),
+        "weights_max_rel_diff": float(weight_diff.max()),
+    }
+
+
+def head_stage(fixture: Fixture, name: str, solver: str = "adamw") -> dict[str, object]:
+    """From the reference's initial weights and training set: trained weights and patch labels."""
+    reference = fixture.test(name)
+    problem = reference_problem(fixture, name)
+    start = LinearHead(torch.from_numpy(reference["head_init_weight"]), torch.zeros(len(fixture.classes)))
+    head = fit_head(problem, AdaptConfig(solver=solver), start)
+    queries = torch.from_numpy(reference["features"]).reshape(-1, reference["features"].shape[-1])
+    labels = head(queries).argmax(dim=1).numpy()
+    cos = cosine(head.weight.numpy().ravel(), reference["head_weight"].ravel())
+    return {
+        "weight_cos": float(cos),
+        "patch_agree": float((labels == reference["patch_labels"].ravel()).mean()),
+    }
+
+
+def init_stage(fixture: Fixture, name: str) -> dict[str, object]:
+    """rns's seeded initial head against the reference's draw for this image (seed = 0 * 1000 + index)."""
+    from rns.adapt.head import initial_head
+
+    index = fixture.test_names.index(name)
+    reference = fixture.test(name)["head_init_weight"]
+    head = initial_head(len(fixture.classes), reference.shape[1], seed=index, device="cpu")
+    return {"equal": bool(np.array_equal(head.weight.numpy(), reference))}
+
+
+@dataclass
+class EndToEnd:
+    """Final label maps of rns against the reference's, for one test image."""
+
+    name: str
+    agree: float
+    seed_agree: float
+
+
+def end_to_end_stage(segmenter_for_seed, fixture: Fixture, name: str) -> EndToEnd:
+    """rns's final label map (head seeded as the reference's was) against the reference's, pixel by pixel."""
+    index = fixture.test_names.index(name)
+    segmenter = segmenter_for_seed(index)
+    labels = segmenter.segment(image_path(name, "test")).labels
+    return EndToEnd(name, float((labels == fixture.labels(name, 0)).mean()), fixture.seed_agreement(name))
