@@ -133,6 +133,7 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
             "classes": outcome.classes,
             "prototypes": outcome.prototypes,
             "seconds": round(outcome.seconds, 4),
+            "computed_features": outcome.computed_features,
             "memory": outcome.memory,
         }
 

@@ -1,9 +1,11 @@
 """The photos open in the page, each with its dense features and correction regions computed once.
 
-Why a cache: the backbone is the slow step (about a second for ViT-B-16 on a 480x360 photo on two CPU
-cores) and a person typically segments, corrects, teaches and re-segments the same photo several times.
+Why a cache: the backbone is the slow step (seconds for ViT-B-16 on a 480x360 photo on two CPU cores)
+and a person typically segments, corrects, teaches and re-segments the same photo several times.
 Features depend only on the photo and the backbone, not on the classes or the memory, so they are kept
-while the photo is open and every later segment or teach of it skips the backbone. A photo is identified
+while the photo is open: the test-time features (for segmenting) from the first segment, the support
+features (the backbone's separate pass for examples) from the first teach; every later segment or teach
+of the photo skips the backbone. A photo is identified
 by the BLAKE2b hash of its file bytes, the same identity `rns add-support` gives a support image.
 """
 
@@ -64,6 +66,7 @@ class OpenPhoto:
     image: Image.Image
     digest: str
     features: torch.Tensor | None = None
+    support: torch.Tensor | None = None
     regions: np.ndarray | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -82,6 +85,16 @@ class OpenPhoto:
             with torch.inference_mode():
                 self.features = backbone.dense_features(self.image)
             return self.features, True
+
+    def support_features(self, backbone: Any) -> tuple[torch.Tensor, bool]:
+        """The photo's features as a support image (the backbone's own, multi-scale support pass),
+        computed on its first teach and kept for later teaches of the same photo."""
+        with self.lock:
+            if self.support is not None:
+                return self.support, False
+            with torch.inference_mode():
+                self.support = backbone.support_features(self.image)
+            return self.support, True
 
     def region_map(self, propose: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
         """The correction regions (superpixels or SAM), computed on first use."""

@@ -6,9 +6,9 @@ No web code here, so the whole loop is testable without a server. Rules that mat
   is identified by the hash of its bytes (teaching the same photo again replaces its example, identical
   masks change nothing), and the memory commits atomically under its writer lock, so concurrent teaches
   (threads here, or another `rns add-support` process) queue instead of losing rows.
-- Teaching reuses the photo's cached features (`CachedFeatureBackbone`), and a re-segment after teaching
-  rebuilds only the cheap `Segmenter` (text features are cached by the backbone), so neither runs the
-  backbone again.
+- Teaching uses the photo's support features, computed on its first teach and then cached
+  (`CachedFeatureBackbone`); a re-segment after teaching rebuilds only the cheap `Segmenter` (text
+  features are cached by the backbone) on the cached test-time features, so it never runs the backbone.
 - One re-entrant lock serialises everything that reads or writes the memory object, which is not meant
   to be shared between threads while it changes.
 """
@@ -28,9 +28,11 @@ import torch
 from PIL import Image
 
 from rns.errors import InputError
+from rns.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.labels import IGNORE_VALUE, LabelMapping, clean_class_name
 from rns.paths import default_memory_path
 from rns.pipeline import Segmenter, SegmentOptions, open_memory_if_present
+from rns.prototypes import DEFAULT_POOLING
 from rns.segmentation import Segmentation
 from rns.support import add_checked_supports, check_supports
 from rns.ui.config import UiConfig
@@ -42,7 +44,7 @@ _SEGMENTERS_KEPT = 8
 
 
 class CachedFeatureBackbone:
-    """The backbone as `rns.support` sees it, answering from the open photo's cached features.
+    """The backbone as `rns.support` sees it (`FeatureBackbone`), answering from the open photo's cache.
 
     Any other image (there is none on the UI path, but the protocol allows it) goes to the real backbone.
     """
@@ -51,11 +53,17 @@ class CachedFeatureBackbone:
         self.backbone = backbone
         self.photo = photo
         self.fingerprint = backbone.fingerprint
+        self.computed = False
 
-    def dense_features(self, image: Image.Image) -> torch.Tensor:
+    def support_features(self, image: Image.Image) -> torch.Tensor:
         if pixel_digest(image) == self.photo.digest:
-            return self.photo.dense_features(self.backbone)[0]
-        return self.backbone.dense_features(image)
+            features, self.computed = self.photo.support_features(self.backbone)
+            return features
+        self.computed = True
+        return self.backbone.support_features(image)
+
+    def geometry(self, width: int, height: int) -> Any:
+        return self.backbone.geometry(width, height)
 
 
 @dataclass
@@ -85,6 +93,7 @@ class TeachOutcome:
     classes: list[str]
     prototypes: int
     seconds: float
+    computed_features: bool = False
     memory: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,7 +114,7 @@ class UiSession:
         self.memory_path = Path(default_memory_path(self.config.memory_path))
         self.memory: SupportMemory | None = open_memory_if_present(self.memory_path)
         if self.memory is not None:
-            self.memory.check_fingerprint(backbone.fingerprint)
+            check_memory_fingerprint(self.memory, backbone.fingerprint)
         self.photos = PhotoCache(self.config.open_photos, self.config.max_pixels)
         self._correction_regions = correction_regions
         self._lock = threading.RLock()
@@ -176,6 +185,8 @@ class UiSession:
         names = check_teach_classes(classes)
         check_teach_mask(mask, names, (photo.image.height, photo.image.width))
         mapping = LabelMapping(values=dict(enumerate(names)))
+        # The one slow step of a first teach, done before taking the lock so segmenting is not held up.
+        _support, computed = photo.support_features(self.backbone)
         with tempfile.TemporaryDirectory(prefix="rns-ui-") as folder:
             # The photo's own bytes, so its identity is the one `rns add-support` gives the same file.
             image_path = Path(folder) / f"photo{photo.suffix}"
@@ -186,15 +197,16 @@ class UiSession:
             with self._lock:
                 memory = self._writable_memory()
                 previous = _saved_entry(memory, checked.source_id)
-                report = add_checked_supports(CachedFeatureBackbone(self.backbone, photo), memory, [checked],
-                                              mapping)  # fmt: skip
+                features = CachedFeatureBackbone(self.backbone, photo)
+                report = add_checked_supports(features, memory, [checked], mapping)
                 (outcome,) = report.outcomes
                 if outcome.status != "unchanged":
                     self._undo.append(_UndoStep(outcome.source_id, photo.name, previous))
                 prototypes = len(memory.source_rows(outcome.source_id))
                 summary = self.memory_summary()
         return TeachOutcome(outcome.status, outcome.source_id, outcome.classes, prototypes,
-                            time.perf_counter() - started, summary)  # fmt: skip
+                            time.perf_counter() - started, computed or features.computed,
+                            summary)  # fmt: skip
 
     def _writable_memory(self) -> SupportMemory:
         if self.memory is None:
@@ -216,7 +228,10 @@ class UiSession:
                     memory.remove_source(step.source_id)
                 action = "removed"
             else:
-                memory.put_sources([step.previous], fingerprint=self.backbone.fingerprint)
+                # The replaced rows were made under the memory's own fingerprint (backbone and pooling).
+                fingerprint = memory.fingerprint or support_fingerprint(self.backbone.fingerprint,
+                                                                        DEFAULT_POOLING)  # fmt: skip
+                memory.put_sources([step.previous], fingerprint=fingerprint)
                 action = "restored"
             return {"undone": action, "photo": step.photo_name, "source_id": step.source_id,
                     "memory": self.memory_summary()}  # fmt: skip

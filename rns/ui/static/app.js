@@ -292,7 +292,7 @@ async function teach() {
     showError("nothing corrected yet: pick a class, click regions or paint, then teach");
     return;
   }
-  busy("Teaching…");
+  busy(state.taught.length ? "Teaching…" : "Teaching (a photo's first teach runs the model for its support features)…");
   let result;
   try {
     const mask = await RnsPng.encodeGrey(state.width, state.height, ids);
