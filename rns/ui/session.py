@@ -107,6 +107,7 @@ class UiSession:
         *,
         options: SegmentOptions | None = None,
         correction_regions: Any | None = None,
+        prefetch_support: bool = True,
     ) -> None:
         self.backbone = backbone
         self.config = config or UiConfig()
@@ -117,6 +118,8 @@ class UiSession:
             check_memory_fingerprint(self.memory, backbone.fingerprint)
         self.photos = PhotoCache(self.config.open_photos, self.config.max_pixels)
         self._correction_regions = correction_regions
+        # Compute a photo's support features in the background after its first segment (see OpenPhoto).
+        self.prefetch_support = prefetch_support
         self._lock = threading.RLock()
         self._segmenters: OrderedDict[tuple[str, ...], tuple[int, Segmenter]] = OrderedDict()
         self._undo: list[_UndoStep] = []
@@ -146,6 +149,8 @@ class UiSession:
             segmenter = self._segmenter(classes)
             segmentation = segmenter.segment_features(photo.image, features,
                                                       backbone_seconds=backbone_seconds)  # fmt: skip
+        if self.prefetch_support:
+            photo.prefetch_support(self.backbone)
         return SegmentResult(segmentation, time.perf_counter() - started, computed)
 
     def _segmenter(self, classes: list[str]) -> Segmenter:

@@ -292,7 +292,9 @@ async function teach() {
     showError("nothing corrected yet: pick a class, click regions or paint, then teach");
     return;
   }
-  busy(state.taught.length ? "Teaching…" : "Teaching (a photo's first teach runs the model for its support features)…");
+  // A photo's support features are computed in the background after its first segment; a quick first
+  // teach may still wait for them.
+  busy(state.taught.length ? "Teaching…" : "Teaching (the photo's support features may still be computing)…");
   let result;
   try {
     const mask = await RnsPng.encodeGrey(state.width, state.height, ids);
