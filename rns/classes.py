@@ -21,7 +21,7 @@ BACKGROUND_WORDS: tuple[str, ...] = (
 
 
 def parse_class_list(text: str | None) -> list[str]:
-    """Split a comma-separated class list; names are stripped, deduplicated in order, never empty.
+    """Split a comma-separated class list; names are stripped, deduplicated in order (ignoring case).
 
     `background` may be named but is never a duplicate of the implicit background class.
     """
@@ -32,7 +32,8 @@ def parse_class_list(text: str | None) -> list[str]:
         name = " ".join(raw.split())
         if not name:
             continue
-        if name.lower() != BACKGROUND and name not in names:
+        # Case-insensitive: "car,Car" is one class, shown as first spelled.
+        if name.casefold() != BACKGROUND and name.casefold() not in {known.casefold() for known in names}:
             names.append(name)
     if not names:
         raise InputError(

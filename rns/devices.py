@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from rns.choices import DEVICE_CHOICES
 from rns.errors import DeviceError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

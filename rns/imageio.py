@@ -236,8 +236,9 @@ def _colour_mask(
         return red.copy()
     if not colours:
         raise InputError(
-            f"mask {path} is a colour (RGB) image, so its class ids are ambiguous: save it as a palette "
-            "or greyscale PNG of class ids, or pass the colour-to-id table"
+            f"mask {path} is a colour (RGB) image, so its class ids are ambiguous: save it as a greyscale "
+            "or palette PNG whose pixel values are the class ids (0/1 or 0/255 for --class NAME; 0, 1, "
+            "2, ... named by --labels or --classes-file)"
         )
     packed = (red.astype(np.int64) << 16) | (green.astype(np.int64) << 8) | blue.astype(np.int64)
     keys = np.array([(r << 16) | (g << 8) | b for (r, g, b) in colours], dtype=np.int64)

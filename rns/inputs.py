@@ -6,7 +6,9 @@ Accepted sources, freely mixed:
   extension; files and folders whose name starts with "." are left out, and so is the output folder when it
   lies inside the input folder (so a rerun never segments its own overlays);
 - `@list.txt`: a text file naming one path per line (files or folders); blank lines and lines starting with
-  "#" are ignored, relative paths are relative to the list file's folder.
+  "#" are ignored, relative paths are relative to the list file's folder. A listed path that does not exist
+  is kept as an image, so the run reports it as failed and goes on (a missing path typed on the command
+  line is still an error at once).
 
 Every image gets an output *stem* (a relative path without extension) that mirrors where it came from:
 a folder's images keep their subfolders (`in/a/x.jpg` -> `a/x`), loose files are placed relative to
@@ -130,6 +132,11 @@ def _from_list_file(
         path = Path(entry).expanduser()
         if not path.is_absolute():
             path = list_file.parent / path
+        if not path.exists():
+            # One stale line must not refuse a long list: the path is reported as failed, like a
+            # corrupt image, and the run goes on (the runner reports "does not exist").
+            found.append(_Found(path, None))
+            continue
         found.extend(_from_path(path, glob, suffixes, excluded, context=f" (line {number} of {list_file})"))
     if not found:
         raise InputError(f"list file {list_file} names no images: put one image path per line")

@@ -54,6 +54,14 @@ def load_labelled_set(
     names = [mapping.values[i] for i in ids]
     if any(name.lower() == BACKGROUND for name in names[1:]):
         raise InputError(f"{classes_file}: 'background' may only be the first class (id 0)")
+    folded = [name.casefold() for name in names]
+    twice = next((i for i, name in enumerate(folded) if name in folded[:i]), None)
+    if twice is not None:  # class names ignore case, so "Car" after "car" would merge two ids
+        first = folded.index(folded[twice])
+        raise InputError(
+            f"{classes_file}: lines {first + 1} and {twice + 1} name the same class (names ignore case); "
+            "evaluation needs one distinct name per id"
+        )
     pairs = pair_by_stem(images_dir, masks_dir)
     if limit is not None:
         pairs = pairs[: max(0, limit)]

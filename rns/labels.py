@@ -131,6 +131,8 @@ class LabelMapping:
             raise InputError(f"{where}: value {value} maps to an empty class name; give every value a name")
         if value < 0:
             raise InputError(f"{where}: mask values are never negative ({value}); use 0, 1, 2, ...")
+        # Class names are case-insensitive: "Car" after "car" is the same class, shown as first spelled.
+        name = next((known for known in values.values() if known.casefold() == name.casefold()), name)
         if value in values and values[value] != name:
             raise InputError(
                 f"{where}: value {value} is mapped twice ({values[value]!r} and {name!r});"
@@ -208,4 +210,14 @@ def mask_content_key(labels: np.ndarray, class_names: list[str]) -> str:
     digest = hashlib.sha256()
     digest.update(repr((tuple(labels.shape), tuple(canonical_names))).encode())
     digest.update(np.ascontiguousarray(canonical, dtype=np.int32).tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def class_content_key(mask_key: str, name: str) -> str:
+    """The identity of one (image, class) support entry: the whole mask's key plus the class name.
+
+    The whole mask, not only the class's own pixels, so that a pooling rule that ever looked at the other
+    classes' pixels could not leave a stale prototype; names compare case-insensitively, as everywhere.
+    """
+    digest = hashlib.sha256(f"{mask_key}\n{' '.join(name.split()).casefold()}".encode())
     return "sha256:" + digest.hexdigest()

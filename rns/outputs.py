@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rns.atomic import atomic_write, atomic_write_json, fsync_directory
 from rns.errors import InputError
+from rns.legend_font import legend_texts
 from rns.palette import class_colour, hex_colour, png_palette
 from rns.rle import encode_rle
 from rns.segmentation import Segmentation
@@ -114,13 +115,6 @@ def read_labels_png(path: str | os.PathLike) -> np.ndarray:
 # --- overlay ------------------------------------------------------------------------------------------
 
 
-def _legend_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):  # no FreeType: PIL's fixed bitmap font
-        return ImageFont.load_default()
-
-
 def render_overlay(
     seg: Segmentation, image: Image.Image, *, alpha: float = DEFAULT_OVERLAY_ALPHA
 ) -> Image.Image:
@@ -150,12 +144,14 @@ def render_overlay(
 def _render_legend(seg: Segmentation, *, width: int) -> Image.Image:
     """Entries "[swatch] name  12.3%" laid out left to right, wrapping to new rows as the width allows."""
     font_size = max(11, min(28, width // 45))
-    font = _legend_font(font_size)
+    # A font that has every name's characters; where none has one, its code point is drawn (legend_font).
+    font, shown = legend_texts(seg.class_names, font_size)
     pad = max(4, font_size // 2)
     swatch = font_size
     fractions = seg.fractions()
     entries = [
-        (class_colour(i), f"{name}  {100.0 * fractions[name]:.1f}%") for i, name in enumerate(seg.class_names)
+        (class_colour(i), f"{label}  {100.0 * fractions[name]:.1f}%")
+        for i, (name, label) in enumerate(zip(seg.class_names, shown, strict=True))
     ]
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_height = max(swatch, _text_height(scratch, font)) + pad

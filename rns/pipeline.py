@@ -68,12 +68,13 @@ def plan_classes(asked: list[str], memory: SupportMemory | None, *, background: 
     A class the memory knows takes its stored prompt (or no text for a `--no-text` class); any other class
     is described by its own name. Background, when on, is class 0 with the generic background words.
     """
-    stored = {info.name: info for info in memory.classes()} if memory is not None else {}
+    # Names compare case-insensitively; a class the memory knows is shown as the memory spells it.
+    stored = {info.name.casefold(): info for info in memory.classes()} if memory is not None else {}
     names: list[str] = [BACKGROUND] if background else []
     prompts: list[tuple[str, ...] | None] = [tuple(background_words(asked))] if background else []
     for name in asked:
-        info = stored.get(name)
-        names.append(name)
+        info = stored.get(name.casefold())
+        names.append(name if info is None else info.name)
         if info is None:
             prompts.append((name,))
         else:
@@ -89,9 +90,10 @@ def memory_class_index(memory: SupportMemory, plan: ClassPlan, *, background: bo
     one and is dropped otherwise.
     """
     index: dict[int, int | None] = {}
+    folded = [name.casefold() for name in plan.names]
     for info in memory.classes():
-        if info.name in plan.names:
-            index[info.id] = plan.names.index(info.name)
+        if info.name.casefold() in folded:
+            index[info.id] = folded.index(info.name.casefold())
         else:
             index[info.id] = 0 if background else None
     return index
@@ -135,6 +137,7 @@ class Segmenter:
             else None
         )
         self._description = self._describe()
+        self._memory_identity = self.memory.content_id() if self._class_index is not None else None
 
     # -- construction helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -143,7 +146,8 @@ class Segmenter:
             return parse_class_list(classes)
         if classes:
             return parse_class_list(",".join(classes))
-        names = [info.name for info in memory.classes() if info.name != BACKGROUND] if memory else []
+        stored = memory.classes() if memory else []
+        names = [info.name for info in stored if info.name.casefold() != BACKGROUND]
         if not names:
             raise InputError(
                 "no classes to segment: pass --classes \"a,b\" (or add examples with rns add-support first)"
@@ -186,16 +190,28 @@ class Segmenter:
             "regions": self.options.regions,
         }
 
-    def settings_key(self) -> str:
-        """A hash of everything that changes the output (used by folder runs to know what is up to date)."""
-        state = {
-            "fingerprint": self.backbone.fingerprint,
-            "plan": asdict(self.plan),
-            "options": asdict(self.options),  # json.dumps writes tuples as lists
-            "memory": self._description["memory_commit"],
+    def settings(self) -> dict[str, object]:
+        """Everything that can change an output pixel, as one JSON-able dict.
+
+        Built generically: every field of `SegmentOptions` (and of its `AdaptConfig`) is in it through
+        `asdict`, so a setting added there is covered without touching this method. The memory enters by
+        its content identity (which changes with any prototype, class or prompt, and differs between
+        memories), not its commit number; the classes with their prompts; the backbone by its fingerprint;
+        the device type, since CPU and GPU arithmetic may round differently.
+        """
+        return {
+            "backbone": self.backbone.fingerprint,
+            "device": self.backbone.device.type,
+            "classes": asdict(self.plan),
+            "options": asdict(self.options),
+            "memory": self._memory_identity,
             "regions": self.region_proposer.settings_key() if self.region_proposer is not None else None,
         }
-        return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def settings_key(self) -> str:
+        """A hash of `settings()` (used by folder runs to know which outputs are up to date)."""
+        blob = json.dumps(self.settings(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
 
     def segment(self, image: Image.Image | np.ndarray | str | os.PathLike) -> Segmentation:
         """Segment one image (a PIL image, an RGB/grey array, or a path)."""

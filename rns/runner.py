@@ -5,8 +5,9 @@ writes the requested outputs (see `rns.outputs`) and then, last, a small *done r
 holding the run's settings key, the source file's size, mtime and content hash, and the size of every
 output. A rerun skips an image only when that record matches: same settings, same source (by size and
 mtime, or by content hash when only the mtime changed), and every requested output present with the
-recorded size. Because every file is written atomically and the record comes last, a run killed at any
-moment leaves each image either complete or redone next time, never half-written.
+recorded size (see `rns.done_records`). Because every file is written atomically and the record comes
+last, a run killed at any moment leaves each image either complete or redone next time, never
+half-written. One run at a time holds the output folder (`rns.outlock`).
 
 A bad input (missing, corrupt, too large) or a user-fixable error raised while segmenting it is reported,
 counted and skipped; the run goes on. Any other exception is a bug and stops the run with its traceback.
@@ -19,8 +20,6 @@ costs about as much as segmenting, so this keeps the model busy.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import statistics
 import time
@@ -35,14 +34,23 @@ from typing import Literal, Protocol
 from PIL import Image
 
 from rns.atomic import atomic_write_json, remove_stale_temp_files
+from rns.done_records import (
+    DONE_SUFFIX,
+    done_record_path,
+    fresh_record,
+    run_settings_key,
+    stat_source,
+    write_done_record,
+)
 from rns.errors import InputError, RnsError
 from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND, bytes_content_hash, decode_image
 from rns.inputs import DEFAULT_GLOB, InputImage, expand_inputs
+from rns.outlock import output_folder_lock
+from rns.output_errors import NO_SPACE, output_write_error
 from rns.outputs import (
     DEFAULT_OVERLAY_ALPHA,
     DEFAULT_SAVE,
     class_table,
-    jsonable,
     parse_save,
     pixel_counts,
     save_segmentation,
@@ -51,13 +59,9 @@ from rns.outputs import (
 from rns.progress import SilentProgress
 from rns.segmentation import Segmentation
 
-DONE_SUFFIX = ".rns.json"
-DONE_FORMAT = "rns.done/1"
 RUN_SUMMARY_FORMAT = "rns.run-summary/1"
 RUN_SUMMARY_NAME = "summary.json"
 CLASSES_NAME = "classes.json"
-# Bump when the bytes the writers produce for the same segmentation change, so old outputs are redone.
-OUTPUT_FORMAT_VERSION = 1
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -116,7 +120,16 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        """What the process exits with, also written to summary.json so that the two always agree.
+
+        0: all done; 1: some images failed; 2: the one image given failed (a plain input error, as for
+        any other command); 130: interrupted.
+        """
+        if self.interrupted:
+            return 130
+        if not self.failures:
+            return 0
+        return 2 if self.total == 1 else 1
 
     @property
     def images_per_second(self) -> float | None:
@@ -176,87 +189,6 @@ class _Prepared:
     read_seconds: float = 0.0
 
 
-def done_record_path(out_dir: str | os.PathLike, stem: str) -> Path:
-    """Where the done record of the image with this stem lives."""
-    return Path(out_dir) / f"{stem}{DONE_SUFFIX}"
-
-
-def run_settings_key(segmenter_key: str, *, overlay_alpha: float, background: tuple[int, int, int]) -> str:
-    """The key a done record must match: the segmenter's settings plus the runner's own output options."""
-    payload = json.dumps(
-        {
-            "segmenter": segmenter_key,
-            "output_format": OUTPUT_FORMAT_VERSION,
-            "overlay_alpha": overlay_alpha,
-            "transparent_background": list(background),
-        },
-        sort_keys=True,
-    )
-    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
-
-
-def _read_record(path: Path) -> dict[str, object] | None:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("format") == DONE_FORMAT else None
-
-
-def _outputs_complete(record: Mapping[str, object], out_dir: Path, stem: str, save: frozenset[str]) -> bool:
-    outputs = record.get("outputs")
-    if not isinstance(outputs, dict):
-        return False
-    for kind in save:
-        entry = outputs.get(kind)
-        if not isinstance(entry, dict):
-            return False
-        path = done_record_path(out_dir, stem).parent / str(entry.get("name", ""))
-        try:
-            if path.stat().st_size != entry.get("bytes"):
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def _stat_source(stat: os.stat_result) -> dict[str, object]:
-    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _fresh_record(
-    image: InputImage, out_dir: Path, save: frozenset[str], key: str
-) -> dict[str, object] | None:
-    """The done record if this image's outputs are complete and up to date, else None."""
-    record_path = done_record_path(out_dir, image.stem)
-    record = _read_record(record_path)
-    if record is None or record.get("settings") != key:
-        return None
-    if not _outputs_complete(record, out_dir, image.stem, save):
-        return None
-    source = record.get("source")
-    if not isinstance(source, dict):
-        return None
-    try:
-        stat = image.path.stat()
-    except OSError:
-        return None
-    if stat.st_size != source.get("bytes"):
-        return None
-    if stat.st_mtime_ns == source.get("mtime_ns"):
-        return record
-    # Touched or copied but maybe unchanged: compare content, and remember the new mtime if equal.
-    try:
-        content = bytes_content_hash(image.path.read_bytes())
-    except OSError:
-        return None
-    if content != source.get("hash"):
-        return None
-    record = {**record, "source": {**source, "mtime_ns": stat.st_mtime_ns}}
-    atomic_write_json(record_path, record)
-    return record
-
-
 def _prepare(
     image: InputImage,
     out_dir: Path,
@@ -268,7 +200,7 @@ def _prepare(
 ) -> _Prepared:
     """Loader-thread work: skip check, then read, hash and decode. Never raises for a bad file."""
     if not force:
-        record = _fresh_record(image, out_dir, save, key)
+        record = fresh_record(image, out_dir, save, key)
         if record is not None:
             return _Prepared(image, record=record)
     started = time.perf_counter()
@@ -293,7 +225,7 @@ def _prepare(
         return _Prepared(
             image, failure=f"image {image.path} could not be decoded ({type(error).__name__}: {error})"
         )
-    source = {**_stat_source(stat), "hash": bytes_content_hash(data)}
+    source = {**stat_source(stat), "hash": bytes_content_hash(data)}
     return _Prepared(image, picture=picture, source=source, read_seconds=time.perf_counter() - started)
 
 
@@ -332,6 +264,10 @@ def run_folder(
     `prefetch` images in memory; one writer thread encodes and writes outputs behind it, at most
     `pending_writes` images queued. Observer events arrive in input order. Writes `summary.json` and
     `classes.json` in `out_dir`, also when interrupted (KeyboardInterrupt is re-raised after that).
+
+    The run holds a lock on `out_dir` (see `rns.outlock`): a second run into the same folder is refused
+    with `OutputFolderBusyError` rather than mixing outputs of two class lists. A full disk stops the run
+    with `OutputWriteError` (one line naming the file); what was finished stays and a rerun resumes.
     """
     out = Path(out_dir)
     kinds = parse_save(save)
@@ -344,8 +280,28 @@ def run_folder(
         raise InputError(
             f"cannot create output folder {out} ({error.strerror}); choose another --out"
         ) from None
-    remove_stale_temp_files(out)
+    with output_folder_lock(out):
+        return _run_locked(segmenter, images, out, kinds, key, force, observer, loader_threads, prefetch,
+                           pending_writes, max_pixels, overlay_alpha, background)  # fmt: skip
 
+
+def _run_locked(
+    segmenter: ImageSegmenter,
+    images: list[InputImage],
+    out: Path,
+    kinds: frozenset[str],
+    key: str,
+    force: bool,
+    observer: RunObserver,
+    loader_threads: int,
+    prefetch: int,
+    pending_writes: int,
+    max_pixels: int | None,
+    overlay_alpha: float,
+    background: tuple[int, int, int],
+) -> RunReport:
+    """`run_folder` once it holds the output folder's lock."""
+    remove_stale_temp_files(out)
     report = RunReport(out_dir=out, total=len(images))
     steps: dict[str, list[float]] = {}
     started = time.perf_counter()
@@ -371,6 +327,7 @@ def run_folder(
             _account(outcome, report, steps)
             observer.on_image(outcome.event)
 
+    failed = False
     try:
         load_ahead()
         index = 0
@@ -386,7 +343,13 @@ def run_folder(
             report_finished(max(0, pending_writes))
         report_finished(0)
     except KeyboardInterrupt:
-        report.interrupted = True
+        report.interrupted = failed = True
+        raise
+    except OSError as error:
+        failed = True
+        raise output_write_error(error, out) from None
+    except BaseException:
+        failed = True
         raise
     finally:
         loader.shutdown(wait=True, cancel_futures=True)
@@ -397,7 +360,11 @@ def run_folder(
                 observer.on_image(future.result().event)
         report.seconds = time.perf_counter() - started
         report.median_seconds = {step: statistics.median(values) for step, values in steps.items()}
-        _write_run_files(report, key, kinds)
+        try:
+            _write_run_files(report, key, kinds)
+        except OSError as error:
+            if not failed:  # else the first error is the one to report
+                raise output_write_error(error, out) from None
         observer.on_end(report)
     return report
 
@@ -473,9 +440,11 @@ def _write(
         )
         seconds = {**seconds, "write": time.perf_counter() - began}
         seconds["total"] = seconds["read"] + seconds["segment"] + seconds["write"]
-        _write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
+        write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
     except OSError as error:
-        # Disk full, permissions, a vanished folder: this image is not done (no done record), the run goes on.
+        if error.errno in NO_SPACE:  # every later image would fail the same way: stop the run
+            raise
+        # Permissions, a vanished folder: this image is not done (no done record), the run goes on.
         reason = f"could not write the outputs of {image.path} under {out} ({error.strerror or error}): " \
                  "check free space and permissions, then run again"
         return _Outcome(ImageEvent("failed", index, total, image, reason=reason))
@@ -503,31 +472,6 @@ def _account(outcome: _Outcome, report: RunReport, steps: dict[str, list[float]]
         report.class_pixels[name] = report.class_pixels.get(name, 0) + int(count)
     for step, value in outcome.steps.items():
         steps.setdefault(step, []).append(float(value))
-
-
-def _write_done_record(
-    out: Path,
-    image: InputImage,
-    key: str,
-    paths: Mapping[str, Path],
-    source: Mapping[str, object],
-    seg: Segmentation,
-    counts: Mapping[str, int],
-    seconds: Mapping[str, float],
-) -> None:
-    """The commit point of one image: written last, only after every output is in place."""
-    record = {
-        "format": DONE_FORMAT,
-        "settings": key,
-        "source": {"path": str(image.path), **source},
-        "outputs": {kind: {"name": path.name, "bytes": path.stat().st_size} for kind, path in paths.items()},
-        "class_names": list(seg.class_names),
-        "pixels": dict(counts),
-        "size": list(seg.size),
-        "seconds": jsonable(seconds),
-        "timings": jsonable(seg.timings),
-    }
-    atomic_write_json(done_record_path(out, image.stem), record)
 
 
 def _write_run_files(report: RunReport, key: str, kinds: frozenset[str]) -> None:

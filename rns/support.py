@@ -5,6 +5,10 @@ whole "teach it an example" operation. `add_supports` checks every input before 
 one bad file leaves the memory as it was, then extracts and commits in batches (each an atomic commit of
 the memory), so a long bulk run that is killed keeps the batches it finished and a re-run skips them as
 unchanged without recomputing their features.
+
+The memory holds one entry (source) per (image, class), with id `<image content hash>#<class>`: a photo
+may get its masks of several classes in separate calls, and a mask replaces the entries of exactly the
+classes its mapping names (one it names but does not label is removed for that image), never others.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,16 +25,18 @@ import torch
 from PIL import Image
 
 from rns.backbone.geometry import ImageGeometry
+from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
 from rns.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
-from rns.labels import IGNORE_LABEL, LabelMapping, mask_content_key
+from rns.labels import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
 from rns.prototypes import DEFAULT_POOLING, extract_prototypes
+from rns.support_ids import image_of_source, support_source_id
 from support_memory import SourceEntry, SupportMemory
+from support_memory.manifest import name_key
 
-DEFAULT_BATCH_SIZE = 8
-"""Images per memory commit in a bulk add: small enough that a killed run loses little work, large
-enough that the per-commit cost (a manifest rewrite) stays negligible next to feature extraction."""
+__all__ = ["add_supports", "add_checked_supports", "check_supports", "pair_by_stem", "image_of_source",
+           "support_source_id", "CheckedSupport", "AddReport", "ImageOutcome"]  # fmt: skip
 
 ProgressCallback = Callable[[str, int, int], None]
 """`progress(stage, done, total)`; stage is "checking" (inputs validated) or "extracting"."""
@@ -100,7 +107,12 @@ def pair_by_stem(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) ->
 # --------------------------------------------------------------------------------------- adding
 @dataclass(frozen=True)
 class ImageOutcome:
-    """What happened to one support image: its status is "added", "replaced" or "unchanged"."""
+    """What happened to one support image: its status is "added", "replaced" or "unchanged".
+
+    "added": the memory held none of the classes this mask speaks for on this image; "replaced": it held
+    some and something changed; "unchanged": every entry was already there as given. `source_id` is the
+    image's content hash (its entries' ids start with it).
+    """
 
     image: Path
     mask: Path
@@ -130,17 +142,20 @@ class AddReport:
 
 @dataclass(frozen=True)
 class CheckedSupport:
-    """One validated (image, mask) pair: its files, identity, labelling key and the classes it labels.
+    """One validated (image, mask) pair: its files, identity, per-class labelling keys, classes labelled.
 
     Made by `check_supports`; `add_checked_supports` takes a list of them, so a caller (the CLI) can
-    validate every input before spending seconds on loading a model.
+    validate every input before spending seconds on loading a model. `source_id` is the image's content
+    hash; `class_keys` holds, per class the mask labels, the key of its pixels; `mapped` every class the
+    mapping names (the classes this mask speaks for, labelled or not).
     """
 
     image: Path
     mask: Path
     source_id: str
-    content_key: str
+    class_keys: dict[str, str]
     class_names: list[str]
+    mapped: tuple[str, ...] = ()
 
 
 def _check_pair(image_path: Path, mask_path: Path, mapping: LabelMapping) -> CheckedSupport:
@@ -154,20 +169,22 @@ def _check_pair(image_path: Path, mask_path: Path, mapping: LabelMapping) -> Che
         )
     labels = mapping.label_map(mask, mask_path)
     names = mapping.class_names
-    present = [names[p] for p in np.unique(labels) if p != IGNORE_LABEL]
+    present = [int(p) for p in np.unique(labels) if p != IGNORE_LABEL]
+    mask_key = mask_content_key(labels, names)
     return CheckedSupport(
         image=image_path,
         mask=mask_path,
         source_id=image_content_hash(image_path),
-        content_key=mask_content_key(labels, names),
-        class_names=present,
+        class_keys={names[p]: class_content_key(mask_key, names[p]) for p in present},
+        class_names=[names[p] for p in present],
+        mapped=tuple(names),
     )
 
 
 def check_class_texts(class_texts: dict[str, str | None] | None, mapping: LabelMapping) -> None:
     """Refuse a text for a class the mapping does not name (a typo would otherwise go unnoticed)."""
     for name in class_texts or {}:
-        if name not in mapping.class_names:
+        if name_key(name) not in {name_key(known) for known in mapping.class_names}:
             raise InputError(
                 f"text given for class {name!r}, which the masks' mapping does not name "
                 f"(it names: {', '.join(mapping.class_names)}); name a class the masks label"
@@ -248,25 +265,29 @@ def add_checked_supports(
     fingerprint = support_fingerprint(backbone.fingerprint, pooling)
     # A memory built under another backbone refuses these rows: say so before extracting anything.
     check_memory_fingerprint(memory, backbone.fingerprint, pooling)
-    known = {source.source_id: source.content_key for source in memory.sources()}
-    # Explicit texts are passed on even for an unchanged source, since the memory records them.
-    may_skip = not class_texts
+    known = {source.source_id: source for source in memory.sources()}
     statuses: dict[str, str] = {}
-    pending: list[tuple[CheckedSupport, SourceEntry]] = []
+    pending: list[_PendingImage] = []
 
     def commit() -> None:
         if not pending:
             return
-        results = memory.put_sources([entry for _, entry in pending], fingerprint=fingerprint)
-        for (pair, _), status in zip(pending, results, strict=True):
-            statuses[pair.source_id] = status
+        entries = [entry for item in pending for entry in item.entries]
+        drops = {source_id: names for item in pending for source_id, names in item.drops.items()}
+        results = iter(memory.put_sources(entries, fingerprint=fingerprint, drop=drops))
+        for item in pending:
+            changed = any(next(results) != "unchanged" for _ in item.entries) or bool(item.drops)
+            statuses[item.pair.source_id] = "unchanged" if not changed else item.status_if_changed
         pending.clear()
 
     for done, pair in enumerate(checked, start=1):
-        if may_skip and known.get(pair.source_id) == pair.content_key:
+        item = _plan_image(pair, known, class_texts)
+        if item is None:
             statuses[pair.source_id] = "unchanged"
         else:
-            pending.append((pair, _extract_entry(backbone, pair, mapping, class_texts, pooling)))
+            if item.stale:
+                item.entries = _extract_entries(backbone, pair, mapping, item.stale, class_texts, pooling)
+            pending.append(item)
             if len(pending) >= batch_size:
                 commit()
         if progress:
@@ -287,14 +308,53 @@ def add_checked_supports(
     )
 
 
-def _extract_entry(
+@dataclass
+class _PendingImage:
+    """What one image changes in the memory: entries to put (one per stale class) and entries to drop."""
+
+    pair: CheckedSupport
+    stale: list[str]
+    drops: dict[str, list[str] | None]
+    status_if_changed: str
+    entries: list[SourceEntry] = field(default_factory=list)
+
+
+def _plan_image(
+    pair: CheckedSupport, known: dict[str, Any], class_texts: dict[str, str | None] | None
+) -> _PendingImage | None:
+    """Decide what adding `pair` changes, from the memory's entries; None when it changes nothing.
+
+    A labelled class is stale when its entry is missing, was made from other pixels, or lost rows to a
+    removal; explicit texts make every labelled class stale (the memory records them with the entry). A
+    class the mapping names but the mask does not label loses its entry for this image. An entry stored
+    before entries were per class (one per image, id = the image hash) loses the classes this mask
+    speaks for.
+    """
+    ids = {name: support_source_id(pair.source_id, name) for name in pair.mapped}
+    stale = []
+    for name, key in pair.class_keys.items():
+        entry = known.get(ids[name])
+        if class_texts or entry is None or entry.content_key != key or entry.pruned:
+            stale.append(name)
+    drops: dict[str, list[str] | None] = {ids[n]: None for n in pair.mapped
+                                          if n not in pair.class_keys and ids[n] in known}  # fmt: skip
+    if pair.source_id in known:
+        drops[pair.source_id] = list(pair.mapped)
+    if not stale and not drops:
+        return None
+    existed = any(source_id in known for source_id in ids.values()) or pair.source_id in known
+    return _PendingImage(pair, stale, drops, "replaced" if existed else "added")
+
+
+def _extract_entries(
     backbone: FeatureBackbone,
     pair: CheckedSupport,
     mapping: LabelMapping,
+    wanted: list[str],
     class_texts: dict[str, str | None] | None,
     pooling: str = DEFAULT_POOLING,
-) -> SourceEntry:
-    """Features and prototypes of one validated pair, as the memory's entry."""
+) -> list[SourceEntry]:
+    """Features and prototypes of one validated pair: one memory entry per class in `wanted`."""
     image = load_image(pair.image)
     labels = mapping.label_map(load_mask(pair.mask), pair.mask)
     geometry = backbone.geometry(image.width, image.height)
@@ -302,12 +362,21 @@ def _extract_entry(
         features = backbone.support_features(image)
         vectors, positions = extract_prototypes(features, labels, range(len(mapping.class_names)),
                                                 geometry, pooling)
-    names = [mapping.class_names[p] for p in positions]
-    texts = {name: class_texts[name] for name in names if class_texts and name in class_texts}
-    return SourceEntry(
-        source_id=pair.source_id,
-        vectors=vectors.cpu().numpy().astype(np.float32, copy=False),
-        class_names=names,
-        content_key=pair.content_key,
-        class_texts=texts or None,
-    )
+    rows = vectors.cpu().numpy().astype(np.float32, copy=False)
+    texts = {name_key(name): text for name, text in (class_texts or {}).items()}
+    meta = {"image": str(pair.image), "mask": str(pair.mask),
+            "added": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    entries = []
+    for row, position in enumerate(positions):
+        name = mapping.class_names[position]
+        if name not in wanted:
+            continue
+        entries.append(SourceEntry(
+            source_id=support_source_id(pair.source_id, name),
+            vectors=rows[row : row + 1],
+            class_names=[name],
+            content_key=pair.class_keys[name],
+            class_texts={name: texts[name_key(name)]} if name_key(name) in texts else None,
+            meta=meta,
+        ))  # fmt: skip
+    return entries

@@ -1,7 +1,15 @@
 """support_memory: a crash-safe, zarr-backed store of labelled feature prototypes with kNN search.
 
 It knows nothing of images or models: rows are vectors with a class and a source.
+
+The errors are imported at once (they are tiny and a command line catches them on every run); the store,
+search and index, which pull in zarr and numpy, load on first use, so catching a `MemoryStoreError` does
+not cost a program that never opens a memory the zarr import.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
 
 from support_memory.errors import (
     CorruptMemoryError,
@@ -9,12 +17,20 @@ from support_memory.errors import (
     InvalidInputError,
     MemoryLockedError,
     MemoryStoreError,
+    NoSpaceError,
     NotAMemoryError,
+    ReadOnlyMemoryError,
     UnknownEntryError,
 )
-from support_memory.index import IndexConfig
-from support_memory.search import SearchResult
-from support_memory.store import ClassInfo, SourceEntry, SourceInfo, SupportMemory
+
+_LAZY = {
+    "SupportMemory": "support_memory.store",
+    "SourceEntry": "support_memory.records",
+    "ClassInfo": "support_memory.records",
+    "SourceInfo": "support_memory.records",
+    "SearchResult": "support_memory.search",
+    "IndexConfig": "support_memory.index",
+}
 
 __all__ = [
     "SupportMemory",
@@ -30,4 +46,15 @@ __all__ = [
     "NotAMemoryError",
     "InvalidInputError",
     "MemoryLockedError",
+    "ReadOnlyMemoryError",
+    "NoSpaceError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'support_memory' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -60,9 +60,13 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     """Replace `path` with `payload` as JSON so that readers see the old or the new file, never a mix."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     data = json.dumps(payload, indent=1, sort_keys=True).encode("utf-8")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a kill: no half-written file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)

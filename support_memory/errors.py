@@ -33,3 +33,11 @@ class InvalidInputError(MemoryStoreError):
 
 class MemoryLockedError(MemoryStoreError):
     """Another process kept the writer lock for longer than we were willing to wait."""
+
+
+class ReadOnlyMemoryError(MemoryStoreError):
+    """A write was asked of a memory whose directory or file system does not allow writing."""
+
+
+class NoSpaceError(MemoryStoreError):
+    """The file system holding the memory is full; the commit was abandoned and the memory is unchanged."""

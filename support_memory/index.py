@@ -46,6 +46,7 @@ import numpy as np
 
 from support_memory import durability
 from support_memory.locking import WriterLock
+from support_memory.oserrors import translate_os_error
 from support_memory.search import DistinctQueries, SearchResult, exact_search, merge_results
 
 if TYPE_CHECKING:
@@ -270,8 +271,12 @@ class IndexManager:
         lock = WriterLock(memory.path)
         if wait:
             lock.acquire()
-        elif not lock.try_acquire():
-            return
+        else:
+            try:
+                if not lock.try_acquire():
+                    return
+            except OSError:  # a read-only memory: the index stays in this process, searches still work
+                return
         n_saving = loaded.n_indexed
         try:
             self.directory.mkdir(exist_ok=True)
@@ -293,5 +298,9 @@ class IndexManager:
             for tmp in self.directory.glob(f"{META_NAME}.*.tmp"):
                 tmp.unlink(missing_ok=True)
             loaded.n_saved = n_saving
+        except OSError as error:
+            # Saving the index is an optimisation during a search: a full disk must not fail the search.
+            if wait:
+                raise translate_os_error(error, memory.path, "saving the search index") or error from None
         finally:
             lock.release()

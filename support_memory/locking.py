@@ -9,6 +9,7 @@ kernel drops the lock when a holder dies, so a killed writer never leaves the me
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -88,9 +89,15 @@ class ReaderPin:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Pin; False if the file was removed under us (the caller re-reads the manifest and retries)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Pin; False if the file was removed under us (the caller re-reads the manifest and retries).
+
+        On a memory the reader may not write (a read-only mount, a shared folder of another user) the pin
+        file is opened read-only if it exists (a shared flock needs no write access) and otherwise the
+        reader goes unpinned: no process can delete generations there through this path anyway.
+        """
+        fd = self._open()
+        if fd is None:
+            return True
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
@@ -101,6 +108,18 @@ class ReaderPin:
             return False
         self._fd = fd
         return True
+
+    def _open(self) -> int | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+        try:
+            return os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
 
     def release(self) -> None:
         if self._fd is not None:

@@ -22,6 +22,11 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "support_memory/1"
 
 
+def name_key(name: str) -> str:
+    """Class names compare case-insensitively and ignoring extra spaces ("Car " is "car")."""
+    return " ".join(name.split()).casefold()
+
+
 @dataclass
 class ClassRecord:
     """One class: a stable id (never reused), its name, its text prompt (None: no usable name), row count."""
@@ -37,7 +42,9 @@ class SourceRecord:
     """One source (e.g. a support image) and the committed row ranges that hold its prototypes.
 
     `pruned` marks a source that lost rows to `remove_class`: putting it again must replace it even when
-    its content key is unchanged, or the removed class would never come back.
+    its content key is unchanged, or the removed class would never come back. `rows_digest` hashes the
+    source's rows (see identity.py; None in memories written before it existed). `meta` is whatever small
+    text the caller wants shown with the source (where it came from, when it was added).
     """
 
     source_id: str
@@ -46,6 +53,8 @@ class SourceRecord:
     ranges: list[tuple[int, int]]
     class_names: list[str]
     pruned: bool = False
+    rows_digest: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -73,8 +82,10 @@ class Manifest:
         return sum(record.n_rows for record in self.sources.values())
 
     def class_by_name(self, name: str) -> ClassRecord | None:
+        """The class called `name`, compared without case or extra spaces ("Car" finds "car")."""
+        wanted = name_key(name)
         for record in self.classes.values():
-            if record.name == name:
+            if name_key(record.name) == wanted:
                 return record
         return None
 
@@ -105,6 +116,8 @@ class Manifest:
                     "ranges": [list(r) for r in s.ranges],
                     "class_names": s.class_names,
                     "pruned": s.pruned,
+                    "rows_digest": s.rows_digest,
+                    "meta": s.meta,
                 }
                 for s in sorted(self.sources.values(), key=lambda s: s.num)
             ],
@@ -114,7 +127,7 @@ class Manifest:
     def from_json(cls, payload: dict[str, Any], where: Path) -> Manifest:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CorruptMemoryError(
-                f"{where} is not a support-memory manifest of format {FORMAT}; point --memory at a memory "
+                f"{where} is not a support-memory manifest of format {FORMAT}; use a memory "
                 "directory made by this version"
             )
         try:
@@ -130,6 +143,8 @@ class Manifest:
                     ranges=[(int(a), int(b)) for a, b in s["ranges"]],
                     class_names=[str(n) for n in s["class_names"]],
                     pruned=bool(s.get("pruned", False)),
+                    rows_digest=None if s.get("rows_digest") is None else str(s["rows_digest"]),
+                    meta={str(k): str(v) for k, v in (s.get("meta") or {}).items()},
                 )
                 for s in payload["sources"]
             }

@@ -37,69 +37,40 @@ import numpy as np
 import zarr
 
 from support_memory import durability
+from support_memory.draft import (
+    Draft,
+    PendingRows,
+    refuse_other_fingerprint,
+    validate_entry,
+    validate_fingerprint,
+)
 from support_memory.errors import (
     CorruptMemoryError,
-    FingerprintMismatchError,
     InvalidInputError,
     MemoryLockedError,
     NotAMemoryError,
     UnknownEntryError,
 )
+from support_memory.identity import content_id
 from support_memory.index import IndexConfig, IndexManager
 from support_memory.locking import LOCK_FILE_NAME, ReaderPin, WriterLock, try_remove_unpinned
 from support_memory.manifest import (
     MANIFEST_NAME,
-    ClassRecord,
     Manifest,
-    SourceRecord,
-    fingerprint_differences,
-    normalise_fingerprint,
     read_manifest,
 )
+from support_memory.oserrors import translate_os_error
+from support_memory.records import ClassInfo, SourceEntry, SourceInfo
 from support_memory.search import SearchResult, block_rows_for, exact_search
 
 T = TypeVar("T")
 
 CHUNK_ROWS = 1024
-NORM_TOLERANCE = 1e-2
 # Compact when at least this many rows are dead and they are at least this fraction of the stored rows.
 COMPACT_MIN_DEAD = 4096
 COMPACT_DEAD_FRACTION = 0.25
 # Files that may exist in a directory that is not (yet) a memory without it being "something else".
 _IGNORABLE = {LOCK_FILE_NAME, ".DS_Store"}
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    """A class in the memory. `text` is the prompt to encode (None: no usable name, visual support only)."""
-
-    id: int
-    name: str
-    text: str | None
-    has_text: bool
-    n_prototypes: int
-    n_sources: int
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """A source (e.g. one support image) and what it contributed."""
-
-    source_id: str
-    content_key: str
-    class_names: tuple[str, ...]
-    n_prototypes: int
-
-
-@dataclass
-class SourceEntry:
-    """One source for `put_sources`; the fields mean what `SupportMemory.put_source`'s arguments mean."""
-
-    source_id: str
-    vectors: np.ndarray
-    class_names: Sequence[str]
-    content_key: str = ""
-    class_texts: Mapping[str, str | None] | None = None
 
 
 @dataclass
@@ -118,190 +89,6 @@ class _Snapshot:
                     live[start:stop] = True
             self._live = live
         return self._live
-
-
-def _refuse_other_fingerprint(path: Path, stored: dict[str, Any], offered: dict[str, Any]) -> None:
-    """The one place that decides whether rows made under `offered` may join a memory made under `stored`."""
-    if stored != offered:
-        differences = "; ".join(fingerprint_differences(stored, offered))
-        raise FingerprintMismatchError(
-            f"memory {path} holds features made with other model settings ({differences}); use another "
-            "--memory for these settings, or the model settings the memory was built with"
-        )
-
-
-@dataclass
-class _PendingRows:
-    vectors: np.ndarray  # float16 [m, d]
-    class_ids: np.ndarray  # int32 [m]
-    source_nums: np.ndarray  # int32 [m]
-
-
-class _Draft:
-    """A state being edited under the writer lock; nothing is visible until `SupportMemory._commit`."""
-
-    def __init__(self, memory: SupportMemory, base: _Snapshot) -> None:
-        self.memory = memory
-        self.base = base
-        self.manifest = base.manifest.clone()
-        self.sums = base.sums.copy()
-        self.pending: list[_PendingRows] = []
-        self.n_pending = 0
-        self.changed = False
-        self.sums_changed = False
-        self.force_compaction = False
-
-    # -- fingerprint and dimension ------------------------------------------------------------------------
-    def accept_fingerprint(self, fingerprint: dict[str, Any]) -> None:
-        stored = self.manifest.fingerprint
-        if stored is None:
-            self.manifest.fingerprint = fingerprint
-            self.changed = True
-            return
-        _refuse_other_fingerprint(self.memory.path, stored, fingerprint)
-
-    def accept_dim(self, dim: int) -> None:
-        if self.manifest.dim is None:
-            self.manifest.dim = dim
-            self.sums = np.zeros((self.manifest.next_class_id, dim), dtype=np.float64)
-            self.changed = True
-        elif self.manifest.dim != dim:
-            raise InvalidInputError(
-                f"vectors have dimension {dim} but memory {self.memory.path} holds dimension "
-                f"{self.manifest.dim}; use the same backbone as the memory or another --memory"
-            )
-
-    # -- classes --------------------------------------------------------------------------------------------
-    def class_id_for(self, name: str) -> int:
-        record = self.manifest.class_by_name(name)
-        if record is not None:
-            return record.id
-        class_id = self.manifest.next_class_id
-        self.manifest.next_class_id += 1
-        self.manifest.classes[class_id] = ClassRecord(class_id, name, name, 0)
-        self.sums = np.vstack([self.sums, np.zeros((1, self.sums.shape[1]), dtype=np.float64)])
-        self.changed = True
-        return class_id
-
-    def set_text(self, name: str, text: str | None) -> None:
-        record = self.manifest.class_by_name(name)
-        if record is not None and record.text != text:
-            record.text = text
-            self.changed = True
-
-    def _count(self, class_ids: np.ndarray, vectors16: np.ndarray, sign: int) -> None:
-        for class_id in np.unique(class_ids):
-            rows = vectors16[class_ids == class_id].astype(np.float64)
-            self.sums[class_id] += sign * rows.sum(axis=0)
-            self.manifest.classes[int(class_id)].count += sign * rows.shape[0]
-        self.sums_changed = True
-        self.changed = True
-
-    def _drop_empty_classes(self) -> None:
-        for class_id in [c.id for c in self.manifest.classes.values() if c.count == 0]:
-            del self.manifest.classes[class_id]
-            self.sums[class_id] = 0.0
-
-    # -- rows -----------------------------------------------------------------------------------------------
-    def _append(self, vectors16: np.ndarray, class_ids: np.ndarray, source_num: int) -> tuple[int, int]:
-        start = self.manifest.n_rows + self.n_pending
-        self.pending.append(
-            _PendingRows(vectors16, class_ids.astype(np.int32), np.full(len(class_ids), source_num, np.int32))
-        )
-        self.n_pending += len(class_ids)
-        self._count(class_ids, vectors16, +1)
-        return start, start + len(class_ids)
-
-    def _release_ranges(self, ranges: list[tuple[int, int]]) -> None:
-        for start, stop in ranges:
-            vectors16, class_ids = self.memory._read_committed(self.base, start, stop)
-            self._count(class_ids, vectors16, -1)
-
-    # -- operations -----------------------------------------------------------------------------------------
-    def put(self, entry: _ValidEntry) -> str:
-        existing = self.manifest.sources.get(entry.source_id)
-        if existing is not None and existing.content_key == entry.content_key and not existing.pruned:
-            for name, text in entry.class_texts.items():
-                self.set_text(name, text)
-            return "unchanged"
-        if existing is not None:
-            self._release_ranges(existing.ranges)
-            del self.manifest.sources[entry.source_id]
-        class_ids = np.array([self.class_id_for(name) for name in entry.class_names], dtype=np.int32)
-        for name, text in entry.class_texts.items():
-            self.set_text(name, text)
-        num = self.manifest.next_source_num
-        self.manifest.next_source_num += 1
-        ranges = [self._append(entry.vectors16, class_ids, num)] if len(class_ids) else []
-        self.manifest.sources[entry.source_id] = SourceRecord(
-            source_id=entry.source_id,
-            num=num,
-            content_key=entry.content_key,
-            ranges=ranges,
-            class_names=list(dict.fromkeys(entry.class_names)),
-        )
-        self._drop_empty_classes()
-        self.changed = True
-        return "replaced" if existing is not None else "added"
-
-    def remove_source(self, source_id: str) -> None:
-        existing = self.manifest.sources.get(source_id)
-        if existing is None:
-            raise UnknownEntryError(
-                f"memory {self.memory.path} has no source {source_id!r}; "
-                "name its image file or an id from `rns memory export`"
-            )
-        self._release_ranges(existing.ranges)
-        del self.manifest.sources[source_id]
-        self._drop_empty_classes()
-        self.changed = True
-
-    def remove_class(self, name: str) -> None:
-        record = self.manifest.class_by_name(name)
-        if record is None:
-            raise UnknownEntryError(
-                f"memory {self.memory.path} has no class {name!r}; see `rns memory list` for its classes"
-            )
-        for source in list(self.manifest.sources.values()):
-            if name not in source.class_names:
-                continue
-            kept: list[tuple[int, int]] = []
-            for start, stop in source.ranges:
-                vectors16, class_ids = self.memory._read_committed(self.base, start, stop)
-                doomed = class_ids == record.id
-                self._count(class_ids[doomed], vectors16[doomed], -1)
-                kept.extend(_runs(start, ~doomed))
-            source.ranges = kept
-            source.class_names = [n for n in source.class_names if n != name]
-            source.pruned = True
-            if not kept:
-                del self.manifest.sources[source.source_id]
-        self._drop_empty_classes()
-        self.changed = True
-
-
-@dataclass
-class _ValidEntry:
-    source_id: str
-    vectors16: np.ndarray
-    class_names: list[str]
-    content_key: str
-    class_texts: dict[str, str | None]
-
-
-def _runs(start: int, keep: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous [a, b) row ranges where keep is True, offset by start."""
-    ranges: list[tuple[int, int]] = []
-    run_start = None
-    for i, flag in enumerate(keep.tolist()):
-        if flag and run_start is None:
-            run_start = i
-        elif not flag and run_start is not None:
-            ranges.append((start + run_start, start + i))
-            run_start = None
-    if run_start is not None:
-        ranges.append((start + run_start, start + len(keep)))
-    return ranges
 
 
 def _generation_group(generation: int) -> str:
@@ -345,34 +132,37 @@ class SupportMemory:
         """Open the memory at `path`, creating an empty one there if allowed and nothing is there yet.
 
         A path that holds anything else (a file, a directory with other files) is refused with
-        NotAMemoryError, so a mistyped --memory never scribbles into an unrelated folder.
+        NotAMemoryError, so a mistyped path never scribbles into an unrelated folder.
         """
         path = Path(path).expanduser()
         manifest_path = path / MANIFEST_NAME
         if path.exists() and not path.is_dir():
-            raise NotAMemoryError(f"{path} is a file, not a support memory; give --memory a directory")
+            raise NotAMemoryError(f"{path} is a file, not a support memory; a memory is a directory")
         if not manifest_path.exists():
             if path.is_dir() and any(child.name not in _IGNORABLE for child in path.iterdir()):
                 raise NotAMemoryError(
                     f"{path} is a directory but not a support memory (no {MANIFEST_NAME}); "
-                    "give --memory an empty or new directory, or an existing memory"
+                    "use an empty or new directory, or an existing memory"
                 )
             if not create:
                 raise NotAMemoryError(
-                    f"no support memory at {path}; add supports first (add-support) or check --memory"
+                    f"no support memory at {path}; add examples to it first, or check the path"
                 )
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise NotAMemoryError(
-                    f"cannot create a support memory at {path} ({error.strerror}); give --memory a writable "
-                    "directory path"
+                    f"cannot create a support memory at {path} ({error.strerror}); use a writable "
+                    "directory"
                 ) from None
-            with WriterLock(path, lock_timeout_s):
-                if not manifest_path.exists():
-                    zarr.open_group(str(path), mode="a", zarr_format=3)
-                    durability.fsync_tree(path)
-                    durability.atomic_write_json(manifest_path, Manifest().to_json())
+            try:
+                with WriterLock(path, lock_timeout_s):
+                    if not manifest_path.exists():
+                        zarr.open_group(str(path), mode="a", zarr_format=3)
+                        durability.fsync_tree(path)
+                        durability.atomic_write_json(manifest_path, Manifest().to_json())
+            except OSError as error:  # a read-only or full file system: one line, not a traceback
+                raise translate_os_error(error, path, "creating the memory") or error from None
         memory = cls(
             path,
             _Snapshot(Manifest(), np.zeros((0, 0))),
@@ -494,7 +284,7 @@ class SupportMemory:
         class_ids = np.asarray(self._array(generation, "class_ids")[start:stop])
         return vectors, class_ids
 
-    def _write_rows(self, generation: int, start: int, rows: _PendingRows) -> list[Path]:
+    def _write_rows(self, generation: int, start: int, rows: PendingRows) -> list[Path]:
         """Write rows at [start, start+m) of a generation (growing it if needed); returns files to fsync."""
         stop = start + rows.vectors.shape[0]
         touched: list[Path] = []
@@ -513,18 +303,55 @@ class SupportMemory:
     # ------------------------------------------------------------------------------------------------------
     # writing
     # ------------------------------------------------------------------------------------------------------
-    def _write(self, edit: Callable[[_Draft], T]) -> T:
-        with WriterLock(self.path, self._lock_timeout_s):
+    def _write(self, edit: Callable[[Draft], T]) -> T:
+        try:
+            lock = WriterLock(self.path, self._lock_timeout_s)
+            lock.acquire()
+        except OSError as error:
+            raise translate_os_error(error, self.path, "taking the writer lock") or error from None
+        try:
             base = self._load_committed()
-            draft = _Draft(self, base)
+            draft = Draft(self, base)
             result = edit(draft)
             if draft.changed:
-                self._commit(draft)
+                try:
+                    self._commit(draft)
+                except OSError as error:
+                    translated = translate_os_error(error, self.path, "writing a commit")
+                    if translated is None:
+                        raise
+                    self._abandon(draft)
+                    raise translated from None
             elif not self._adopt(base):
                 raise CorruptMemoryError(f"memory {self.path}: the committed rows are missing")
+        finally:
+            lock.release()
         return result
 
-    def _commit(self, draft: _Draft) -> None:
+    def _abandon(self, draft: Draft) -> None:
+        """After a failed commit: delete what it wrote that no manifest names, freeing the space again.
+
+        Rows appended past the committed length of the current generation stay (they are invisible and
+        the next append overwrites them); a new sums array or generation, and a manifest temp file, go.
+        """
+        committed = draft.base.manifest
+        shutil.rmtree(self.path / f"sums/s{committed.seq + 1:08d}", ignore_errors=True)
+        shutil.rmtree(self.path / _generation_group(committed.generation + 1), ignore_errors=True)
+        if committed.n_rows == 0:  # nothing committed in the current generation either: no reader needs it
+            shutil.rmtree(self.path / _generation_group(committed.generation), ignore_errors=True)
+        for child in self.path.glob(f"{MANIFEST_NAME}.*.tmp"):
+            with contextlib.suppress(OSError):
+                child.unlink()
+        self._arrays.clear()
+
+    def check_writable(self) -> None:
+        """Raise ReadOnlyMemoryError now if this memory cannot be written (before any expensive work)."""
+        try:
+            os.close(os.open(self.path / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o644))
+        except OSError as error:
+            raise translate_os_error(error, self.path, "checking that it can be written") or error from None
+
+    def _commit(self, draft: Draft) -> None:
         manifest = draft.manifest
         base = draft.base.manifest
         total = base.n_rows + draft.n_pending
@@ -544,7 +371,7 @@ class SupportMemory:
                     self._create_generation(manifest.generation, manifest.dim or 0, 0)
                     to_sync_tree.append(self.path / _generation_group(manifest.generation))
                 # One write for the whole batch: each zarr chunk is then rewritten once, not once per source.
-                rows = _PendingRows(
+                rows = PendingRows(
                     np.concatenate([p.vectors for p in draft.pending]),
                     np.concatenate([p.class_ids for p in draft.pending]),
                     np.concatenate([p.source_nums for p in draft.pending]),
@@ -570,7 +397,7 @@ class SupportMemory:
             raise CorruptMemoryError(f"memory {self.path}: the rows just committed are missing")
         self._collect_garbage(manifest.generation, keep_sums={manifest.sums_name, base.sums_name})
 
-    def _compact_into_new_generation(self, draft: _Draft) -> None:
+    def _compact_into_new_generation(self, draft: Draft) -> None:
         """Rewrite the live rows (committed and pending) into generation+1, one range per source."""
         manifest = draft.manifest
         base = draft.base
@@ -595,7 +422,7 @@ class SupportMemory:
             if not parts_v:
                 source.ranges = []
                 continue
-            rows = _PendingRows(
+            rows = PendingRows(
                 np.concatenate(parts_v), np.concatenate(parts_c),
                 np.full(sum(len(c) for c in parts_c), source.num, np.int32),
             )  # fmt: skip
@@ -665,21 +492,37 @@ class SupportMemory:
         """
         stored = self._snapshot.manifest.fingerprint
         if stored is not None:
-            _refuse_other_fingerprint(self.path, stored, _validate_fingerprint(fingerprint))
+            refuse_other_fingerprint(self.path, stored, validate_fingerprint(fingerprint))
 
-    def put_sources(self, entries: Sequence[SourceEntry], *, fingerprint: dict[str, Any]) -> list[str]:
-        """Store many sources in one atomic commit; returns one status per entry (see put_source)."""
-        fingerprint = _validate_fingerprint(fingerprint)
-        valid = [_validate_entry(entry) for entry in entries]
+    def put_sources(
+        self,
+        entries: Sequence[SourceEntry],
+        *,
+        fingerprint: dict[str, Any],
+        drop: Mapping[str, Sequence[str] | None] | None = None,
+    ) -> list[str]:
+        """Store many sources in one atomic commit; returns one status per entry (see put_source).
+
+        `drop` removes, in the same commit and before the puts, sources (value None) or only some classes'
+        rows of a source (value: class names); sources the memory does not hold are ignored. It lets a
+        caller replace part of what it stored earlier without a moment where both or neither are visible.
+        """
+        fingerprint = validate_fingerprint(fingerprint)
+        valid = [validate_entry(entry) for entry in entries]
         seen: set[str] = set()
         for entry in valid:
             if entry.source_id in seen:
                 raise InvalidInputError(f"source {entry.source_id!r} appears twice in one put_sources call")
             seen.add(entry.source_id)
-        if not valid:
+        drops = dict(drop or {})
+        if not valid and not drops:
             return []
 
-        def edit(draft: _Draft) -> list[str]:
+        def edit(draft: Draft) -> list[str]:
+            for source_id, names in drops.items():
+                draft.drop(source_id, names)
+            if not valid:
+                return []
             draft.accept_fingerprint(fingerprint)
             for entry in valid:
                 draft.accept_dim(entry.vectors16.shape[1])
@@ -698,7 +541,7 @@ class SupportMemory:
     def compact(self) -> None:
         """Rewrite the live rows into a fresh generation now, dropping all dead rows."""
 
-        def edit(draft: _Draft) -> None:
+        def edit(draft: Draft) -> None:
             if draft.manifest.n_rows > draft.manifest.n_live:
                 draft.changed = draft.force_compaction = True
 
@@ -724,9 +567,17 @@ class SupportMemory:
     def sources(self) -> list[SourceInfo]:
         """The sources, in the order they were (last) put."""
         return [
-            SourceInfo(s.source_id, s.content_key, tuple(s.class_names), s.n_rows)
+            SourceInfo(s.source_id, s.content_key, tuple(s.class_names), s.n_rows, dict(s.meta), s.pruned)
             for s in sorted(self._snapshot.manifest.sources.values(), key=lambda s: s.num)
         ]
+
+    def content_id(self) -> str:
+        """An identity of everything a reader gets from this memory (see identity.py).
+
+        It changes whenever a prototype, class or text prompt changes, and differs between memories of
+        different content even at the same commit number, so it can key caches of results.
+        """
+        return content_id(self._snapshot.manifest)
 
     def live_rows(self) -> np.ndarray:
         """Row numbers of every stored prototype, in storage order (what `rows()` accepts).
@@ -905,49 +756,3 @@ class SupportMemory:
 
         self.refresh()
         check_snapshot(self, self._snapshot)
-
-
-def _validate_fingerprint(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(fingerprint, dict) or not fingerprint:
-        raise InvalidInputError("fingerprint must be a non-empty dict of the backbone and feature settings")
-    try:
-        return normalise_fingerprint(fingerprint)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(f"fingerprint must be JSON-serialisable: {error}") from None
-
-
-def _validate_entry(entry: SourceEntry) -> _ValidEntry:
-    """Check one source's inputs before anything is written; returns float16 rows ready to store."""
-    if not isinstance(entry.source_id, str) or not entry.source_id:
-        raise InvalidInputError(f"source_id must be a non-empty string, got {entry.source_id!r}")
-    where = f"source {entry.source_id!r}"
-    if not isinstance(entry.content_key, str):
-        raise InvalidInputError(f"{where}: content_key must be a string, got {entry.content_key!r}")
-    vectors = np.asarray(entry.vectors)
-    if vectors.ndim != 2:
-        raise InvalidInputError(f"{where}: vectors must be a 2-D array [n, d], got shape {vectors.shape}")
-    if not (np.issubdtype(vectors.dtype, np.floating) or np.issubdtype(vectors.dtype, np.integer)):
-        raise InvalidInputError(f"{where}: vectors must be numeric, got dtype {vectors.dtype}")
-    if vectors.shape[1] < 1:
-        raise InvalidInputError(f"{where}: vectors have dimension 0")
-    names = list(entry.class_names)
-    if any(not isinstance(name, str) or not name.strip() for name in names):
-        raise InvalidInputError(f"{where}: class names must be non-empty strings, got {names!r}")
-    if len(names) != vectors.shape[0]:
-        raise InvalidInputError(
-            f"{where}: {vectors.shape[0]} vectors but {len(names)} class names; give one name per row"
-        )
-    vectors32 = vectors.astype(np.float32)
-    if not np.isfinite(vectors32).all():
-        raise InvalidInputError(f"{where}: vectors contain NaN or infinite values")
-    norms = np.linalg.norm(vectors32, axis=1)
-    if norms.size and not np.all(np.abs(norms - 1.0) <= NORM_TOLERANCE):
-        worst = float(norms[np.argmax(np.abs(norms - 1.0))])
-        raise InvalidInputError(f"{where}: vectors must be L2-normalised (found a row of norm {worst:.4g})")
-    texts: dict[str, str | None] = {}
-    for name, text in (entry.class_texts or {}).items():
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise InvalidInputError(f"{where}: text for class {name!r} must be a non-empty string or None")
-        if name in names:
-            texts[name] = text
-    return _ValidEntry(entry.source_id, vectors32.astype(np.float16), names, entry.content_key, texts)

@@ -61,7 +61,7 @@ def test_end_to_end_through_the_tiny_model(files: dict[str, Path], tmp_path: Pat
     # The second pair's mask is not binary, refused under --class: nothing of this call is stored.
     assert code == 2 and "--class needs a binary mask" in err and err.count("\n") == 1
     assert [s.class_names for s in SupportMemory.open(files["memory"], create=False).sources()] == [
-        ("road", "bus")
+        ("road",), ("bus",)
     ]
 
     code, out, err = run(
@@ -168,6 +168,6 @@ def test_memory_from_another_model_is_refused_untouched(files: dict[str, Path], 
         ],
         capsys,
     )
-    assert code == 2 and "other model settings" in err and err.count("\n") == 1
+    assert code == 2 and "other model settings" in err and err.count("\n") == 1 and "--memory" in err
     store.refresh()
     assert (store.stats(), store.sources()) == before

@@ -41,7 +41,8 @@ def test_add_support_from_coco_adds_the_good_images_and_lists_the_rest(tmp_path:
     assert "classes: person, car, road" in out
     assert err.count("problem: ") == 3 and "category id 99" in err and "missing.jpg" in err
     sources = SupportMemory.open(memory, create=False).sources()
-    assert sorted(sorted(s.class_names) for s in sources) == [["car", "person"], ["person", "road"]]
+    # one memory entry per (image, class)
+    assert sorted(sorted(s.class_names) for s in sources) == [["car"], ["person"], ["person"], ["road"]]
     code, out, _ = run(argv, capsys)  # the same export again: nothing recomputed
     assert code == 1 and "0 added, 0 replaced, 2 unchanged" in out
 

@@ -84,11 +84,11 @@ def test_list_file_with_comments_and_relative_paths(tmp_path):
     assert _stems(expand_inputs([], list_files=[listing])) == ["one", "two"]
 
 
-def test_list_file_naming_a_missing_image(tmp_path):
+def test_list_file_naming_a_missing_image_keeps_it_for_the_run_to_report(tmp_path):
+    """Issue 12: one stale line of a list must not refuse the whole run; the runner reports it as failed."""
     listing = tmp_path / "list.txt"
     listing.write_text("gone.jpg\n")
-    with pytest.raises(InputError, match=r"gone\.jpg \(line 1 of .*list\.txt\) does not exist"):
-        expand_inputs([f"@{listing}"])
+    assert [image.path for image in expand_inputs([f"@{listing}"])] == [tmp_path / "gone.jpg"]
 
 
 def test_missing_list_file(tmp_path):

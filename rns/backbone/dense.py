@@ -45,10 +45,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rns.backbone.geometry import ImageGeometry, image_geometry, resize_pixels, window_starts
+from rns.choices import DEFAULT_VARIANT, VARIANTS  # in a light module: the CLI lists them
 from rns.errors import InputError
 
-VARIANTS = ("maskclip", "clearclip", "naclip")
-DEFAULT_VARIANT = "maskclip"
 NACLIP_GAUSSIAN_STD = 5.0  # in patches, as in the NACLIP paper
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from rns.errors import RnsError
-from support_memory.errors import MemoryStoreError
+from support_memory.errors import FingerprintMismatchError, MemoryStoreError
+
+
+def _hint(error: Exception) -> str:
+    """The rns option that fixes a memory error (support_memory's own messages name no rns option)."""
+    if isinstance(error, FingerprintMismatchError):
+        return " (--memory picks the memory; --model, --pretrained and --variant the settings)"
+    return ""
 
 
 def run_with_user_errors(group: click.Group, argv: list[str] | None) -> int:
@@ -13,7 +20,7 @@ def run_with_user_errors(group: click.Group, argv: list[str] | None) -> int:
     try:
         result = group.main(args=argv, prog_name="rns", standalone_mode=False)
     except (RnsError, MemoryStoreError) as error:
-        click.echo(f"rns: error: {error}", err=True)
+        click.echo(f"rns: error: {error}{_hint(error)}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("rns: aborted", err=True)

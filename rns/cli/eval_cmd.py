@@ -6,17 +6,10 @@ import json
 from contextlib import nullcontext
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from rns.adapt import AdaptConfig
-from rns.backbone import RANDOM_LABEL
+from rns.choices import REGION_CHOICES
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
-from rns.formats.items import parse_categories
-from rns.labelled_set import evaluate, load_labelled_set
-from rns.pipeline import SegmentOptions, build_segmenter
 
 EPILOG = """\b
 Example:
@@ -39,7 +32,7 @@ Example:
 @click.option("--categories", metavar="NAMES",
               help='With --coco: score only these categories, e.g. "car,bus".')
 @click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")
-@click.option("--regions", type=click.Choice(["none", "superpixels", "sam"]), default="none",
+@click.option("--regions", type=click.Choice(REGION_CHOICES), default="none",
               show_default=True, help="Classify regions instead of patches.")
 @click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
               help="SAM checkpoint file for --regions sam.")
@@ -53,10 +46,13 @@ def eval_command(images_dir: str, masks_dir: str | None, classes_file: str | Non
                  model: str | None, pretrained: str | None, checkpoint: str | None, variant: str | None,
                  device: str) -> int:
     """Score rns on images with ground-truth masks (uses the support memory unless --zero-shot)."""
+    from rns.labelled_set import load_labelled_set
+
     if coco is not None:
         if masks_dir or classes_file:
             raise InputError("--coco is the ground truth: leave out --masks and --classes-file")
         from rns.formats.ground_truth import coco_labelled_set
+        from rns.formats.items import parse_categories
 
         truth = coco_labelled_set(coco, images_dir, parse_categories(categories), limit=limit)
     else:
@@ -76,6 +72,15 @@ def eval_command(images_dir: str, masks_dir: str | None, classes_file: str | Non
 def _evaluate(labelled, zero_shot: bool, regions: str, sam_checkpoint: str | None, as_json: bool,
               memory_path: str | None, model: str | None, pretrained: str | None, checkpoint: str | None,
               variant: str | None, device: str) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from rns.adapt import AdaptConfig
+    from rns.backbone import RANDOM_LABEL
+    from rns.labelled_set import evaluate
+    from rns.pipeline import SegmentOptions, build_segmenter
+
     options = SegmentOptions(zero_shot=zero_shot, background=labelled.has_background, regions=regions,
                              sam_checkpoint=sam_checkpoint, adapt=AdaptConfig())
     segmenter = build_segmenter(labelled.foreground_names, memory_path=memory_path, model=model,

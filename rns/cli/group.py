@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rns.backbone.dense import VARIANTS
-from rns.devices import DEVICE_CHOICES
+from rns.choices import DEVICE_CHOICES, TEST_MODEL, VARIANTS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,12 +34,16 @@ device_option = click.option(
     help="Where the model runs; auto picks a CUDA GPU when there is one.",
 )
 model_option = click.option(
-    "--model", default=None, help="open_clip model name (default ViT-B-16, or $RNS_MODEL)."
+    "--model",
+    default=None,
+    help="open_clip model name (default ViT-B-16, or $RNS_MODEL). For rns's own tests only: "
+    f"`--model {TEST_MODEL} --pretrained random`, a tiny random-weight model whose masks mean nothing.",
 )
 pretrained_option = click.option(
     "--pretrained",
     default=None,
-    help="open_clip pretrained tag (default laion2b_s34b_b88k, or $RNS_PRETRAINED).",
+    help="open_clip pretrained tag (default laion2b_s34b_b88k, or $RNS_PRETRAINED); `random` gives "
+    "untrained weights, for tests only.",
 )
 variant_option = click.option(
     "--variant",

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import click
 
-from rns.backbone import VARIANTS, BackboneSpec, check_weights
-from rns.backbone.registry import register_model_configs
+from rns.choices import VARIANTS
 from rns.cli.group import backbone_options, cli, memory_option
-from rns.devices import resolve_device
 from rns.errors import DeviceError
 from rns.paths import default_memory_path
 
 
 def _model_line(name: str) -> str:
     import open_clip
+
+    from rns.backbone.registry import register_model_configs
 
     register_model_configs()
     if name in open_clip.list_models():
@@ -27,6 +27,8 @@ def _model_line(name: str) -> str:
 
 
 def _device_line(requested: str) -> str:
+    from rns.devices import resolve_device
+
     try:
         device = resolve_device(requested)
     except DeviceError as error:
@@ -51,6 +53,8 @@ def info(model: str | None, pretrained: str | None, checkpoint: str | None, vari
       rns info
       rns info --checkpoint ~/models/ViT-B-16-laion2b.bin
     """
+    from rns.backbone import BackboneSpec, check_weights
+
     spec = BackboneSpec.resolve(model, pretrained, checkpoint, variant, device)
     weights = check_weights(spec.model, spec.pretrained, spec.checkpoint)
     memory = default_memory_path(memory_path)

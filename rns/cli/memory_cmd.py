@@ -16,9 +16,9 @@ _NO_TEXT = "(no text)"
 
 def _open(memory_path: str | None):
     """The existing memory (never created by a command that only reads or removes)."""
-    from support_memory import SupportMemory
+    from rns.memory_access import open_existing_memory
 
-    return SupportMemory.open(default_memory_path(memory_path), create=False)
+    return open_existing_memory(default_memory_path(memory_path))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -38,7 +38,8 @@ def memory_group() -> None:
 
 
 @memory_group.command("list")
-@click.option("--sources", "per_source", is_flag=True, help="List the support images (source ids) instead.")
+@click.option("--sources", "per_source", is_flag=True,
+              help="List the support images instead: path given, classes, time added.")
 @memory_option
 @json_option
 def list_command(per_source: bool, memory_path: str | None, as_json: bool) -> None:
@@ -74,18 +75,21 @@ def list_command(per_source: bool, memory_path: str | None, as_json: bool) -> No
 
 
 def _list_sources(memory, as_json: bool) -> None:
-    """One line per support image: its id (what `remove --source` takes), prototypes and classes."""
-    sources = memory.sources()
+    """One line per entry (an image's labels of one class): image as given, classes, prototypes, added."""
+    from rns.memory_sources import source_rows
+
+    rows = source_rows(memory)
     if as_json:
-        rows = [{"source": s.source_id, "prototypes": s.n_prototypes, "classes": list(s.class_names)}
-                for s in sources]  # fmt: skip
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([row.to_json() for row in rows], indent=2))
         return
-    if not sources:
+    if not rows:
         click.echo("the memory holds no support images yet; add some with: rns add-support IMAGE MASK ...")
         return
-    for source in sources:
-        click.echo(f"{source.source_id}  {source.n_prototypes:>3}  {', '.join(source.class_names)}")
+    for row in rows:
+        image = row.image or f"(image {row.source_id.split('#')[0]}, path not recorded)"
+        added = row.added or "time not recorded"
+        click.echo(f"{image}  {', '.join(row.classes)}  {row.prototypes} prototype(s)  added {added}  "
+                   f"[id {row.source_id}]")  # fmt: skip
 
 
 @memory_group.command("stats")
@@ -109,7 +113,8 @@ def stats_command(memory_path: str | None, as_json: bool) -> None:
 
 @memory_group.command("remove")
 @click.option("--source", "sources", multiple=True, metavar="ID|IMAGE",
-              help="A source id (from `rns memory export` or add-support), or the image file itself.")
+              help="A support image: its file, the path `rns memory list --sources` shows, or an id "
+                   "from there.")
 @click.option("--class", "class_names", multiple=True, metavar="NAME",
               help="A class: all its prototypes, from every source.")
 @memory_option
@@ -123,36 +128,27 @@ def remove_command(sources: tuple[str, ...], class_names: tuple[str, ...], memor
     """
     if not sources and not class_names:
         raise InputError("name what to remove: --source ID|IMAGE or --class NAME (both may repeat)")
+    from rns.memory_sources import resolve_source
+
     memory = _open(memory_path)
-    by_id = {info.source_id: info for info in memory.sources()}
-    counts = {info.name: info for info in memory.classes()}
-    source_ids = [_source_id(given) for given in sources]
+    known = {info.name.casefold(): info for info in memory.classes()}
+    resolved = {given: resolve_source(memory, given) for given in sources}
     # Every name is checked before anything is removed, so a typo in the last one removes nothing.
-    unknown = [f"source {given!r}" for given, source_id in zip(sources, source_ids, strict=True)
-               if source_id not in by_id]  # fmt: skip
-    unknown += [f"class {name!r}" for name in class_names if name not in counts]
+    unknown = [f"source {given!r}" for given, found in resolved.items() if not found]
+    unknown += [f"class {name!r}" for name in class_names if name.casefold() not in known]
     if unknown:
         raise InputError(f"memory {memory.path} has no {', '.join(unknown)}; nothing was removed (see "
-                         "`rns memory list`, and `rns memory list --sources` for source ids)")
-    for source_id in source_ids:
-        info = by_id[source_id]
-        memory.remove_source(source_id)
-        classes = ", ".join(info.class_names)
-        click.echo(f"removed source {source_id} ({info.n_prototypes} prototypes: {classes})")
+                         "`rns memory list`, and `rns memory list --sources` for images and ids)")
+    for given, found in resolved.items():
+        for info in found:
+            memory.remove_source(info.source_id)
+        classes = ", ".join(dict.fromkeys(name for info in found for name in info.class_names))
+        click.echo(f"removed source {given} ({sum(i.n_prototypes for i in found)} prototypes: {classes})")
     for name in class_names:
-        info = counts[name]
-        memory.remove_class(name)
-        click.echo(f"removed class {name} ({info.n_prototypes} prototypes from {info.n_sources} sources)")
-
-
-def _source_id(given: str) -> str:
-    """A source is named by its id or by its image file (whose content hash is the id)."""
-    path = Path(given)
-    if path.is_file():
-        from rns.imageio import image_content_hash
-
-        return image_content_hash(path)
-    return given
+        info = known[name.casefold()]
+        memory.remove_class(info.name)
+        click.echo(f"removed class {info.name} ({info.n_prototypes} prototypes from {info.n_sources} "
+                   "sources)")
 
 
 @memory_group.command("export")

@@ -5,22 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from rns.adapt import AdaptConfig
-from rns.adapt.types import Solver, Weighting
+from rns.choices import DEFAULT_SOLVER, DEFAULT_WEIGHTING, REGION_CHOICES, SOLVERS, WEIGHTINGS
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
-from rns.formats.run_export import ExportReport, export_run, parse_export, save_kinds_for
-from rns.inputs import expand_inputs
-from rns.outputs import needs_probabilities, parse_save
-from rns.pipeline import SegmentOptions, build_segmenter
-from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
-from rns.runner import RunReport, run_folder
+
+if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --help
+    from rich.console import Console
+
+    from rns.formats.run_export import ExportReport
+    from rns.runner import RunReport
 
 EPILOG = """\b
 Examples:
@@ -45,7 +42,7 @@ Examples:
                    "polygon per instance). Built at the end of the run from the per-image label files, so "
                    "a resumed run exports everything; coco also saves labels and probs, yolo labels.")
 @click.option("--zero-shot", is_flag=True, help="Ignore the support memory: text only.")
-@click.option("--regions", type=click.Choice(["none", "superpixels", "sam"]), default="none",
+@click.option("--regions", type=click.Choice(REGION_CHOICES), default="none",
               show_default=True,
               help="Classify regions instead of patches: sharper boundaries, more compute.")
 @click.option("--sam-checkpoint", type=click.Path(dir_okay=False), default=None,
@@ -55,12 +52,12 @@ Examples:
               "setting; use it when the classes cover everything in the photos).")
 @click.option("--background-threshold", type=click.FloatRange(0, 1), default=None,
               help="Pixels whose best class probability is below this become background.")
-@click.option("--solver", type=click.Choice(get_args(Solver)), default=AdaptConfig().solver,
+@click.option("--solver", type=click.Choice(SOLVERS), default=DEFAULT_SOLVER,
               show_default=True,
               help="Head fit: the paper's 700-step AdamW (adamw), or a 10x faster approximation (fast).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Steps of the AdamW schedule (700); the fast solver takes 10x fewer.")
-@click.option("--weighting", type=click.Choice(get_args(Weighting)), default=AdaptConfig().weighting,
+@click.option("--weighting", type=click.Choice(WEIGHTINGS), default=DEFAULT_WEIGHTING,
               show_default=True,
               help="Sample weights normalised over all samples (global, the paper's) or within each term.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=4, show_default=True,
@@ -81,6 +78,16 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                     json_lines: bool, memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
+    from rich.console import Console
+
+    from rns.adapt import AdaptConfig
+    from rns.formats.run_export import export_run, parse_export, save_kinds_for
+    from rns.inputs import expand_inputs
+    from rns.outputs import needs_probabilities, parse_save
+    from rns.pipeline import SegmentOptions, build_segmenter
+    from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
+    from rns.runner import run_folder
+
     exports = parse_export(export)
     kinds = save_kinds_for(parse_save(save), exports)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
@@ -147,6 +154,8 @@ def _print_failures(report: RunReport, console: Console) -> None:
     """The end-of-run table of failures (also in quiet mode: they decide the exit code)."""
     if not report.failures:
         return
+    from rich.table import Table
+
     table = Table(title=f"{report.failed} image(s) failed", title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("reason", overflow="fold")

@@ -9,24 +9,18 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rns.choices import DEFAULT_BATCH_SIZE
 from rns.cli.group import backbone_options, cli, memory_option
 from rns.errors import InputError
-from rns.formats.sources import VOC, ImportRequest
-from rns.labels import LabelMapping
 from rns.paths import default_memory_path
-from rns.support import (
-    DEFAULT_BATCH_SIZE,
-    AddReport,
-    ProgressCallback,
-    add_checked_supports,
-    check_supports,
-    pair_by_stem,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --help
     from rich.progress import TaskID
 
+    from rns.formats.sources import ImportRequest
     from rns.formats.teach import ImportReport
+    from rns.labels import LabelMapping
+    from rns.support import AddReport, ProgressCallback
 
 _MAX_LISTED_OUTCOMES = 20
 
@@ -113,6 +107,9 @@ def add_support_command(
     An import adds every usable image; an image it cannot use (missing file, unknown category, polygon
     outside the image) is listed, the rest still added, and the exit code is 1.
     """
+    from rns.formats.sources import VOC, ImportRequest
+    from rns.support import add_checked_supports, check_supports
+
     request = ImportRequest(coco=coco, labelme=labelme, label_studio=label_studio, yolo=yolo,
                             labelmap=labelmap, voc=(labels_spec or "").strip().lower() == VOC,
                             images_dir=images_dir, masks_dir=masks_dir, categories=categories)
@@ -138,6 +135,9 @@ def add_support_command(
 
     with stage_progress() as progress:
         checked = check_supports(pairs, mapping, progress=progress)
+    from rns.memory_access import refuse_unwritable_memory
+
+    refuse_unwritable_memory(memory_location)
     from rns.backbone import build_backbone
     from support_memory import SupportMemory
 
@@ -200,6 +200,8 @@ def _pairs(
             raise InputError("give either IMAGE MASK pairs or --images DIR --masks DIR, not both")
         if images_dir is None or masks_dir is None:
             raise InputError("bulk mode needs both --images DIR and --masks DIR")
+        from rns.support import pair_by_stem
+
         return pair_by_stem(images_dir, masks_dir)
     if not files:
         raise InputError("no support images given; pass IMAGE MASK pairs, or --images DIR --masks DIR")
@@ -211,6 +213,8 @@ def _pairs(
 
 
 def _mapping(class_name: str | None, labels_spec: str | None, classes_file: Path | None) -> LabelMapping:
+    from rns.labels import LabelMapping
+
     given = [flag for flag, value in (("--class", class_name), ("--labels", labels_spec),
                                       ("--classes-file", classes_file)) if value is not None]
     if len(given) != 1:

@@ -1,0 +1,45 @@
+"""Opening the support memory for a command that will write it, refusing early when it cannot be written.
+
+A read-only memory (a shared team memory on a read-only mount, a container layer) must fail before the
+model is loaded and features are extracted, not after seconds of work.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rns.errors import InputError
+from support_memory.manifest import MANIFEST_NAME
+
+
+def refuse_unwritable_memory(path: str | os.PathLike) -> None:
+    """Raise `ReadOnlyMemoryError` (one line) now if the existing memory at `path` cannot be written.
+
+    A memory that does not exist yet is checked when it is created.
+    """
+    if not (Path(path) / MANIFEST_NAME).exists():
+        return
+    from support_memory import SupportMemory
+
+    with SupportMemory.open(path, create=False) as memory:
+        memory.check_writable()
+
+
+def open_existing_memory(path: str | os.PathLike):
+    """The memory at `path` for a command that reads or removes (it never creates one).
+
+    A missing memory gets rns's own one-line advice (which command fills a memory, which option names
+    one); `support_memory` itself names no rns command or option.
+    """
+    from support_memory import NotAMemoryError, SupportMemory
+
+    try:
+        return SupportMemory.open(path, create=False)
+    except NotAMemoryError as error:
+        if Path(path).exists():
+            raise
+        raise InputError(
+            f"no support memory at {path}; add examples first (rns add-support IMAGE MASK --class NAME) or "
+            "check --memory"
+        ) from error
