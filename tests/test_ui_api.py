@@ -61,6 +61,7 @@ def test_segment_returns_classes_fractions_and_an_id_png_of_the_image_size(serve
 
 def test_teach_stores_the_photo_as_add_support_would_and_undo_takes_it_back(tiny_backbone, tmp_path) -> None:
     from rns.imageio import image_content_hash
+    from rns.support_ids import support_source_id
     from support_memory import SupportMemory
 
     (photo,) = camvid_photos(1)
@@ -86,7 +87,9 @@ def test_teach_stores_the_photo_as_add_support_would_and_undo_takes_it_back(tiny
 
         assert teach(mask.read_bytes()).json()["status"] == "unchanged"
         on_disk = SupportMemory.open(tmp_path / "memory", create=False)
-        assert [source.source_id for source in on_disk.sources()] == [image_content_hash(photo)]
+        entries = {source.source_id: source.class_names for source in on_disk.sources()}
+        # One entry per (photo, class), ids as `rns add-support` makes them.
+        assert entries == {support_source_id(image_content_hash(photo), name): (name,) for name in present}
 
         segmented = _segment(url, photo, ",".join(names)).json()
         assert segmented["memory_prototypes"] == len(present)

@@ -35,6 +35,7 @@ from rns.pipeline import Segmenter, SegmentOptions, open_memory_if_present
 from rns.prototypes import DEFAULT_POOLING
 from rns.segmentation import Segmentation
 from rns.support import add_checked_supports, check_supports
+from rns.support_ids import image_of_source
 from rns.ui.config import UiConfig
 from rns.ui.photos import OpenPhoto, PhotoCache, pixel_digest
 from support_memory import SourceEntry, SupportMemory
@@ -77,11 +78,11 @@ class SegmentResult:
 
 @dataclass
 class _UndoStep:
-    """How to take back one teach: the source it wrote and the entry it replaced (None: it added one)."""
+    """How to take back one teach: the photo's entries (one per class) as they were before it."""
 
-    source_id: str
+    source_id: str  # the photo's content hash; its entries' ids start with it
     photo_name: str
-    previous: SourceEntry | None
+    previous: list[SourceEntry]
 
 
 @dataclass
@@ -201,13 +202,14 @@ class UiSession:
             (checked,) = check_supports([(image_path, mask_path)], mapping)
             with self._lock:
                 memory = self._writable_memory()
-                previous = _saved_entry(memory, checked.source_id)
+                previous = _image_entries(memory, checked.source_id)
                 features = CachedFeatureBackbone(self.backbone, photo)
                 report = add_checked_supports(features, memory, [checked], mapping)
                 (outcome,) = report.outcomes
                 if outcome.status != "unchanged":
                     self._undo.append(_UndoStep(outcome.source_id, photo.name, previous))
-                prototypes = len(memory.source_rows(outcome.source_id))
+                prototypes = sum(info.n_prototypes for info in memory.sources()
+                                 if image_of_source(info.source_id) == outcome.source_id)  # fmt: skip
                 summary = self.memory_summary()
         return TeachOutcome(outcome.status, outcome.source_id, outcome.classes, prototypes,
                             time.perf_counter() - started, computed or features.computed,
@@ -221,23 +223,19 @@ class UiSession:
         return self.memory
 
     def undo(self) -> dict[str, Any]:
-        """Take back the last teach: remove the example it added, or restore the one it replaced."""
+        """Take back the last teach: the photo's entries become what they were before it, in one commit."""
         with self._lock:
             if not self._undo:
                 raise InputError("nothing to undo: no teach since the server started (or all were undone)")
             step = self._undo.pop()
             memory = self._writable_memory()
-            known = {source.source_id for source in memory.sources()}
-            if step.previous is None:
-                if step.source_id in known:
-                    memory.remove_source(step.source_id)
-                action = "removed"
-            else:
-                # The replaced rows were made under the memory's own fingerprint (backbone and pooling).
-                fingerprint = memory.fingerprint or support_fingerprint(self.backbone.fingerprint,
-                                                                        DEFAULT_POOLING)  # fmt: skip
-                memory.put_sources([step.previous], fingerprint=fingerprint)
-                action = "restored"
+            current = [source.source_id for source in memory.sources()
+                       if image_of_source(source.source_id) == step.source_id]  # fmt: skip
+            # The earlier rows were made under the memory's own fingerprint (backbone and pooling).
+            fingerprint = memory.fingerprint or support_fingerprint(self.backbone.fingerprint,
+                                                                    DEFAULT_POOLING)  # fmt: skip
+            memory.put_sources(step.previous, fingerprint=fingerprint, drop=dict.fromkeys(current))
+            action = "restored" if step.previous else "removed"
             return {"undone": action, "photo": step.photo_name, "source_id": step.source_id,
                     "memory": self.memory_summary()}  # fmt: skip
 
@@ -256,7 +254,9 @@ class UiSession:
                 "path": str(self.memory_path),
                 "exists": memory is not None,
                 "classes": classes,
-                "photos": 0 if memory is None else len(memory.sources()),
+                # Entries are per (photo, class); the panel counts photos.
+                "photos": 0 if memory is None else len({image_of_source(info.source_id)
+                                                        for info in memory.sources()}),  # fmt: skip
                 "prototypes": sum(entry["prototypes"] for entry in classes),
                 "undo_steps": len(self._undo),
             }
@@ -303,11 +303,18 @@ def check_teach_mask(mask: np.ndarray, names: list[str], size: tuple[int, int]) 
         raise InputError("the mask labels no pixel (all 255): assign a class to some pixels first")
 
 
-def _saved_entry(memory: SupportMemory, source_id: str) -> SourceEntry | None:
-    """The stored entry of a source, as `put_sources` takes it back (for undoing a replace)."""
-    info = next((source for source in memory.sources() if source.source_id == source_id), None)
-    if info is None:
-        return None
-    vectors, class_ids = memory.rows(memory.source_rows(source_id))
-    names = {entry.id: entry.name for entry in memory.classes()}
-    return SourceEntry(source_id, vectors, [names[int(c)] for c in class_ids], info.content_key)
+def _image_entries(memory: SupportMemory, image_id: str) -> list[SourceEntry]:
+    """A photo's stored entries (one per class), as `put_sources` takes them back (for undo).
+
+    An entry that lost rows to a class removal is restored with no content key, so that adding its mask
+    again re-extracts it instead of calling it unchanged.
+    """
+    names = {info.id: info.name for info in memory.classes()}
+    entries = []
+    for info in memory.sources():
+        if image_of_source(info.source_id) != image_id:
+            continue
+        vectors, class_ids = memory.rows(memory.source_rows(info.source_id))
+        entries.append(SourceEntry(info.source_id, vectors, [names[int(c)] for c in class_ids],
+                                   "" if info.pruned else info.content_key, meta=dict(info.meta) or None))
+    return entries

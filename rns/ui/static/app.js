@@ -297,10 +297,16 @@ async function teach() {
   busy(state.taught.length ? "Teaching…" : "Teaching (the photo's support features may still be computing)…");
   let result;
   try {
-    const mask = await RnsPng.encodeGrey(state.width, state.height, ids);
+    // Name only the classes the mask labels: a taught mask replaces this photo's examples of every class
+    // it names (as in `rns add-support`), so naming others would delete their examples of this photo.
+    const used = [...new Set(ids)].filter((id) => id !== 255).sort((a, b) => a - b);
+    const remap = new Uint8Array(256).fill(255);
+    used.forEach((id, index) => { remap[id] = index; });
+    const compact = ids.map((id) => remap[id]);
+    const mask = await RnsPng.encodeGrey(state.width, state.height, compact);
     result = await requestWithPhoto("/api/teach", (form) => {
       form.append("mask", mask, "mask.png");
-      form.append("classes", classes.join(","));
+      form.append("classes", used.map((id) => classes[id]).join(","));
     });
   } catch (error) {
     done("");
