@@ -1,0 +1,444 @@
+// rns ui: open a photo, segment it, correct regions or paint, teach, and see the result at once.
+// All state lives in `state`; the server keeps the photo's features, so the page sends a photo once
+// and then names it by id (re-uploading only if the server has closed it meanwhile).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  file: null, photo: null, width: 0, height: 0,
+  classes: [], labels: null, touched: null, regions: null, regionPixels: null,
+  // Corrections accumulate per photo across teaches, by class name (ids change with the class list):
+  // teaching a photo again replaces its example in the memory, so it must carry every earlier fix too.
+  corrections: null, correctionNames: [], taught: [],
+  picked: 1, palette: [], busy: false, folder: [], folderIndex: -1, lastSegment: null,
+};
+window.rnsUi = state; // for the browser tests and for debugging in the console
+
+// ---------------------------------------------------------------------------------- status and errors
+let timer = null;
+function busy(message) {
+  state.busy = true;
+  document.body.dataset.state = "busy";
+  const started = performance.now();
+  $("progress").hidden = false;
+  const tick = () => { $("status-text").textContent = `${message} ${((performance.now() - started) / 1000).toFixed(1)} s`; };
+  tick();
+  timer = setInterval(tick, 100);
+  updateButtons();
+}
+function done(message) {
+  clearInterval(timer);
+  state.busy = false;
+  $("progress").hidden = true;
+  $("status-text").textContent = message;
+  document.body.dataset.state = "idle";
+  updateButtons();
+}
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+function updateButtons() {
+  $("segment-btn").disabled = state.busy || !state.file;
+  $("teach-btn").disabled = state.busy || !state.labels;
+  $("undo-btn").disabled = state.busy || !(state.undoSteps > 0);
+}
+
+// One request; any failure becomes an Error carrying the server's one-line message.
+async function api(path, form, method = "POST") {
+  let response;
+  try {
+    response = await fetch(path, method === "GET" ? {} : { method, body: form });
+  } catch (error) {
+    throw new Error(`the rns ui server did not answer (${error.message}); is it still running?`);
+  }
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const error = new Error(body && body.error ? body.error : `request failed with status ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+// ---------------------------------------------------------------------------------- opening photos
+async function openFile(file) {
+  showError("");
+  busy(`Opening ${file.name}…`);
+  try {
+    const form = new FormData();
+    form.append("image", file, file.name);
+    form.append("regions", "true");
+    const opened = await api("/api/open", form);
+    Object.assign(state, { file, photo: opened.photo, width: opened.width, height: opened.height,
+      labels: null, touched: null, lastSegment: null, correctionNames: [], taught: [],
+      corrections: new Uint8Array(opened.width * opened.height).fill(255) });
+    setRegions(await RnsPng.decodeRegions(opened.regions));
+    await drawPhoto(file);
+    drawOverlay();
+    renderLegend();
+    done(`${file.name}: ${opened.width}x${opened.height}. Type classes and press Segment.`);
+  } catch (error) {
+    done("");
+    showError(error.message);
+    return;
+  }
+  if (splitClasses($("classes").value).length) await segment();
+}
+
+function setRegions(regions) {
+  state.regions = regions;
+  // Pixels of each region, grouped by a counting sort, so a click assigns a region in one pass.
+  let count = 0;
+  for (const id of regions) count = Math.max(count, id + 1);
+  const starts = new Uint32Array(count + 1);
+  for (const id of regions) starts[id + 1]++;
+  for (let i = 0; i < count; i++) starts[i + 1] += starts[i];
+  const fill = starts.slice(0, count);
+  const pixels = new Uint32Array(regions.length);
+  regions.forEach((id, index) => { pixels[fill[id]++] = index; });
+  state.regionPixels = { starts, pixels };
+}
+
+async function drawPhoto(file) {
+  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  for (const canvas of [$("photo-canvas"), $("overlay-canvas")]) {
+    canvas.width = state.width;
+    canvas.height = state.height;
+  }
+  $("photo-canvas").getContext("2d").drawImage(bitmap, 0, 0, state.width, state.height);
+}
+
+// ---------------------------------------------------------------------------------- segmenting
+function splitClasses(text) {
+  return text.split(",").map((name) => name.trim().replace(/\s+/g, " ")).filter((name) => name);
+}
+
+async function segment(reason = "Segmenting") {
+  if (!state.photo) return;
+  showError("");
+  busy(`${reason}…`);
+  try {
+    const result = await requestWithPhoto("/api/segment", (form) => form.append("classes", $("classes").value));
+    state.classes = result.classes;
+    state.labels = await RnsPng.decodeIds(result.labels);
+    state.touched = new Uint8Array(state.labels.length);
+    state.lastSegment = result;
+    if (state.picked >= state.classes.length) state.picked = Math.min(1, state.classes.length - 1);
+    drawOverlay();
+    renderLegend(result.fractions);
+    const how = result.computed_features ? "features computed" : "cached features";
+    done(`Segmented in ${result.seconds.toFixed(2)} s (${how}, ${result.mode}).`);
+  } catch (error) {
+    done("");
+    showError(error.message);
+  }
+}
+
+// Send the photo by id; if the server no longer holds it, upload it again once.
+async function requestWithPhoto(path, addFields) {
+  const byId = new FormData();
+  byId.append("photo", state.photo);
+  addFields(byId);
+  try {
+    return await api(path, byId);
+  } catch (error) {
+    if (error.status !== 404 || !state.file) throw error;
+    const withFile = new FormData();
+    withFile.append("image", state.file, state.file.name);
+    addFields(withFile);
+    return api(path, withFile);
+  }
+}
+
+// ---------------------------------------------------------------------------------- drawing
+function colour(id) {
+  const hex = state.palette[id] || "#808080";
+  return [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
+}
+
+let drawQueued = false;
+function drawOverlay() {
+  if (drawQueued) return;
+  drawQueued = true;
+  requestAnimationFrame(() => { drawQueued = false; paintOverlay(); });
+}
+function paintOverlay() {
+  const canvas = $("overlay-canvas");
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  if (!state.labels || !$("show-overlay").checked) return;
+  const image = context.createImageData(state.width, state.height);
+  const alpha = Math.round(2.55 * Number($("opacity").value));
+  const colours = state.classes.map((_, id) => colour(id));
+  const { labels, touched, regions, width } = state;
+  const edges = regions && document.querySelector("input[name=tool]:checked").value === "regions";
+  for (let i = 0; i < labels.length; i++) {
+    const id = labels[i];
+    const o = 4 * i;
+    const edge = edges && ((i % width < width - 1 && regions[i] !== regions[i + 1]) ||
+      (i + width < labels.length && regions[i] !== regions[i + width]));
+    if (edge) { image.data.set([255, 255, 255, 90], o); continue; }
+    if (id === 0 && !touched[i]) continue; // background stays see-through
+    const [r, g, b] = colours[id] || [128, 128, 128];
+    image.data.set([r, g, b, touched[i] ? Math.min(255, alpha + 60) : alpha], o);
+  }
+  context.putImageData(image, 0, 0);
+}
+
+function renderLegend(fractions) {
+  const legend = $("legend");
+  legend.replaceChildren();
+  state.classes.forEach((name, id) => {
+    const item = document.createElement("li");
+    item.dataset.classId = String(id);
+    item.dataset.className = name;
+    item.className = id === state.picked ? "picked" : "";
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = state.palette[id] || "#808080";
+    const share = fractions && name in fractions ? ` ${(100 * fractions[name]).toFixed(1)}%` : "";
+    item.append(swatch, document.createTextNode(`${name}${share}`));
+    item.title = "click to correct with this class";
+    item.addEventListener("click", () => { state.picked = id; renderLegend(fractions); });
+    legend.append(item);
+  });
+}
+
+// ---------------------------------------------------------------------------------- correcting
+function pixelAt(event) {
+  const rect = $("overlay-canvas").getBoundingClientRect();
+  const x = Math.floor(((event.clientX - rect.left) / rect.width) * state.width);
+  const y = Math.floor(((event.clientY - rect.top) / rect.height) * state.height);
+  if (x < 0 || y < 0 || x >= state.width || y >= state.height) return null;
+  return { x, y, index: y * state.width + x };
+}
+
+function correctPixel(index, nameIndex) {
+  state.labels[index] = state.picked;
+  state.touched[index] = 1;
+  state.corrections[index] = nameIndex;
+}
+
+function pickedNameIndex() {
+  const name = state.classes[state.picked];
+  if (!state.correctionNames.includes(name)) state.correctionNames.push(name);
+  return state.correctionNames.indexOf(name);
+}
+
+function assignRegion(index) {
+  const region = state.regions[index];
+  const { starts, pixels } = state.regionPixels;
+  const nameIndex = pickedNameIndex();
+  for (let k = starts[region]; k < starts[region + 1]; k++) correctPixel(pixels[k], nameIndex);
+}
+
+function paintBrush(x, y) {
+  const radius = Number($("brush-size").value) / 2;
+  const nameIndex = pickedNameIndex();
+  for (let dy = -Math.ceil(radius); dy <= radius; dy++) {
+    for (let dx = -Math.ceil(radius); dx <= radius; dx++) {
+      const px = x + dx, py = y + dy;
+      if (dx * dx + dy * dy > radius * radius || px < 0 || py < 0 || px >= state.width || py >= state.height) continue;
+      correctPixel(py * state.width + px, nameIndex);
+    }
+  }
+}
+
+let painting = false;
+function correctAt(event) {
+  const at = pixelAt(event);
+  if (!at || !state.labels || state.busy) return;
+  if (document.querySelector("input[name=tool]:checked").value === "regions") assignRegion(at.index);
+  else paintBrush(at.x, at.y);
+  showHover(at);
+  drawOverlay();
+}
+
+function showHover(at) {
+  if (at && state.labels) $("hover").textContent = `(${at.x}, ${at.y}): ${state.classes[state.labels[at.index]]}`;
+}
+
+function addClass() {
+  const name = splitClasses($("new-class").value)[0];
+  if (!name || !state.labels) return;
+  if (!state.classes.includes(name)) {
+    state.classes.push(name);
+    const typed = splitClasses($("classes").value);
+    if (!typed.includes(name)) $("classes").value = [...typed, name].join(", ");
+  }
+  state.picked = state.classes.indexOf(name);
+  $("new-class").value = "";
+  renderLegend(state.lastSegment && state.lastSegment.fractions);
+}
+
+// ---------------------------------------------------------------------------------- teaching
+async function teach() {
+  if (!state.labels) return;
+  showError("");
+  const whole = $("whole-photo").checked;
+  const classes = [...state.classes, ...state.correctionNames.filter((name) => !state.classes.includes(name))];
+  const lookup = state.correctionNames.map((name) => classes.indexOf(name));
+  const corrections = state.corrections;
+  const ids = new Uint8Array(corrections.length);
+  let corrected = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const c = corrections[i];
+    if (c !== 255) corrected++;
+    ids[i] = c !== 255 ? lookup[c] : whole ? state.labels[i] : 255;
+  }
+  if (!whole && corrected === 0) {
+    showError("nothing corrected yet: pick a class, click regions or paint, then teach");
+    return;
+  }
+  // A photo's support features are computed in the background after its first segment; a quick first
+  // teach may still wait for them.
+  busy(state.taught.length ? "Teaching…" : "Teaching (the photo's support features may still be computing)…");
+  let result;
+  try {
+    // Name only the classes the mask labels: a taught mask replaces this photo's examples of every class
+    // it names (as in `rns add-support`), so naming others would delete their examples of this photo.
+    const used = [...new Set(ids)].filter((id) => id !== 255).sort((a, b) => a - b);
+    const remap = new Uint8Array(256).fill(255);
+    used.forEach((id, index) => { remap[id] = index; });
+    const compact = ids.map((id) => remap[id]);
+    const mask = await RnsPng.encodeGrey(state.width, state.height, compact);
+    result = await requestWithPhoto("/api/teach", (form) => {
+      form.append("mask", mask, "mask.png");
+      form.append("classes", used.map((id) => classes[id]).join(","));
+    });
+  } catch (error) {
+    done("");
+    showError(error.message);
+    return;
+  }
+  state.taught.push(corrections.slice());
+  showMemory(result.memory);
+  done(`Taught (${result.status}: ${result.classes.join(", ")}).`);
+  await segment(`Taught (${result.status}) in ${result.seconds.toFixed(2)} s; segmenting again`);
+}
+
+async function undo() {
+  showError("");
+  busy("Undoing the last teach…");
+  try {
+    const result = await api("/api/undo", new FormData());
+    if (result.source_id === state.photo) {
+      // The memory holds this photo's previous example again: so do the page's corrections.
+      state.taught.pop();
+      const previous = state.taught[state.taught.length - 1];
+      state.corrections = previous ? previous.slice() : new Uint8Array(state.corrections.length).fill(255);
+    }
+    showMemory(result.memory);
+    done(`Undone (${result.undone} the example of ${result.photo}).`);
+  } catch (error) {
+    done("");
+    showError(error.message);
+    return;
+  }
+  if (state.photo) await segment("Segmenting again");
+}
+
+// ---------------------------------------------------------------------------------- memory panel
+function showMemory(memory) {
+  state.memory = memory;
+  state.undoSteps = memory.undo_steps;
+  $("memory-path").textContent = `${memory.path}: ${memory.photos} photo(s), ${memory.prototypes} prototype(s)`;
+  const list = $("memory-list");
+  list.replaceChildren();
+  for (const entry of memory.classes) {
+    const item = document.createElement("li");
+    item.dataset.className = entry.name;
+    item.dataset.prototypes = String(entry.prototypes);
+    const text = document.createElement("span");
+    text.textContent = `${entry.name}: ${entry.prototypes} in ${entry.photos} photo(s)`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.title = `remove ${entry.name} and all its examples from the memory`;
+    remove.addEventListener("click", () => removeClass(entry.name));
+    item.append(text, remove);
+    list.append(item);
+  }
+  updateButtons();
+}
+
+async function removeClass(name) {
+  if (!window.confirm(`Remove "${name}" and all its examples from the memory?`)) return;
+  const form = new FormData();
+  form.append("name", name);
+  try {
+    showMemory(await api("/api/memory/remove", form));
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+// ---------------------------------------------------------------------------------- folder
+async function openFolderImage(index) {
+  if (index < 0 || index >= state.folder.length) return;
+  state.folderIndex = index;
+  $("folder-select").value = state.folder[index];
+  const name = state.folder[index];
+  try {
+    const response = await fetch(`/api/images/${encodeURIComponent(name)}`);
+    if (!response.ok) throw new Error((await response.json()).error);
+    const blob = await response.blob();
+    await openFile(new File([blob], name, { type: blob.type }));
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+// ---------------------------------------------------------------------------------- wiring
+async function start() {
+  try {
+    const info = await api("/api/info", null, "GET");
+    state.palette = info.palette;
+    $("model-info").textContent = `${info.model} (${info.weights})`;
+    showMemory(info.memory);
+    if (info.images) {
+      const listing = await api("/api/images", null, "GET");
+      state.folder = listing.images;
+      $("folder").hidden = false;
+      for (const name of listing.images) $("folder-select").append(new Option(name, name));
+    }
+  } catch (error) {
+    showError(error.message);
+  }
+  updateButtons();
+}
+
+$("file-input").addEventListener("change", (event) => { if (event.target.files[0]) openFile(event.target.files[0]); });
+const zone = $("drop-zone");
+zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+// A photo dropped anywhere on the page opens (instead of the browser navigating away to the file).
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => {
+  event.preventDefault();
+  zone.classList.remove("over");
+  if (event.dataTransfer.files[0]) openFile(event.dataTransfer.files[0]);
+});
+$("segment-btn").addEventListener("click", () => segment());
+$("classes").addEventListener("keydown", (event) => { if (event.key === "Enter") segment(); });
+$("teach-btn").addEventListener("click", teach);
+$("undo-btn").addEventListener("click", undo);
+$("add-class-btn").addEventListener("click", addClass);
+$("new-class").addEventListener("keydown", (event) => { if (event.key === "Enter") addClass(); });
+$("show-overlay").addEventListener("change", drawOverlay);
+$("opacity").addEventListener("input", drawOverlay);
+document.querySelectorAll("input[name=tool]").forEach((radio) => radio.addEventListener("change", drawOverlay));
+$("folder-select").addEventListener("change", (event) => openFolderImage(state.folder.indexOf(event.target.value)));
+$("prev-btn").addEventListener("click", () => openFolderImage(state.folderIndex - 1));
+$("next-btn").addEventListener("click", () => openFolderImage(state.folderIndex + 1));
+const overlay = $("overlay-canvas");
+overlay.addEventListener("mousedown", (event) => { painting = true; correctAt(event); });
+overlay.addEventListener("mousemove", (event) => {
+  showHover(pixelAt(event));
+  if (painting && document.querySelector("input[name=tool]:checked").value === "brush") correctAt(event);
+});
+window.addEventListener("mouseup", () => { painting = false; });
+overlay.addEventListener("mouseleave", () => { $("hover").textContent = ""; });
+start();
