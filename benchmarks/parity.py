@@ -48,7 +48,7 @@ def main() -> int:
     fixture = stages.Fixture()
     from rns.adapt import AdaptConfig
     from rns.backbone import build_backbone
-    from rns.labels import LabelMapping
+    from rns.mask_conventions import LabelMapping
     from rns.pipeline import Segmenter, SegmentOptions
     from rns.support import add_supports
     from support_memory import SupportMemory

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rns.backbone import DEFAULT_VARIANT, build_backbone  # noqa: E402
-from rns.labels import LabelMapping  # noqa: E402
+from rns.mask_conventions import LabelMapping  # noqa: E402
 from rns.support import add_supports  # noqa: E402
 from rns.ui.config import UiConfig  # noqa: E402
 from rns.ui.session import UiSession  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rns.backbone import build_backbone
 from rns.imageio import load_image
-from rns.labels import LabelMapping
+from rns.mask_conventions import LabelMapping
 from rns.outputs import save_segmentation
 from rns.pipeline import Segmenter
 from rns.support import add_supports

@@ -31,7 +31,7 @@ _LAZY = {
     "load_image": "rns.imageio",
     "save_segmentation": "rns.outputs",
     "add_supports": "rns.support",
-    "LabelMapping": "rns.labels",
+    "LabelMapping": "rns.mask_conventions",
     "run_folder": "rns.runner",
     "SupportMemory": "support_memory",
 }

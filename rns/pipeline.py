@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, segment_features
+from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, score_queries
 from rns.adapt.method import missing_class_error
 from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.backbone.geometry import ImageGeometry
-from rns.classes import background_words, clean_class_list, parse_class_list
 from rns.errors import InputError
 from rns.fingerprints import check_memory_fingerprint
 from rns.imageio import load_image
 from rns.paths import cache_dir, default_memory_path
+from rns.requested_classes import background_words, clean_class_list, parse_class_list
 from rns.segmentation import BACKGROUND, Segmentation
 from rns.timing import StageClock
 from rns.upsample import upsample_probabilities
@@ -249,7 +249,7 @@ class Segmenter:
         support = self._retrieve(queries)
         timings["retrieval"] = clock.lap()
 
-        result = segment_features(queries, self.text, support, self._adapt_config)
+        result = score_queries(queries, self.text, support, self._adapt_config)
         timings.update({f"adapt_{name}": seconds for name, seconds in result.timings.items()})
         clock.lap()
 

@@ -1,7 +1,7 @@
 """Adding supports: labelled example images become per-class prototypes in the support memory.
 
-The mask conventions live in `rns.labels` and the pooling math in `rns.prototypes`; this module is the
-whole "teach it an example" operation. `add_supports` checks every input before touching anything, so
+The mask conventions live in `rns.mask_conventions` and the pooling math in `rns.prototypes`; this module
+is the whole "teach it an example" operation. `add_supports` checks every input before touching anything, so
 one bad file leaves the memory as it was, then extracts and commits in batches (each an atomic commit of
 the memory), so a long bulk run that is killed keeps the batches it finished and a re-run skips them as
 unchanged without recomputing their features.
@@ -29,7 +29,7 @@ from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
 from rns.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
-from rns.labels import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
+from rns.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
 from rns.prototypes import DEFAULT_POOLING, extract_prototypes
 from rns.support_ids import image_of_source, support_source_id
 from support_memory import SourceEntry, SupportMemory

@@ -87,7 +87,7 @@ def test_stage_head_fit(name):
 @pytest.fixture(scope="module")
 def reference_memory(backbone, tmp_path_factory):
     """The three fixture supports taught through rns's own add-support path."""
-    from rns.labels import LabelMapping
+    from rns.mask_conventions import LabelMapping
     from rns.support import add_supports
     from support_memory import SupportMemory
 

@@ -143,7 +143,7 @@ def plan_head(queries: torch.Tensor, text: ClassText, support: SupportSet, confi
     return HeadPlan(problem, roles, relevance, sorted(protos))
 
 
-def segment_features(queries: torch.Tensor, text: ClassText, support: SupportSet | None = None,
+def score_queries(queries: torch.Tensor, text: ClassText, support: SupportSet | None = None,
                      config: AdaptConfig | None = None) -> AdaptResult:
     """Score every query (patch or region feature, L2-normalised `[n, d]`) over the C classes of `text`.
 

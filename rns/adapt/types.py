@@ -192,7 +192,7 @@ class AdaptResult:
 
     `logits [n, C]` may hold -inf for a class that cannot be predicted (no text in a zero-shot pass);
     `probs [n, C]` is their softmax; `labels [n]` is the argmax after the optional background threshold.
-    `timings` are seconds per stage; `diagnostics` says what the adaptation did (see `segment_features`).
+    `timings` are seconds per stage; `diagnostics` says what the adaptation did (see `score_queries`).
     """
 
     logits: torch.Tensor

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --hel
 
     from rns.formats.sources import ImportRequest
     from rns.formats.teach import ImportReport
-    from rns.labels import LabelMapping
+    from rns.mask_conventions import LabelMapping
     from rns.support import AddReport, ProgressCallback
 
 _MAX_LISTED_OUTCOMES = 20
@@ -206,7 +206,7 @@ def _pairs(
 
 
 def _mapping(class_name: str | None, labels_spec: str | None, classes_file: Path | None) -> LabelMapping:
-    from rns.labels import LabelMapping
+    from rns.mask_conventions import LabelMapping
 
     given = [flag for flag, value in (("--class", class_name), ("--labels", labels_spec),
                                       ("--classes-file", classes_file)) if value is not None]

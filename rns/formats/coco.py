@@ -45,7 +45,7 @@ from rns.formats.items import (
     new_mask,
     select_classes,
 )
-from rns.labels import clean_class_name
+from rns.mask_conventions import clean_class_name
 from rns.rle import string_to_counts
 
 # ------------------------------------------------------------------------------------------- reading

@@ -24,7 +24,7 @@ from PIL import Image
 from rns.errors import InputError
 from rns.formats.coco import image_size
 from rns.formats.items import UNLABELLED, ImportedSet, ItemError, ItemProblem, LabelledItem, select_classes
-from rns.labels import clean_class_name
+from rns.mask_conventions import clean_class_name
 
 Colour = tuple[int, int, int]
 

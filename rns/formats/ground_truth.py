@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rns.errors import InputError
+from rns.folder_eval import LabelledSet
 from rns.formats.coco import read_coco
 from rns.formats.items import ItemProblem
 from rns.formats.staging import staged_items
-from rns.labelled_set import LabelledSet
 from rns.segmentation import BACKGROUND
 
 

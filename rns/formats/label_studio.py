@@ -35,7 +35,7 @@ from rns.formats.items import (
     new_mask,
     select_classes,
 )
-from rns.labels import clean_class_name
+from rns.mask_conventions import clean_class_name
 
 PIXEL_TYPES = ("brushlabels", "polygonlabels", "rectanglelabels")
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")

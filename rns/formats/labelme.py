@@ -35,7 +35,7 @@ from rns.formats.items import (
     new_mask,
     select_classes,
 )
-from rns.labels import clean_class_name
+from rns.mask_conventions import clean_class_name
 
 IGNORE_NAME = "__ignore__"
 AREA_SHAPES = ("polygon", "rectangle", "circle")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from rns.errors import InputError
 from rns.formats.items import ImportedSet, ItemProblem
 from rns.formats.staging import staged_items
-from rns.labels import LabelMapping
+from rns.mask_conventions import LabelMapping
 from rns.prototypes import DEFAULT_POOLING
 from rns.support import (
     DEFAULT_BATCH_SIZE,

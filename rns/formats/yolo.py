@@ -34,7 +34,7 @@ from rns.formats.coco import image_size
 from rns.formats.instances import connected_instances, fill_polygon, instance_polygon
 from rns.formats.items import ImportedSet, ItemError, ItemProblem, LabelledItem, new_mask, select_classes
 from rns.imageio import IMAGE_EXTENSIONS
-from rns.labels import clean_class_name
+from rns.mask_conventions import clean_class_name
 
 DATA_YAML = "data.yaml"
 COORDINATE_DIGITS = 6  # a millionth of the side: sub-pixel for images up to 500k pixels wide

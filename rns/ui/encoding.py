@@ -16,8 +16,8 @@ import zlib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rns.classes import parse_class_list
 from rns.errors import InputError
+from rns.requested_classes import parse_class_list
 
 _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
 

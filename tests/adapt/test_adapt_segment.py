@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rns.adapt import AdaptConfig, SupportSet, retrieve_support, segment_features, zero_shot
+from rns.adapt import AdaptConfig, SupportSet, retrieve_support, score_queries, zero_shot
 from rns.adapt.synthetic import Scene, SceneSpec, make_scene, mean_iou
 from rns.errors import InputError
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def run(scene: Scene, config: AdaptConfig | None = None):
     config = config or AdaptConfig()
     support = retrieve_support(scene.queries, scene.source, scene.class_index, scene.text.num_classes, config)
-    return segment_features(scene.queries, scene.text, support, config)
+    return score_queries(scene.queries, scene.text, support, config)
 
 
 def class_iou(result, scene: Scene, c: int) -> float:
@@ -106,9 +106,9 @@ def test_no_support_is_the_zero_shot_result_unless_pseudo_adaptation_is_asked() 
     scene = make_scene(SceneSpec(seed=6))
     plain = zero_shot(scene.queries, scene.text)
     for support in (None, SupportSet.empty(5, 64)):
-        result = segment_features(scene.queries, scene.text, support)
+        result = score_queries(scene.queries, scene.text, support)
         assert torch.equal(result.logits, plain.logits) and result.diagnostics["mode"] == "zero-shot"
-    adapted = segment_features(scene.queries, scene.text, None, AdaptConfig(pseudo_only_adaptation=True))
+    adapted = score_queries(scene.queries, scene.text, None, AdaptConfig(pseudo_only_adaptation=True))
     assert adapted.diagnostics["mode"] == "adapted"
     assert adapted.diagnostics["pseudo_classes"] == [0, 1, 2, 3, 4]
     assert float((adapted.labels == plain.labels).float().mean()) > 0.9
@@ -127,4 +127,4 @@ def test_diagnostics_and_timings_describe_the_run() -> None:
 def test_mismatched_dimensions_are_refused() -> None:
     scene = make_scene(SceneSpec(seed=8))
     with pytest.raises(ValueError, match="dimension"):
-        segment_features(scene.queries[:, :32], scene.text, None)
+        score_queries(scene.queries[:, :32], scene.text, None)

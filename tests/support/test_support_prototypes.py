@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rns.labels import IGNORE_LABEL
+from rns.mask_conventions import IGNORE_LABEL
 from rns.prototypes import area_overlap_matrix, class_patch_weights, extract_prototypes
 
 

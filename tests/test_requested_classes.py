@@ -1,11 +1,11 @@
-"""`rns.classes`: a class list given as text or as a list comes out the same, without a string round trip."""
+"""`rns.requested_classes`: a class list as text or as a list comes out the same (no string round trip)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rns.classes import clean_class_list, parse_class_list
 from rns.errors import InputError
+from rns.requested_classes import clean_class_list, parse_class_list
 
 
 def test_list_and_text_give_the_same_classes():
