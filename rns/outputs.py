@@ -46,7 +46,7 @@ SUFFIXES: Mapping[str, str] = {
 
 DEFAULT_OVERLAY_ALPHA = 0.5
 IMAGE_SUMMARY_FORMAT = "rns.image-summary/1"
-CLASSES_FORMAT = "rns.requested_classes/1"
+CLASSES_FORMAT = "rns.classes/1"
 PROBS_SCALE = 255  # stored value = round(probability * 255); read back as value / 255
 
 
