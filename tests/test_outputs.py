@@ -126,7 +126,9 @@ def test_parse_save():
 
 def test_classes_json(tmp_path):
     write_classes_json(tmp_path / "classes.json", NAMES)
-    table = json.loads((tmp_path / "classes.json").read_text())["classes"]
+    document = json.loads((tmp_path / "classes.json").read_text())
+    assert document["format"] == "rns.classes/1"  # a published file format: renaming modules must not move it
+    table = document["classes"]
     assert [(c["id"], c["name"]) for c in table] == list(enumerate(NAMES))
     assert table[0]["colour"] == "#000000"
     assert tuple(table[2]["rgb"]) == class_colour(2)
