@@ -46,12 +46,8 @@ def main() -> int:
         return 2
     torch.set_num_threads(args.threads)
     fixture = stages.Fixture()
-    from rns.adapt import AdaptConfig
     from rns.backbone import build_backbone
-    from rns.mask_conventions import LabelMapping
-    from rns.pipeline import Segmenter, SegmentOptions
-    from rns.support import add_supports
-    from support_memory import SupportMemory
+    from rns.imageio import load_image
 
     work = Path(tempfile.mkdtemp(prefix="rns-parity-"))
     checkpoint = stages.make_reference_checkpoint(work / "vitb16_seed0.pt")
@@ -116,13 +112,10 @@ def main() -> int:
         ("fit (700 AdamW)", "patch labels equal", worst_mean([h["patch_agree"] for h in heads], "{:.4f}"))
     )
 
-    memory = SupportMemory.open(work / "memory.zarr")
-    pairs = [(stages.image_path(n, "train"), stages.mask_path(n, "train")) for n in fixture.support_names]
-    add_supports(backbone, memory, pairs, LabelMapping(values=dict(enumerate(fixture.classes))))
+    memory = stages.build_reference_memory(backbone, fixture, work / "memory.zarr")
 
-    def segmenter_for_seed(seed: int) -> Segmenter:
-        options = SegmentOptions(background=False, adapt=AdaptConfig(seed=seed))
-        return Segmenter(backbone, fixture.classes, memory=memory, options=options)
+    def segmenter_for_seed(seed: int):
+        return stages.reference_segmenter(backbone, fixture, memory, seed)
 
     ends = [stages.end_to_end_stage(segmenter_for_seed, fixture, name) for name in fixture.test_names]
     rows.append(
@@ -160,16 +153,9 @@ def main() -> int:
     other = sorted((stages.CAMVID / "test" / "images").glob("*.jpg"))
     other = [p for p in other if p.stem not in fixture.test_names][: args.other]
     exact = segmenter_for_seed(0)
-    fast = Segmenter(
-        backbone,
-        fixture.classes,
-        memory=memory,
-        options=SegmentOptions(background=False, adapt=AdaptConfig(seed=0, solver="fast")),
-    )
+    fast = stages.reference_segmenter(backbone, fixture, memory, 0, solver="fast")
     agree, backbone_s, fit_exact_s, fit_fast_s = [], [], [], []
     for path in other:
-        from rns.imageio import load_image
-
         image = load_image(path)
         start = time.perf_counter()
         features = backbone.dense_features(image)

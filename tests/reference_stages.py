@@ -260,6 +260,26 @@ def init_stage(fixture: Fixture, name: str) -> dict[str, object]:
     return {"equal": bool(np.array_equal(head.weight.numpy(), reference))}
 
 
+def build_reference_memory(backbone, fixture: Fixture, path: Path):
+    """The fixture's supports taught through rns's own add-support path into a new memory at `path`."""
+    from rns.mask_conventions import LabelMapping
+    from rns.support import add_supports
+    from support_memory import SupportMemory
+
+    memory = SupportMemory.open(path)
+    pairs = [(image_path(n, "train"), mask_path(n, "train")) for n in fixture.support_names]
+    add_supports(backbone, memory, pairs, LabelMapping(values=dict(enumerate(fixture.classes))))
+    return memory
+
+
+def reference_segmenter(backbone, fixture: Fixture, memory, seed: int, solver: str = "adamw"):
+    """A Segmenter in the paper's setting (the fixture's classes, no background), head seeded with `seed`."""
+    from rns.pipeline import Segmenter, SegmentOptions
+
+    options = SegmentOptions(background=False, adapt=AdaptConfig(seed=seed, solver=solver))
+    return Segmenter(backbone, fixture.classes, memory=memory, options=options)
+
+
 @dataclass
 class EndToEnd:
     """Final label maps of rns against the reference's, for one test image."""

@@ -87,14 +87,7 @@ def test_stage_head_fit(name):
 @pytest.fixture(scope="module")
 def reference_memory(backbone, tmp_path_factory):
     """The three fixture supports taught through rns's own add-support path."""
-    from rns.mask_conventions import LabelMapping
-    from rns.support import add_supports
-    from support_memory import SupportMemory
-
-    memory = SupportMemory.open(tmp_path_factory.mktemp("memory") / "memory.zarr")
-    pairs = [(stages.image_path(n, "train"), stages.mask_path(n, "train")) for n in SUPPORT_NAMES]
-    add_supports(backbone, memory, pairs, LabelMapping(values=dict(enumerate(FIXTURE.classes))))
-    return memory
+    return stages.build_reference_memory(backbone, FIXTURE, tmp_path_factory.mktemp("memory") / "memory.zarr")
 
 
 @pytest.mark.slow

@@ -67,24 +67,23 @@ def build_anchor_set(prototypes: dict[int, torch.Tensor], text: ClassText, lambd
     Ordered as the reference orders them: lambda-major, then class (ascending), then text vector. A class
     without text is fused with `prior` (the neutral text prior) instead of its own text.
     """
-    per_class = []
+    per_class = []  # (class, anchors, text vectors per lambda; None: no text, one visual anchor)
     for c, proto in sorted(prototypes.items()):
         vectors = text.vectors[c]
         tvec = vectors.to(device) if vectors is not None else (None if prior is None else prior[None])
-        anchors = fuse(proto.to(device), tvec, lambdas)  # [L * k, d] (lambda-major) or [1, d]
-        k = 1 if tvec is None else tvec.shape[0]
-        per_class.append((c, anchors, k))
+        anchors = fuse(proto.to(device), tvec, lambdas)  # [L * k, d] lambda-major, or [1, d] without text
+        per_class.append((c, anchors, None if tvec is None else tvec.shape[0]))
     if not per_class:
         return AnchorSet.empty(dim, device)
     blocks, labels, shares = [], [], []
     for step in range(len(lambdas)):
         for c, anchors, k in per_class:
-            if anchors.shape[0] == 1 and step > 0:
-                continue  # no text: the visual prototype is the only anchor
-            block = anchors[step * k:(step + 1) * k] if anchors.shape[0] > 1 else anchors
+            if k is None and step > 0:
+                continue  # the visual prototype alone is listed once, with the first lambda
+            block = anchors if k is None else anchors[step * k:(step + 1) * k]
             blocks.append(block)
             labels.append(torch.full((block.shape[0],), c, dtype=torch.long, device=device))
-            shares.append(torch.full((block.shape[0],), 1.0 / k, device=device))
+            shares.append(torch.full((block.shape[0],), 1.0 / (k or 1), device=device))
     return AnchorSet(torch.cat(blocks), torch.cat(labels), torch.cat(shares))
 
 

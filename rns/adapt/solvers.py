@@ -1,4 +1,4 @@
-"""Step 6, the fitting: the reference AdamW loop, and a fast solver that reaches the same head.
+"""Step 6, the fitting: the reference AdamW loop (the default), and a faster approximation of it.
 
 The reference answer is *not* the minimiser of the (convex) objective: 700 AdamW steps from a small
 random start stop early on a nearly separable problem, and AdamW's per-coordinate steps give the head a
