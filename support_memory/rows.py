@@ -26,7 +26,7 @@ from support_memory.errors import CorruptMemoryError, InvalidInputError
 from support_memory.manifest import SegmentRecord
 from support_memory.search import block_rows_for
 from support_memory.snapshot import Snapshot
-from support_memory.storage import LocalStorage, Storage
+from support_memory.storage import LocalStorage, Storage, unreachable
 
 SEGMENTS = "segments"
 CHUNK_ROWS = 4096
@@ -128,7 +128,11 @@ class RowArrays:
         try:
             group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
             arrays = [group[key] for key in ("vectors", "class_ids", "source_nums")]
-        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as error:
+        except Exception as error:
+            if unreachable(error, self.location) is not None:
+                raise unreachable(error, self.location) from None
+            if not isinstance(error, (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError)):
+                raise
             raise CorruptMemoryError(
                 f"memory {self.location}: row segment {name} is missing ({type(error).__name__}); a reader "
                 "kept an old commit open past the retention time, or the memory lost files: reopen it, or "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import uuid
@@ -29,6 +30,33 @@ from typing import Any
 
 from support_memory import durability
 from support_memory.errors import MemoryStoreError, NotAMemoryError
+
+
+def unreachable(error: BaseException, location: str) -> MemoryStoreError | None:
+    """A network client's own exception (botocore, aiohttp: not OSErrors) as one line, else None."""
+    module = type(error).__module__.split(".")[0]
+    if module not in {"botocore", "aiobotocore", "aiohttp"}:
+        return None
+    return MemoryStoreError(
+        f"memory {location} cannot be reached ({type(error).__name__}: {error}); check the location and, for "
+        "an object store, its endpoint (AWS_ENDPOINT_URL), credentials and network"
+    )
+
+
+def _network_errors_as_one_line(method):  # type: ignore[no-untyped-def]
+    """Decorate a FsspecStorage method so that client exceptions become `unreachable` errors."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:
+            translated = unreachable(error, self.location)
+            if translated is None:
+                raise
+            raise translated from None
+
+    return call
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:
@@ -193,6 +221,7 @@ class FsspecStorage(Storage):
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
 
+    @_network_errors_as_one_line
     def read(self, key: str) -> bytes:
         try:
             return self.fs.cat_file(self._path(key))
@@ -203,6 +232,7 @@ class FsspecStorage(Storage):
                 raise FileNotFoundError(key) from None
             raise
 
+    @_network_errors_as_one_line
     def create(self, key: str, data: bytes) -> bool:
         try:
             self.fs.pipe_file(self._path(key), data, mode="create")
@@ -215,13 +245,16 @@ class FsspecStorage(Storage):
             return False
         return True
 
+    @_network_errors_as_one_line
     def write(self, key: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(key), data)
 
+    @_network_errors_as_one_line
     def exists(self, key: str) -> bool:
         self.fs.invalidate_cache(self._path(key))
         return bool(self.fs.exists(self._path(key)))
 
+    @_network_errors_as_one_line
     def list(self, prefix: str) -> list[str]:
         path = self._path(prefix)
         self.fs.invalidate_cache(path)
@@ -231,6 +264,7 @@ class FsspecStorage(Storage):
             return []
         return sorted(name.rstrip("/").rsplit("/", 1)[-1] for name in entries if name.rstrip("/") != path)
 
+    @_network_errors_as_one_line
     def delete(self, key: str) -> None:
         path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
@@ -245,6 +279,7 @@ class FsspecStorage(Storage):
 
         return FsspecStore.from_url(f"{self._url_root}/{prefix}", read_only=read_only)
 
+    @_network_errors_as_one_line
     def size_bytes(self) -> int:
         self.fs.invalidate_cache(self.root)
         try:
@@ -252,6 +287,7 @@ class FsspecStorage(Storage):
         except FileNotFoundError:
             return 0
 
+    @_network_errors_as_one_line
     def probe_writable(self) -> None:
         key = f"probe/{uuid.uuid4().hex}"
         self.write(key, b"")

@@ -58,6 +58,7 @@ from support_memory.errors import (
     InvalidInputError,
     MemoryLockedError,
     MemoryStoreError,
+    NotAMemoryError,
     UnknownEntryError,
 )
 from support_memory.identity import content_id
@@ -120,8 +121,16 @@ class SupportMemory:
         storage = open_storage(location)
         try:
             create_if_missing(storage, create and commit is None)
-        except OSError as error:  # a read-only or full file system: one line, not a traceback
-            raise translate_os_error(error, storage.location, "creating the memory") or error from None
+        except FileNotFoundError as error:  # e.g. an S3 bucket that does not exist
+            raise NotAMemoryError(
+                f"cannot create a support memory at {storage.location} ({error}); check the location, or "
+                "create the bucket first"
+            ) from None
+        except OSError as error:  # a read-only or full file system, an unreachable server: one line
+            raise translate_os_error(error, storage.location, "creating the memory") or MemoryStoreError(
+                f"memory {storage.location} cannot be reached ({error}); check the location and, for an "
+                "object store, its endpoint (AWS_ENDPOINT_URL) and credentials"
+            ) from None
         memory = cls(
             storage,
             lock_timeout_s=lock_timeout_s,
