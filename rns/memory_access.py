@@ -43,3 +43,18 @@ def open_existing_memory(path: str | os.PathLike):
             f"no support memory at {path}; add examples first (rns add-support IMAGE MASK --class NAME) or "
             "check --memory"
         ) from error
+
+
+def reindex(memory) -> dict:
+    """Retrain and save the memory's approximate index; an InputError when faiss is not installed."""
+    from support_memory.index import faiss_available
+
+    if not faiss_available():
+        raise InputError("the approximate index needs faiss: pip install 'rns[faiss]' (exact search needs "
+                         "nothing)")
+    memory.check_writable()
+    described = memory.reindex()
+    if described is None:
+        raise InputError(f"memory {memory.path} holds no prototypes yet; add examples first "
+                         "(rns add-support)")
+    return described

@@ -115,6 +115,8 @@ def default_factory(n_rows: int) -> str:
     0.999). The cap keeps the quantizer's matrix product small.
     """
     nlist = 2 ** int(round(math.log2(max(4 * math.sqrt(max(n_rows, 1)), 64))))
+    # A tiny memory (an explicit reindex) cannot train more lists than it has rows: keep >= 8 rows a list.
+    nlist = min(nlist, 2 ** int(math.log2(max(n_rows // 8, 1))))
     return f"IVF{min(nlist, 16384)},SQfp16"
 
 
