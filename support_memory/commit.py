@@ -70,7 +70,8 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
         retired = _merge_tail(rows, draft)
     manifest.seq = base.seq + 1
     _mark_retired(rows.storage, retired)
-    record = encode_commit(base.manifest, base.sums, manifest, draft.sums, full=full, retired=retired)
+    record = encode_commit(base.manifest, base.sums, manifest, draft.sums, full=full, retired=retired,
+                           touched=draft.touched)  # fmt: skip
     if not rows.storage.create(commit_key(manifest.seq), record):
         abandon(rows, draft)
         return None

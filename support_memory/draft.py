@@ -64,6 +64,7 @@ class Draft:
         self.force_compaction = False
         self.full = False  # set by write_commit: this commit rewrote every live row (compaction)
         self.written: list[str] = []  # segments this draft's commit wrote (deleted if it fails)
+        self.touched: set[str] = set()  # source ids put, replaced, pruned or removed (the commit's delta)
 
     # -- fingerprint and dimension ------------------------------------------------------------------------
     def accept_fingerprint(self, fingerprint: dict[str, Any]) -> None:
@@ -141,6 +142,7 @@ class Draft:
         if existing is not None:
             self._release_ranges(existing.ranges)
             del self.manifest.sources[entry.source_id]
+            self.touched.add(entry.source_id)
         class_ids = np.array([self.class_id_for(name) for name in entry.class_names], dtype=np.int32)
         for name, text in entry.class_texts.items():
             self.set_text(name, text)
@@ -149,6 +151,7 @@ class Draft:
         num = self.manifest.next_source_num
         self.manifest.next_source_num += 1
         ranges = [self._append(entry.vectors16, class_ids, num)] if len(class_ids) else []
+        self.touched.add(entry.source_id)
         self.manifest.sources[entry.source_id] = SourceRecord(
             source_id=entry.source_id,
             num=num,
@@ -170,6 +173,7 @@ class Draft:
             )
         self._release_ranges(existing.ranges)
         del self.manifest.sources[source_id]
+        self.touched.add(source_id)
         self._drop_empty_classes()
         self.changed = True
 
@@ -217,7 +221,9 @@ class Draft:
             digest = rows_digest(np.concatenate(kept_vectors), kept_names)
         if not kept:
             del self.manifest.sources[source.source_id]
+            self.touched.add(source.source_id)
             return
+        self.touched.add(source.source_id)
         self.manifest.sources[source.source_id] = replace(
             source, ranges=kept, class_names=[n for n in source.class_names if name_key(n) not in names],
             pruned=True, rows_digest=digest,

@@ -97,9 +97,10 @@ def changed_sum_rows(before: np.ndarray, after: np.ndarray) -> list[int]:
 
 def encode_commit(
     base: Manifest, base_sums: np.ndarray, manifest: Manifest, sums: np.ndarray, *, full: bool,
-    retired: list[str],
+    retired: list[str], touched: set[str],
 ) -> bytes:  # fmt: skip
-    """The record of commit `manifest.seq`: the whole state when `full` (rows renumbered), else the change."""
+    """The record of commit `manifest.seq`: the whole state when `full` (rows renumbered), else the change
+    to the sources in `touched` (so that a commit costs its change, not a walk over the whole table)."""
     payload: dict[str, Any] = {"format": RECORD_FORMAT, "time": time.time(), "nonce": uuid.uuid4().hex}
     payload.update(manifest.header_json())
     payload["retired"] = retired
@@ -109,9 +110,10 @@ def encode_commit(
         payload["sources"] = [source_to_json(s) for s in ordered]
         payload["sums"] = _encode_sums(list(range(sums.shape[0])), sums)
     else:
-        old = base.sources
-        payload["put"] = [source_to_json(r) for sid, r in manifest.sources.items() if old.get(sid) is not r]
-        payload["removed"] = [sid for sid in old if sid not in manifest.sources]
+        old, new = base.sources, manifest.sources
+        ids = sorted(touched)
+        payload["put"] = [source_to_json(new[i]) for i in ids if i in new and old.get(i) is not new[i]]
+        payload["removed"] = [i for i in ids if i in old and i not in new]
         payload["sums"] = _encode_sums(changed_sum_rows(base_sums, sums), sums)
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
