@@ -255,3 +255,45 @@ def test_counts_without_walking_the_folder_agree_with_stats(memory: SupportMemor
     stats = memory.stats()
     assert (memory.n_prototypes, memory.commit, memory.dim) == (2, 3, DIM)
     assert (stats["n_prototypes"], stats["commit"], stats["dim"]) == (2, 3, DIM)
+
+
+def test_sixteen_small_segments_merge_into_one_without_renumbering(memory: SupportMemory, rng) -> None:
+    added = {f"s{i}": unit(rng, 2) for i in range(16)}
+    for source, vectors in added.items():
+        memory.put_source(source, vectors, ["a", "b"], fingerprint=FP)
+    assert memory.stats()["n_segments"] == 1  # the 16th add merged the 16 one-image segments
+    for source, vectors in added.items():
+        stored, _ = memory.rows(memory.source_rows(source))
+        np.testing.assert_array_equal(stored, vectors.astype(np.float16).astype(np.float32))
+    memory.put_source("late", unit(rng, 1), ["a"], fingerprint=FP)
+    assert memory.stats()["n_segments"] == 2 and memory.source_rows("late").tolist() == [32]
+    memory.check()
+
+
+def test_every_add_writes_only_new_objects(memory: SupportMemory, rng) -> None:
+    memory.put_source("first", unit(rng, 3), ["a", "b", "c"], fingerprint=FP)
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {str(p.relative_to(memory.path)): (p.stat().st_ino, p.stat().st_mtime_ns)
+                for p in memory.path.rglob("*") if p.is_file()}  # fmt: skip
+
+    for i in range(5):
+        before = files()
+        memory.put_source(f"s{i}", unit(rng, 2), ["a", "b"], fingerprint=FP)
+        after = files()
+        assert all(after[name] == stamp for name, stamp in before.items()), "an existing file was rewritten"
+        assert {name.split("/")[0] for name in set(after) - set(before)} == {"log", "segments"}
+
+
+def test_garbage_collection_spares_young_orphans_and_deletes_old_ones(memory: SupportMemory, rng) -> None:
+    from support_memory.rows import SEGMENTS
+
+    memory.put_source("a", unit(rng, 2), ["a", "b"], fingerprint=FP)
+    young = memory.path / SEGMENTS / "s09999999999999999999-deadbeef"  # "written" far in the future
+    old = memory.path / SEGMENTS / "s00000000000000000001-deadbeef"  # written in 1970 by a killed writer
+    for orphan in (young, old):
+        orphan.mkdir()
+        (orphan / "zarr.json").write_text("{}")
+    memory.collect_garbage()
+    assert young.exists() and not old.exists()
+    memory.check()
