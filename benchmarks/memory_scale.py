@@ -21,6 +21,7 @@ script: the recall part is skipped where `reindex` does not exist.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -51,6 +52,13 @@ def entries(rng: np.random.Generator, centres: np.ndarray, first: int, n: int) -
 
 def listing(location: str) -> dict[str, tuple]:
     """Every object under the memory with what changes when it is rewritten (size, time, inode or etag)."""
+    if "://" not in location:  # a folder: os.walk is far cheaper than fsspec's find
+        found = {}
+        for folder, _dirs, names in os.walk(location):
+            for name in names:
+                info = os.stat(os.path.join(folder, name))
+                found[os.path.join(folder, name)] = (info.st_size, info.st_mtime_ns, info.st_ino)
+        return found
     fs, root = fsspec.core.url_to_fs(location)
     fs.invalidate_cache()
     found = fs.find(root, detail=True)
