@@ -56,7 +56,8 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
     manifest = draft.manifest
     base = draft.base
     total = base.manifest.n_rows + draft.n_pending
-    dead = total - manifest.n_live
+    n_live, live = draft.next_snapshot_hints()
+    dead = total - n_live
     retired: list[str] = []
     full = draft.force_compaction or (dead >= compact_min_dead and dead > COMPACT_DEAD_FRACTION * total)
     draft.full = full
@@ -76,9 +77,11 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
         abandon(rows, draft)
         return None
     if full:
-        return Snapshot(manifest, draft.sums, log_bytes=0, checkpoint_bytes=len(record))
+        # After a compaction every stored row is live.
+        return Snapshot(manifest, draft.sums, log_bytes=0, checkpoint_bytes=len(record),
+                        _live=np.ones(manifest.n_rows, dtype=bool), _n_live=manifest.n_rows)  # fmt: skip
     return Snapshot(manifest, draft.sums, log_bytes=base.log_bytes + len(record),
-                    checkpoint_bytes=base.checkpoint_bytes)  # fmt: skip
+                    checkpoint_bytes=base.checkpoint_bytes, _live=live, _n_live=n_live)  # fmt: skip
 
 
 def size_tier(n_rows: int) -> int:
@@ -165,7 +168,7 @@ def maybe_checkpoint(storage: Storage, snapshot: Snapshot, *, force: bool = Fals
         storage.create(checkpoint_key(snapshot.seq, time.time()), data)
     except OSError:  # a full disk: the commit is done; replay stays correct, only slower
         return snapshot
-    return Snapshot(snapshot.manifest, snapshot.sums, log_bytes=0, checkpoint_bytes=len(data))
+    return replace(snapshot, log_bytes=0, checkpoint_bytes=len(data))
 
 
 def collect_garbage(rows: RowArrays, head: Snapshot, keep_s: float = KEEP_S) -> None:

@@ -65,6 +65,19 @@ class Draft:
         self.full = False  # set by write_commit: this commit rewrote every live row (compaction)
         self.written: list[str] = []  # segments this draft's commit wrote (deleted if it fails)
         self.touched: set[str] = set()  # source ids put, replaced, pruned or removed (the commit's delta)
+        self.released: list[tuple[int, int]] = []  # committed row ranges this draft makes dead
+
+    def next_snapshot_hints(self) -> tuple[int, np.ndarray | None]:
+        """Live rows after this draft, and its live mask when the base had one (derived, not recomputed:
+        both cost a walk over every source otherwise, at every commit)."""
+        n_live = self.base.n_live + self.n_pending - sum(stop - start for start, stop in self.released)
+        base_live = self.base.cached_live_mask()
+        if base_live is None:
+            return n_live, None
+        live = np.concatenate([base_live, np.ones(self.n_pending, dtype=bool)])
+        for start, stop in self.released:
+            live[start:stop] = False
+        return n_live, live
 
     # -- fingerprint and dimension ------------------------------------------------------------------------
     def accept_fingerprint(self, fingerprint: dict[str, Any]) -> None:
@@ -131,6 +144,7 @@ class Draft:
         for start, stop in ranges:
             vectors16, class_ids = self.rows.read(self.base, start, stop)
             self._count(class_ids, vectors16, -1)
+        self.released.extend(ranges)
 
     # -- operations -----------------------------------------------------------------------------------------
     def put(self, entry: ValidEntry) -> str:
@@ -214,6 +228,7 @@ class Draft:
             doomed = np.isin(row_classes, list(class_ids))
             self._count(row_classes[doomed], vectors16[doomed], -1)
             kept.extend(row_runs(start, ~doomed))
+            self.released.extend(row_runs(start, doomed))
             kept_vectors.append(vectors16[~doomed])
             kept_names.extend(self.manifest.classes[int(c)].name for c in row_classes[~doomed])
         digest = source.rows_digest

@@ -49,6 +49,10 @@ class Snapshot:
             self._n_live = self.manifest.n_live
         return self._n_live
 
+    def cached_live_mask(self) -> np.ndarray | None:
+        """The live mask if it was computed already (writers derive the next one from it)."""
+        return self._live
+
     def live_mask(self) -> np.ndarray:
         """Which stored rows belong to a source the manifest still lists (computed once per snapshot)."""
         if self._live is None:
