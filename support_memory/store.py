@@ -29,10 +29,7 @@ draft durable, merging, collecting), search.py / index.py (exact and approximate
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,11 +39,8 @@ import numpy as np
 from support_memory.commit import (
     COMPACT_MIN_DEAD,
     KEEP_S,
-    abandon,
     collect_garbage,
     create_if_missing,
-    maybe_checkpoint,
-    write_commit,
 )
 from support_memory.draft import (
     Draft,
@@ -56,7 +50,6 @@ from support_memory.draft import (
 )
 from support_memory.errors import (
     InvalidInputError,
-    MemoryLockedError,
     MemoryStoreError,
     NotAMemoryError,
     UnknownEntryError,
@@ -70,6 +63,7 @@ from support_memory.rows import RowArrays
 from support_memory.search import SearchResult, class_filter, exact_search, validate_queries
 from support_memory.snapshot import Snapshot, head_seq, load_committed
 from support_memory.storage import LocalStorage, Storage, open_storage
+from support_memory.writer import commit_edit
 
 T = TypeVar("T")
 
@@ -182,42 +176,13 @@ class SupportMemory:
     # writing
     # ------------------------------------------------------------------------------------------------------
     def _write(self, edit: Callable[[Draft], T]) -> T:
-        """Run `edit` on the newest state and commit it; redone on the newer state if another writer won."""
+        """Run `edit` on the newest state and commit it (see writer.py)."""
         if self._pinned:
             raise InvalidInputError(f"memory {self.path} was opened at commit {self.commit}: it is read-only")
-        deadline = time.monotonic() + self._lock_timeout_s
-        base = load_committed(self.storage, known=self._snapshot)
-        for attempt in range(1_000_000):
-            draft = Draft(self._rows, base)
-            result = edit(draft)
-            if not draft.changed:
-                self._snapshot = base
-                return result
-            try:
-                snapshot = write_commit(self._rows, draft, self._compact_min_dead)
-            except OSError as error:
-                abandon(self._rows, draft)
-                translated = translate_os_error(error, self.path, "writing a commit")
-                raise translated or error from None
-            if snapshot is not None:
-                self._snapshot = self._after_commit(snapshot, full=draft.full)
-                return result
-            if time.monotonic() > deadline:
-                raise MemoryLockedError(
-                    f"memory {self.path}: other writers kept committing first for "
-                    f"{self._lock_timeout_s:.0f} s; retry later"
-                )
-            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**min(attempt, 6))))
-            base = load_committed(self.storage, known=base)
-        raise AssertionError("unreachable")
-
-    def _after_commit(self, snapshot: Snapshot, full: bool) -> Snapshot:
-        """Checkpoint and collect garbage when due; failures here never undo the commit that was made."""
-        checkpointed = maybe_checkpoint(self.storage, snapshot, force=full)
-        if checkpointed is not snapshot:
-            with contextlib.suppress(OSError, MemoryStoreError):
-                collect_garbage(self._rows, checkpointed)
-        return checkpointed
+        result, self._snapshot = commit_edit(self._rows, self._snapshot, edit,
+                                             compact_min_dead=self._compact_min_dead,
+                                             timeout_s=self._lock_timeout_s)  # fmt: skip
+        return result
 
     def check_writable(self) -> None:
         """Raise ReadOnlyMemoryError now if this memory cannot be written (before any expensive work)."""
