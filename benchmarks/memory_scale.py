@@ -4,7 +4,8 @@ index updates do to recall.
     python benchmarks/memory_scale.py [--sizes 10000,100000,1000000] [--adds 1000] [--location DIR|s3://...]
 
 Each memory holds N one-row sources, as rns stores them (one prototype per image and class; synthetic,
-seeded: d=512 unit vectors around 64 class-like centres, 11 classes). "Add one image" commits 11 new
+seeded, the data of benchmarks/retrieval.py: d=512 unit vectors around 4000 centres, cosine ~0.8 to their
+centre; queries cosine ~0.7), with 11 class names. "Add one image" commits 11 new
 one-row sources in one `put_sources` call, as `rns add-support` does for a photo with 11 labelled classes.
 
 For every size it prints:
@@ -37,9 +38,9 @@ FINGERPRINT = {"benchmark": "memory_scale", "dim": DIM}
 BUILD_BATCH = 50_000
 
 
-def unit_rows(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
+def unit_rows(rng: np.random.Generator, centres: np.ndarray, n: int, noise: float = 0.75) -> np.ndarray:
     picks = centres[rng.integers(0, len(centres), size=n)]
-    vectors = picks + rng.standard_normal(picks.shape, dtype=np.float32) * np.float32(0.75 / np.sqrt(DIM))
+    vectors = picks + rng.standard_normal(picks.shape, dtype=np.float32) * np.float32(noise / np.sqrt(DIM))
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
@@ -78,7 +79,7 @@ def recall_at_4(memory: SupportMemory, queries: np.ndarray) -> float:
 
 def run_size(n: int, args: argparse.Namespace, location: str) -> dict[str, object]:
     rng = np.random.default_rng(n)
-    centres = rng.standard_normal((64, DIM), dtype=np.float32)
+    centres = rng.standard_normal((4000, DIM), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     config = IndexConfig(approximate_threshold=1, background=False) if hasattr(IndexConfig(), "background") \
         else IndexConfig(approximate_threshold=1)  # fmt: skip
@@ -107,7 +108,7 @@ def run_size(n: int, args: argparse.Namespace, location: str) -> dict[str, objec
         "add_bytes_median": statistics.median(sizes), "add_bytes_max": max(sizes),
         "add_bytes_mean": statistics.mean(sizes), "adds_total_s": time.perf_counter() - start_all,
     }  # fmt: skip
-    queries = unit_rows(np.random.default_rng(7), centres, 1000)
+    queries = unit_rows(np.random.default_rng(7), centres, 1000, noise=1.0)
     if hasattr(memory, "reindex"):
         result["recall_incremental"] = recall_at_4(memory, queries)
         memory.reindex()
