@@ -128,6 +128,7 @@ class _Loaded:
     n_indexed: int
     factory: str
     n_trained_for: int  # rows the memory had when this index was trained (its lists were sized for them)
+    n_saved: int = -1  # rows in the saved copy (-1: not saved by this process)
 
 
 class IndexManager:
@@ -217,7 +218,8 @@ class IndexManager:
                 loaded = self._ready(row_arrays, snapshot)
             self._add_rows(row_arrays, snapshot, loaded, snapshot.manifest.n_rows)
             self._loaded = loaded
-            self._save(loaded, strict=True)
+            if loaded.n_saved != loaded.n_indexed:
+                self._save(loaded, strict=True)
         return self.describe(snapshot)
 
     # -- maintenance ----------------------------------------------------------------------------------------
@@ -288,7 +290,7 @@ class IndexManager:
             return None
         n_indexed = int(meta["n_indexed"])
         return _Loaded(index, meta["store_id"], meta["generation"], n_indexed, meta["factory"],
-                       int(meta.get("n_trained_for", n_indexed)))  # fmt: skip
+                       int(meta.get("n_trained_for", n_indexed)), n_saved=n_indexed)  # fmt: skip
 
     def _train(self, row_arrays: RowArrays, snapshot: Snapshot) -> _Loaded:
         import faiss
@@ -336,6 +338,7 @@ class IndexManager:
                 "layout": INDEX_LAYOUT,
             }
             self.storage.write(META_KEY, json.dumps(meta, indent=1, sort_keys=True).encode())
+            loaded.n_saved = loaded.n_indexed
             for old in self.storage.list(INDEX):
                 created = _index_created_s(old)
                 if old != name and created is not None and created < time.time() - STALE_INDEX_S:
