@@ -44,10 +44,8 @@ def import_ray(address: str | None = None) -> ModuleType:
 
     For a local instance, Ray is told (before its first import) to use the loopback address.
     """
-    import sys
-
-    if is_local(address) and "ray" not in sys.modules:
-        os.environ.setdefault(_LOOPBACK_SWITCH, "0")
+    if is_local(address):
+        os.environ.setdefault(_LOOPBACK_SWITCH, "0")  # also read by the workers Ray starts
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
@@ -56,6 +54,12 @@ def import_ray(address: str | None = None) -> ModuleType:
         raise RayUnavailableError(
             f"--ray needs Ray Data, which is not installed ({error.name or error}): {RAY_EXTRA_HINT}"
         ) from None
+    if is_local(address) and os.environ.get(_LOOPBACK_SWITCH) == "0":
+        # Ray read the switch when it was first imported, maybe before this call: tell it again.
+        from ray._private import ray_constants
+
+        if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+            ray_constants.ENABLE_RAY_CLUSTER = False
     return ray
 
 

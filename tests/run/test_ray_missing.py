@@ -1,0 +1,54 @@
+"""Without Ray installed, `--ray` says which extra to install, exits 2 and writes nothing.
+
+Ray is installed where these tests run, so its absence is simulated: `sys.modules["ray"] = None` makes
+every `import ray` fail as it would without the package. No Ray session is started here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from PIL import Image
+from synthetic_images import two_texture_image
+
+from rns.cli import cli
+from rns.cli.errors import run_with_user_errors
+
+TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
+
+
+@pytest.fixture()
+def without_ray(monkeypatch):
+    for name in ("ray", "ray.data"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_the_library_names_the_extra(without_ray):
+    from rns.ray_session import RayUnavailableError, import_ray
+
+    with pytest.raises(RayUnavailableError, match=r"pip install 'rns\[ray\]'") as caught:
+        import_ray("auto")
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+
+
+def test_the_cli_exits_2_with_one_line_and_writes_nothing(without_ray, tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(two_texture_image(0)).save(photo)
+    out = tmp_path / "out"
+    code = run_with_user_errors(cli, ["segment", str(photo), "--classes", "car", "--out", str(out), "--ray",
+                                      *TINY])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pip install 'rns[ray]'" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_folder_taken_as_the_ray_address_is_refused(tmp_path):
+    from rns.errors import InputError
+    from rns.ray_run import check_address
+
+    check_address("auto")
+    check_address("ray://head:10001")
+    with pytest.raises(InputError, match="put --ray after the inputs"):
+        check_address(str(tmp_path))
