@@ -8,6 +8,7 @@ The CLI is run in-process: with a Ray connection already open, `--ray` uses it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,6 +62,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _is_ray_process(pid: int) -> bool:
+    """Still running and Ray's (raylet, GCS, a `ray::` worker), not a pid reused by another program."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "ray" in command
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray instance with 2 CPUs, on 127.0.0.1 only, for the whole module."""
@@ -80,11 +90,10 @@ def ray_local():
         yield ray
     finally:
         session.__exit__(None, None, None)
-        for pid in started + _descendants(os.getpid()):
-            try:
-                os.kill(pid, signal.SIGKILL)  # only what this module's Ray session started
-            except ProcessLookupError:
-                pass
+        for pid in set(started + _descendants(os.getpid())):
+            if _is_ray_process(pid):  # only Ray's processes that this module's session started
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def rns(argv: list[str], capsys) -> tuple[int, str, str]:
