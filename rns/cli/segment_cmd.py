@@ -98,6 +98,8 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         from rns.ray_session import import_ray
 
         import_ray(ray_address)
+    elif ray_workers is not None:
+        raise InputError("--ray-workers needs --ray; add --ray, or drop --ray-workers")
     exports = parse_export(export)
     kinds = save_kinds_for(parse_save(save), exports)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.

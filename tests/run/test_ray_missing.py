@@ -52,3 +52,11 @@ def test_a_folder_taken_as_the_ray_address_is_refused(tmp_path):
     check_address("ray://head:10001")
     with pytest.raises(InputError, match="put --ray after the inputs"):
         check_address(str(tmp_path))
+
+
+def test_ray_workers_without_ray_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_with_user_errors(cli, ["segment", str(tmp_path), "--classes", "car", "--out", str(out),
+                                      "--ray-workers", "2", *TINY])  # fmt: skip
+    assert code == 2 and "--ray-workers needs --ray" in capsys.readouterr().err
+    assert not out.exists()
