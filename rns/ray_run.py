@@ -34,7 +34,7 @@ from rns.output_errors import output_write_error
 from rns.outputs import DEFAULT_OVERLAY_ALPHA, DEFAULT_SAVE, parse_save
 from rns.pipeline import Segmenter
 from rns.progress import SilentProgress
-from rns.ray_session import import_ray, is_local, ray_connection
+from rns.ray_session import import_ray, ray_connection
 from rns.ray_worker import SegmentWorker, WorkerRecipe, WriteJob, worker_recipe
 from rns.run_events import RunObserver, RunReport
 from rns.runner import (
@@ -77,8 +77,7 @@ def run_folder_on_ray(
     CPU of the cluster, at most one per image to do). `segmenter` is the driver's own (from
     `build_segmenter`): its settings decide the outputs, the workers rebuild it and must match it.
     """
-    import_ray(address)  # first: without Ray nothing is created or written
-    check_address(address)
+    import_ray(address)  # first: without Ray (or with a path for an address) nothing is created or written
     out = Path(out_dir)
     kinds = parse_save(save)
     images = _as_images(inputs, glob, out)
@@ -90,17 +89,6 @@ def run_folder_on_ray(
     with output_folder_lock(out), ray_connection(address, num_cpus=local_cpus) as ray:
         pool = _PoolShape(workers, cpus_per_worker, recipe.spec.device)
         return _run_locked(ray, recipe, job, images, out, force, observer, pool)
-
-
-def check_address(address: str | None) -> None:
-    """Refuse an address that is really a path: `--ray photos/` takes the folder as the address."""
-    if address is None or is_local(address) or address == "auto" or "://" in address:
-        return
-    if Path(address).exists():
-        raise InputError(
-            f"--ray took {address!r} as the Ray address, but it is a file or folder: put --ray after the "
-            "inputs, or write --ray=ADDRESS"
-        )
 
 
 class _PoolShape:

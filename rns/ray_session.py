@@ -19,9 +19,10 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import ModuleType
 
-from rns.errors import RnsError
+from rns.errors import InputError, RnsError
 
 RAY_EXTRA_HINT = "pip install 'rns[ray]'"
 LOCAL = "local"
@@ -42,8 +43,9 @@ def is_local(address: str | None) -> bool:
 def import_ray(address: str | None = None) -> ModuleType:
     """The `ray` module with Ray Data, or `RayUnavailableError` naming the extra to install.
 
-    For a local instance, Ray is told (before its first import) to use the loopback address.
+    Checks `address` first (`check_address`). For a local instance, Ray is told to use the loopback address.
     """
+    check_address(address)
     if is_local(address):
         os.environ.setdefault(_LOOPBACK_SWITCH, "0")  # also read by the workers Ray starts
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -61,6 +63,17 @@ def import_ray(address: str | None = None) -> ModuleType:
         if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
             ray_constants.ENABLE_RAY_CLUSTER = False
     return ray
+
+
+def check_address(address: str | None) -> None:
+    """Refuse an address that is really a path: `--ray photos/` takes the folder as the address."""
+    if address is None or is_local(address) or address == "auto" or "://" in address:
+        return
+    if Path(address).exists():
+        raise InputError(
+            f"--ray took {address!r} as the Ray address, but it is a file or folder: put --ray after the "
+            "inputs, or write --ray=ADDRESS"
+        )
 
 
 @contextmanager

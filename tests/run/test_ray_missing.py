@@ -46,7 +46,7 @@ def test_the_cli_exits_2_with_one_line_and_writes_nothing(without_ray, tmp_path,
 
 def test_a_folder_taken_as_the_ray_address_is_refused(tmp_path):
     from rns.errors import InputError
-    from rns.ray_run import check_address
+    from rns.ray_session import check_address
 
     check_address("auto")
     check_address("ray://head:10001")
