@@ -119,4 +119,6 @@ def _quiet_ray_data(ray: ModuleType) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+    # Ray Data's advice on its own operators (memory per worker, ...) is for pipeline authors, not users.
+    logging.getLogger("ray.data._internal.issue_detection").setLevel(logging.ERROR)
     logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(logging.WARNING)
