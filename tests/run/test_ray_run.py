@@ -89,8 +89,9 @@ def ray_local():
             pytest.fail(f"Ray could not be held to loopback (nodes at {node_addresses(ray)}): stopped here")
         yield ray
     finally:
+        started += _descendants(os.getpid())  # with the workers started since, before Ray's shutdown
         session.__exit__(None, None, None)
-        for pid in set(started + _descendants(os.getpid())):
+        for pid in set(started):
             if _is_ray_process(pid):  # only Ray's processes that this module's session started
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
