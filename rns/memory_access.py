@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 from rns.errors import InputError
-from support_memory.manifest import MANIFEST_NAME
 
 
 def refuse_unwritable_memory(path: str | os.PathLike) -> None:
@@ -18,9 +17,10 @@ def refuse_unwritable_memory(path: str | os.PathLike) -> None:
 
     A memory that does not exist yet is checked when it is created.
     """
-    if not (Path(path) / MANIFEST_NAME).exists():
-        return
     from support_memory import SupportMemory
+
+    if not SupportMemory.exists(path):
+        return
 
     with SupportMemory.open(path, create=False) as memory:
         memory.check_writable()
@@ -37,9 +37,24 @@ def open_existing_memory(path: str | os.PathLike):
     try:
         return SupportMemory.open(path, create=False)
     except NotAMemoryError as error:
-        if Path(path).exists():
+        if "://" in os.fspath(path) or Path(path).exists():
             raise
         raise InputError(
             f"no support memory at {path}; add examples first (rns add-support IMAGE MASK --class NAME) or "
             "check --memory"
         ) from error
+
+
+def reindex(memory) -> dict:
+    """Retrain and save the memory's approximate index; an InputError when faiss is not installed."""
+    from support_memory.index import faiss_available
+
+    if not faiss_available():
+        raise InputError("the approximate index needs faiss: pip install 'rns[faiss]' (exact search needs "
+                         "nothing)")
+    memory.check_writable()
+    described = memory.reindex()
+    if described is None:
+        raise InputError(f"memory {memory.path} holds no prototypes yet; add examples first "
+                         "(rns add-support)")
+    return described

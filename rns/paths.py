@@ -1,7 +1,9 @@
 """Where rns keeps things on disk: the support memory and caches.
 
-Precedence for the memory: an explicit path (`--memory`), then `RNS_MEMORY`, then a per-user data
+Precedence for the memory: an explicit location (`--memory`), then `RNS_MEMORY`, then a per-user data
 directory (XDG_DATA_HOME on Linux, ~/Library/Application Support on macOS, %LOCALAPPDATA% on Windows).
+A memory location is a folder or an object-store URL (`s3://bucket/prefix`); URLs stay strings, since a
+`Path` would fold their `//`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ def _user_dir(kind: str) -> Path:
     return base / "rns"
 
 
-def default_memory_path(explicit: str | os.PathLike | None = None) -> Path:
-    """The support memory to use when the user names none explicitly."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get(MEMORY_ENV)
-    if env:
-        return Path(env).expanduser()
-    return _user_dir("data") / "memory.zarr"
+def default_memory_path(explicit: str | os.PathLike | None = None) -> Path | str:
+    """The support memory to use: the folder as a Path, or the URL (`scheme://...`) as a string."""
+    chosen = explicit or os.environ.get(MEMORY_ENV)
+    if not chosen:
+        return _user_dir("data") / "memory.zarr"
+    text = os.fspath(chosen)
+    if "://" in text and not text.startswith("file://"):
+        return text
+    return Path(text.removeprefix("file://")).expanduser()
 
 
 def cache_dir() -> Path:

@@ -342,10 +342,12 @@ def build_segmenter(
 
 def open_memory_if_present(memory_path: str | os.PathLike | None) -> SupportMemory | None:
     """The support memory at the resolved path, or None when there is none yet."""
-    path = default_memory_path(memory_path)
-    if not Path(path, "manifest.json").exists() and not (Path(path).exists() and any(Path(path).iterdir())):
-        return None
-    return SupportMemory.open(path, create=False)
+    location = default_memory_path(memory_path)
+    if not SupportMemory.exists(location):
+        local = Path(location) if isinstance(location, Path) else None
+        if local is None or not (local.exists() and any(local.iterdir())):
+            return None  # nothing there yet; something else there is refused by open() below
+    return SupportMemory.open(location, create=False)
 
 
 def _as_pil(image: Image.Image | np.ndarray | str | os.PathLike) -> Image.Image:

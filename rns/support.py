@@ -262,7 +262,7 @@ def add_supports_at(
     from rns.memory_access import refuse_unwritable_memory
 
     checked = check_supports(pairs, mapping, progress=progress)
-    refuse_unwritable_memory(Path(memory_path))
+    refuse_unwritable_memory(memory_path)
     backbone = load_backbone()
     memory = SupportMemory.open(memory_path, create=True)
     return add_checked_supports(backbone, memory, checked, mapping, class_texts=class_texts,

@@ -28,7 +28,7 @@ def check_snapshot(rows: RowArrays, snapshot: Snapshot) -> None:
 
     def fail(problem: str) -> None:
         raise CorruptMemoryError(
-            f"memory {rows.path} is inconsistent: {problem}; restore it from a backup or rebuild it"
+            f"memory {rows.location} is inconsistent: {problem}; restore it from a backup or rebuild it"
         )
 
     names = [c.name for c in manifest.classes.values()]
@@ -58,23 +58,25 @@ def check_snapshot(rows: RowArrays, snapshot: Snapshot) -> None:
     sums = np.zeros((manifest.next_class_id, dim), dtype=np.float64)
     name_of = {c.id: c.name for c in manifest.classes.values()}
     if manifest.n_rows:
-        generation = manifest.generation
-        vectors_array = rows.array(generation, "vectors")
-        class_array = rows.array(generation, "class_ids")
-        source_array = rows.array(generation, "source_nums")
-        if vectors_array.dtype != np.float16 or vectors_array.ndim != 2 or vectors_array.shape[1] != dim:
-            fail(f"row array has dtype {vectors_array.dtype} and shape {vectors_array.shape}")
-        for array in (vectors_array, class_array, source_array):
-            if array.shape[0] < manifest.n_rows:
-                fail(f"a row array holds {array.shape[0]} rows but {manifest.n_rows} are committed")
+        previous = 0
+        for segment in manifest.segments:
+            if segment.start != previous or segment.n_rows <= 0:
+                fail(f"row segment {segment.name} starts at {segment.start}, expected {previous}")
+            stored = rows.segment(segment.name)
+            vectors = stored.vectors
+            if vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[1] != dim:
+                fail(f"row segment {segment.name} has dtype {stored.vectors.dtype} and shape "
+                     f"{stored.vectors.shape}")  # fmt: skip
+            if stored.vectors.shape[0] != segment.n_rows or stored.class_ids.shape[0] != segment.n_rows:
+                fail(f"row segment {segment.name} holds {stored.vectors.shape[0]} rows, not {segment.n_rows}")
+            previous = segment.stop
         for source in manifest.sources.values():
             present: set[str] = set()
             for range_start, range_stop in source.ranges:
                 for start in range(range_start, range_stop, CHECK_BLOCK_ROWS):
                     stop = min(range_stop, start + CHECK_BLOCK_ROWS)
-                    vectors = np.asarray(vectors_array[start:stop])
-                    class_ids = np.asarray(class_array[start:stop]).astype(np.int64)
-                    owners = np.asarray(source_array[start:stop])
+                    vectors, class_ids, owners = rows.read_all(snapshot, start, stop)
+                    class_ids = class_ids.astype(np.int64)
                     if not np.isfinite(vectors).all():
                         fail(f"rows {start}..{stop} hold NaN or infinite values")
                     norms = np.linalg.norm(vectors.astype(np.float32), axis=1)

@@ -1,15 +1,16 @@
-"""A memory state being edited under the writer lock, and the checks on what callers offer it.
+"""A memory state being edited, and the checks on what callers offer it.
 
-`Draft` holds a copy of the committed manifest and per-class sums and applies puts and removals to them,
-queuing new rows; nothing is visible to readers until `commit.write_commit` writes the rows and replaces
-the manifest. Inputs are validated here, before the lock is taken, so a bad call writes nothing.
+`Draft` holds a copy of a committed state (manifest and per-class sums) and applies puts and removals to
+it, queuing new rows; nothing is visible to readers until `commit.write_commit` writes the rows and creates
+the commit record. Source records are replaced, never edited, so the copy is cheap and the commit record
+is exactly the records that changed. Inputs are validated here, before anything is read, so a bad call
+writes nothing; an edit may run again on a newer state when another writer commits first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 NORM_TOLERANCE = 1e-2
 
 
-def refuse_other_fingerprint(path: Path, stored: dict[str, Any], offered: dict[str, Any]) -> None:
+def refuse_other_fingerprint(path: str, stored: dict[str, Any], offered: dict[str, Any]) -> None:
     """The one place that decides whether rows made under `offered` may join a memory made under `stored`."""
     if stored != offered:
         differences = "; ".join(fingerprint_differences(stored, offered))
@@ -48,11 +49,11 @@ def refuse_other_fingerprint(path: Path, stored: dict[str, Any], offered: dict[s
 
 
 class Draft:
-    """A state being edited under the writer lock; nothing is visible until `commit.write_commit`."""
+    """A state being edited; nothing is visible until `commit.write_commit`."""
 
     def __init__(self, rows: RowArrays, base: Snapshot) -> None:
         self.rows = rows
-        self.path = rows.path
+        self.path = rows.location
         self.base = base
         self.manifest = base.manifest.clone()
         self.sums = base.sums.copy()
@@ -61,6 +62,22 @@ class Draft:
         self.changed = False
         self.sums_changed = False
         self.force_compaction = False
+        self.full = False  # set by write_commit: this commit rewrote every live row (compaction)
+        self.written: list[str] = []  # segments this draft's commit wrote (deleted if it fails)
+        self.touched: set[str] = set()  # source ids put, replaced, pruned or removed (the commit's delta)
+        self.released: list[tuple[int, int]] = []  # committed row ranges this draft makes dead
+
+    def next_snapshot_hints(self) -> tuple[int, np.ndarray | None]:
+        """Live rows after this draft, and its live mask when the base had one (derived, not recomputed:
+        both cost a walk over every source otherwise, at every commit)."""
+        n_live = self.base.n_live + self.n_pending - sum(stop - start for start, stop in self.released)
+        base_live = self.base.cached_live_mask()
+        if base_live is None:
+            return n_live, None
+        live = np.concatenate([base_live, np.ones(self.n_pending, dtype=bool)])
+        for start, stop in self.released:
+            live[start:stop] = False
+        return n_live, live
 
     # -- fingerprint and dimension ------------------------------------------------------------------------
     def accept_fingerprint(self, fingerprint: dict[str, Any]) -> None:
@@ -127,6 +144,7 @@ class Draft:
         for start, stop in ranges:
             vectors16, class_ids = self.rows.read(self.base, start, stop)
             self._count(class_ids, vectors16, -1)
+        self.released.extend(ranges)
 
     # -- operations -----------------------------------------------------------------------------------------
     def put(self, entry: ValidEntry) -> str:
@@ -138,6 +156,7 @@ class Draft:
         if existing is not None:
             self._release_ranges(existing.ranges)
             del self.manifest.sources[entry.source_id]
+            self.touched.add(entry.source_id)
         class_ids = np.array([self.class_id_for(name) for name in entry.class_names], dtype=np.int32)
         for name, text in entry.class_texts.items():
             self.set_text(name, text)
@@ -146,6 +165,7 @@ class Draft:
         num = self.manifest.next_source_num
         self.manifest.next_source_num += 1
         ranges = [self._append(entry.vectors16, class_ids, num)] if len(class_ids) else []
+        self.touched.add(entry.source_id)
         self.manifest.sources[entry.source_id] = SourceRecord(
             source_id=entry.source_id,
             num=num,
@@ -167,6 +187,7 @@ class Draft:
             )
         self._release_ranges(existing.ranges)
         del self.manifest.sources[source_id]
+        self.touched.add(source_id)
         self._drop_empty_classes()
         self.changed = True
 
@@ -207,15 +228,21 @@ class Draft:
             doomed = np.isin(row_classes, list(class_ids))
             self._count(row_classes[doomed], vectors16[doomed], -1)
             kept.extend(row_runs(start, ~doomed))
+            self.released.extend(row_runs(start, doomed))
             kept_vectors.append(vectors16[~doomed])
             kept_names.extend(self.manifest.classes[int(c)].name for c in row_classes[~doomed])
-        source.ranges = kept
-        source.class_names = [n for n in source.class_names if name_key(n) not in names]
-        source.pruned = True
-        if kept_vectors and source.rows_digest is not None:
-            source.rows_digest = rows_digest(np.concatenate(kept_vectors), kept_names)
+        digest = source.rows_digest
+        if kept_vectors and digest is not None:
+            digest = rows_digest(np.concatenate(kept_vectors), kept_names)
         if not kept:
             del self.manifest.sources[source.source_id]
+            self.touched.add(source.source_id)
+            return
+        self.touched.add(source.source_id)
+        self.manifest.sources[source.source_id] = replace(
+            source, ranges=kept, class_names=[n for n in source.class_names if name_key(n) not in names],
+            pruned=True, rows_digest=digest,
+        )  # fmt: skip
 
 
 @dataclass

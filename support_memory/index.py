@@ -20,15 +20,19 @@ among the close neighbours inside one cluster; 8-bit scalar codes capped recall@
 
 Queries that are exact duplicates (flat image regions give identical patch features) are searched once.
 
-The index covers rows [0, n_indexed) of one generation of one store; `index/meta.json` (replaced
-atomically, after the index file it names is fsynced) is its commit point. It is:
-- used only if its store id and generation match the manifest, else ignored and rebuilt (compaction
-  renumbers rows, so an index of another generation would point at wrong rows);
-- updated incrementally: a few committed rows past n_indexed (up to `exact_tail_rows`) are searched
-  exactly and merged; more are added to the loaded index (cheaper than scanning them exactly for every
-  query), which is saved once the rows missing from the saved file exceed `max_tail_fraction`, if no
-  writer holds the lock;
-- told about removals by a selector: rows outside the snapshot's live ranges are excluded at search time.
+The index covers rows [0, n_indexed) of one generation of one store; `index/meta.json` names the saved
+index object (written before the meta, under a unique name) and is its commit point. It is:
+- used only if its store id and generation match the state, else ignored and rebuilt (compaction renumbers
+  rows, so an index of another generation would point at wrong rows);
+- updated incrementally and never rewritten for an add: committed rows past n_indexed are searched
+  exactly while they are few (`exact_tail_rows`), then added to the loaded index in RAM (each process
+  adds the rows committed since the save: cheap next to a search). Writes therefore stay proportional to
+  what they add, on a local disk and on an object store alike;
+- rebuilt only when its quality drops: once the rows it was trained and sized for have grown by
+  `rebuild_growth` (the lists were chosen for the smaller memory and grow long and unbalanced), a
+  rebuild starts in a background thread of the searching process (searches go on with the old index) and
+  is saved when done; `SupportMemory.reindex()` (`rns memory reindex`) does it now;
+- told about removals by a selector: rows outside the state's live ranges are excluded at search time.
 Restricting a search to a few classes falls back to the exact search (an IVF probe of a few lists would
 often find too few rows of a rare class).
 """
@@ -37,15 +41,14 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from support_memory import durability
-from support_memory.locking import WriterLock
 from support_memory.oserrors import translate_os_error
 from support_memory.search import DistinctQueries, SearchResult, exact_search, merge_results
 
@@ -53,8 +56,13 @@ if TYPE_CHECKING:
     from support_memory.manifest import Manifest
     from support_memory.rows import RowArrays
     from support_memory.snapshot import Snapshot
+    from support_memory.storage import Storage
 
-META_NAME = "meta.json"
+INDEX = "index"
+META_KEY = f"{INDEX}/meta.json"
+# Saved index objects that a newer meta no longer names are deleted once this old (a reader may be loading
+# one right now).
+STALE_INDEX_S = 3600.0
 # Bumped when the way indexes are built changes: an index saved by an older layout (e.g. the HNSW coarse
 # quantizer searched with 8 probes) would lose recall under today's settings, so it is rebuilt.
 INDEX_LAYOUT = 2
@@ -74,7 +82,9 @@ class IndexConfig:
     factory: a faiss index_factory string to use instead of the default "IVF{nlist},SQfp16".
     exact_tail_rows: committed rows not yet in the index that are searched exactly and merged; beyond
       this they are added to the loaded index first (scanning them per query would cost more).
-    max_tail_fraction: the share of rows missing from the saved index file that triggers a save.
+    rebuild_growth: rebuild (in the background) once the rows have grown by this fraction since the
+      saved index was trained; 1.0 = when the memory has doubled.
+    background: False rebuilds in the searching thread instead (tests, benchmarks).
     """
 
     enabled: bool = True
@@ -83,7 +93,8 @@ class IndexConfig:
     min_scanned_rows: int = 400
     factory: str | None = None
     exact_tail_rows: int = 256
-    max_tail_fraction: float = 0.05
+    rebuild_growth: float = 1.0
+    background: bool = True
     train_rows_per_list: int = 40
 
 
@@ -104,6 +115,8 @@ def default_factory(n_rows: int) -> str:
     0.999). The cap keeps the quantizer's matrix product small.
     """
     nlist = 2 ** int(round(math.log2(max(4 * math.sqrt(max(n_rows, 1)), 64))))
+    # A tiny memory (an explicit reindex) cannot train more lists than it has rows: keep >= 8 rows a list.
+    nlist = min(nlist, 2 ** int(math.log2(max(n_rows // 8, 1))))
     return f"IVF{min(nlist, 16384)},SQfp16"
 
 
@@ -114,29 +127,36 @@ class _Loaded:
     generation: int
     n_indexed: int
     factory: str
-    n_saved: int  # rows covered by the saved file; the loaded index may hold more
+    n_trained_for: int  # rows the memory had when this index was trained (its lists were sized for them)
 
 
 class IndexManager:
-    """Builds, loads, updates, saves and searches the approximate index of one memory directory."""
+    """Builds, loads, updates, saves and searches the approximate index of one memory."""
 
-    def __init__(self, directory: Path, config: IndexConfig) -> None:
-        self.directory = directory
+    def __init__(self, storage: Storage, config: IndexConfig) -> None:
+        self.storage = storage
         self.config = config
         self._loaded: _Loaded | None = None
+        self._rebuilding: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     # -- policy ---------------------------------------------------------------------------------------------
-    def wanted(self, manifest: Manifest) -> bool:
-        large = manifest.n_live >= self.config.approximate_threshold
+    def wanted(self, snapshot: Snapshot) -> bool:
+        large = snapshot.n_live >= self.config.approximate_threshold
         return self.config.enabled and large and faiss_available()
 
-    def describe(self, manifest: Manifest) -> dict[str, Any] | None:
+    def describe(self, snapshot: Snapshot) -> dict[str, Any] | None:
         meta = self._read_meta()
         if meta is None:
             return None
-        valid = self._matches(meta["store_id"], meta["generation"], manifest)
+        valid = self._matches(meta["store_id"], meta["generation"], snapshot.manifest)
         valid = valid and meta.get("layout", 1) == INDEX_LAYOUT
-        return {"factory": meta["factory"], "n_indexed": meta["n_indexed"], "valid": valid}
+        return {"factory": meta["factory"], "n_indexed": meta["n_indexed"], "valid": valid,
+                "n_trained_for": meta.get("n_trained_for", meta["n_indexed"])}  # fmt: skip
+
+    def stale(self, loaded: _Loaded, manifest: Manifest) -> bool:
+        """Whether the rows have outgrown what the index was trained and sized for."""
+        return manifest.n_rows > (1.0 + self.config.rebuild_growth) * max(loaded.n_trained_for, 1)
 
     # -- search ---------------------------------------------------------------------------------------------
     def search(
@@ -152,7 +172,8 @@ class IndexManager:
             return None
         import faiss
 
-        loaded = self._ready(row_arrays, snapshot)
+        with self._lock:
+            loaded = self._ready(row_arrays, snapshot)
         manifest = snapshot.manifest
         n_covered = min(loaded.n_indexed, manifest.n_rows)
         live = snapshot.live_mask()
@@ -182,30 +203,63 @@ class IndexManager:
         wanted = max(self.config.nprobe, math.ceil(self.config.min_scanned_rows / rows_per_list))
         return min(wanted, nlist)
 
-    def build(self, row_arrays: RowArrays, snapshot: Snapshot) -> dict[str, Any] | None:
-        """Bring the index up to date with the snapshot and save it; None when faiss is not installed."""
+    def build(
+        self, row_arrays: RowArrays, snapshot: Snapshot, *, retrain: bool = False
+    ) -> dict[str, Any] | None:
+        """Bring the index up to date and save it (`retrain`: train afresh); None when faiss is missing."""
         if not faiss_available() or snapshot.manifest.n_rows == 0:
             return None
-        self._ready(row_arrays, snapshot, force_save=True)
-        return self.describe(snapshot.manifest)
+        with self._lock:
+            if retrain:
+                self._loaded = None
+                loaded = self._train(row_arrays, snapshot)
+            else:
+                loaded = self._ready(row_arrays, snapshot)
+            self._add_rows(row_arrays, snapshot, loaded, snapshot.manifest.n_rows)
+            self._loaded = loaded
+            self._save(loaded, strict=True)
+        return self.describe(snapshot)
 
     # -- maintenance ----------------------------------------------------------------------------------------
-    def _ready(self, row_arrays: RowArrays, snapshot: Snapshot, force_save: bool = False) -> _Loaded:
+    def _ready(self, row_arrays: RowArrays, snapshot: Snapshot) -> _Loaded:
         manifest = snapshot.manifest
         loaded = self._loaded
         if loaded is None or not self._matches(loaded.store_id, loaded.generation, manifest):
             loaded = self._load(manifest)
-        trained = loaded is None
         if loaded is None:
             loaded = self._train(row_arrays, snapshot)
-        tail = manifest.n_rows - loaded.n_indexed
-        if tail > 0 and (force_save or trained or tail > self.config.exact_tail_rows):
+            self._add_rows(row_arrays, snapshot, loaded, manifest.n_rows)
+            self._save(loaded, strict=False)
+        elif manifest.n_rows - loaded.n_indexed > self.config.exact_tail_rows:
             self._add_rows(row_arrays, snapshot, loaded, manifest.n_rows)
         self._loaded = loaded
-        unsaved = loaded.n_indexed - loaded.n_saved
-        if force_save or trained or unsaved > self.config.max_tail_fraction * manifest.n_rows:
-            self._save(row_arrays, loaded, wait=force_save)
-        return loaded
+        if self.stale(loaded, manifest):
+            self._rebuild(row_arrays, snapshot)
+        return self._loaded
+
+    def _rebuild(self, row_arrays: RowArrays, snapshot: Snapshot) -> None:
+        """Train a fresh index for today's rows: now, or in a background thread while searches go on."""
+
+        def run() -> None:
+            fresh = self._train(row_arrays, snapshot)
+            self._add_rows(row_arrays, snapshot, fresh, snapshot.manifest.n_rows)
+            self._save(fresh, strict=False)
+            with self._lock if self.config.background else _NoLock():
+                current = self._loaded
+                if current is None or current.generation == fresh.generation:
+                    self._loaded = fresh
+
+        if not self.config.background:
+            run()
+            return
+        if self._rebuilding is None or not self._rebuilding.is_alive():
+            self._rebuilding = threading.Thread(target=run, name="rns-index-rebuild", daemon=True)
+            self._rebuilding.start()
+
+    def wait(self) -> None:
+        """Wait for a background rebuild to finish (tests, benchmarks, a process about to exit)."""
+        if self._rebuilding is not None:
+            self._rebuilding.join()
 
     @staticmethod
     def _matches(store_id: str, generation: int, manifest: Manifest) -> bool:
@@ -213,8 +267,8 @@ class IndexManager:
 
     def _read_meta(self) -> dict[str, Any] | None:
         try:
-            return json.loads((self.directory / META_NAME).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            return json.loads(self.storage.read(META_KEY))
+        except (FileNotFoundError, ValueError):
             return None
 
     def _load(self, manifest: Manifest) -> _Loaded | None:
@@ -226,19 +280,21 @@ class IndexManager:
         if meta.get("layout", 1) != INDEX_LAYOUT:
             return None
         try:
-            index = faiss.read_index(str(self.directory / meta["file"]))
-        except (RuntimeError, KeyError):  # missing or damaged: rebuild rather than fail a search
+            blob = self.storage.read(f"{INDEX}/{meta['file']}")
+            index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+        except (RuntimeError, KeyError, FileNotFoundError):  # missing or damaged: rebuild, not fail a search
             return None
         if index.ntotal != meta["n_indexed"] or index.d != manifest.dim:
             return None
         n_indexed = int(meta["n_indexed"])
-        return _Loaded(index, meta["store_id"], meta["generation"], n_indexed, meta["factory"], n_indexed)
+        return _Loaded(index, meta["store_id"], meta["generation"], n_indexed, meta["factory"],
+                       int(meta.get("n_trained_for", n_indexed)))  # fmt: skip
 
     def _train(self, row_arrays: RowArrays, snapshot: Snapshot) -> _Loaded:
         import faiss
 
         manifest = snapshot.manifest
-        factory = self.config.factory or default_factory(manifest.n_live)
+        factory = self.config.factory or default_factory(snapshot.n_live)
         index = faiss.index_factory(manifest.dim, factory, faiss.METRIC_INNER_PRODUCT)
         nlist = 1
         if "IVF" in factory:
@@ -253,55 +309,51 @@ class IndexManager:
         sample = np.sort(rng.choice(manifest.n_rows, size=n_train, replace=False))
         vectors = row_arrays.gather(snapshot, sample)
         index.train(vectors)
-        return _Loaded(index, manifest.store_id, manifest.generation, 0, factory, 0)
+        return _Loaded(index, manifest.store_id, manifest.generation, 0, factory, manifest.n_rows)
 
     def _add_rows(self, row_arrays: RowArrays, snapshot: Snapshot, loaded: _Loaded, stop: int) -> None:
         """Add committed rows [n_indexed, stop) in order, so that faiss ids equal row numbers."""
-        generation = snapshot.manifest.generation
-        vectors_array = row_arrays.array(generation, "vectors")
         for start in range(loaded.n_indexed, stop, BUILD_BLOCK_ROWS):
-            block = np.asarray(vectors_array[start : min(stop, start + BUILD_BLOCK_ROWS)], dtype=np.float32)
-            loaded.index.add(block)
-        loaded.n_indexed = stop
+            vectors16, _ = row_arrays.read(snapshot, start, min(stop, start + BUILD_BLOCK_ROWS))
+            loaded.index.add(vectors16.astype(np.float32))
+        loaded.n_indexed = max(loaded.n_indexed, stop)
 
-    def _save(self, row_arrays: RowArrays, loaded: _Loaded, wait: bool) -> None:
-        """Persist index then meta (the commit point); skipped (retried at a later search) when another
-        writer holds the lock."""
+    def _save(self, loaded: _Loaded, *, strict: bool) -> None:
+        """Persist the index object, then the meta that names it (the commit point). A failure (a read-only
+        memory, a full disk) keeps the index in this process only, unless `strict` (an explicit reindex)."""
         import faiss
 
-        lock = WriterLock(row_arrays.path)
-        if wait:
-            lock.acquire()
-        else:
-            try:
-                if not lock.try_acquire():
-                    return
-            except OSError:  # a read-only memory: the index stays in this process, searches still work
-                return
-        n_saving = loaded.n_indexed
+        name = f"faiss-{int(time.time())}-{uuid.uuid4().hex[:8]}.index"
         try:
-            self.directory.mkdir(exist_ok=True)
-            name = f"faiss-{uuid.uuid4().hex[:12]}.index"
-            faiss.write_index(loaded.index, str(self.directory / name))
-            durability.fsync_files([self.directory / name])
+            self.storage.write(f"{INDEX}/{name}", faiss.serialize_index(loaded.index).tobytes())
             meta = {
                 "store_id": loaded.store_id,
                 "generation": loaded.generation,
                 "n_indexed": loaded.n_indexed,
+                "n_trained_for": loaded.n_trained_for,
                 "factory": loaded.factory,
                 "file": name,
                 "layout": INDEX_LAYOUT,
             }
-            durability.atomic_write_json(self.directory / META_NAME, meta)
-            for old in self.directory.glob("faiss-*.index"):
-                if old.name != name:
-                    old.unlink(missing_ok=True)
-            for tmp in self.directory.glob(f"{META_NAME}.*.tmp"):
-                tmp.unlink(missing_ok=True)
-            loaded.n_saved = n_saving
+            self.storage.write(META_KEY, json.dumps(meta, indent=1, sort_keys=True).encode())
+            for old in self.storage.list(INDEX):
+                created = _index_created_s(old)
+                if old != name and created is not None and created < time.time() - STALE_INDEX_S:
+                    self.storage.delete(f"{INDEX}/{old}")
         except OSError as error:
-            # Saving the index is an optimisation during a search: a full disk must not fail the search.
-            if wait:
-                raise translate_os_error(error, row_arrays.path, "saving the search index") or error from None
-        finally:
-            lock.release()
+            if strict:
+                translated = translate_os_error(error, self.storage.location, "saving the search index")
+                raise translated or error from None
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _index_created_s(name: str) -> float | None:
+    parts = name.split("-")
+    return float(parts[1]) if len(parts) == 3 and parts[0] == "faiss" and parts[1].isdigit() else None

@@ -15,7 +15,7 @@ NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def translate_os_error(error: OSError, memory: Path, doing: str) -> MemoryStoreError | None:
+def translate_os_error(error: OSError, memory: Path | str, doing: str) -> MemoryStoreError | None:
     """The memory error for `error` raised while `doing` something to `memory`; None if it is no such case."""
     where = error.filename or memory
     if error.errno in NO_SPACE:
@@ -23,7 +23,7 @@ def translate_os_error(error: OSError, memory: Path, doing: str) -> MemoryStoreE
             f"no space left on the device holding memory {memory} (while {doing}, at {where}); the memory "
             "is unchanged: free some space and run the same command again"
         )
-    if error.errno in READ_ONLY:
+    if error.errno in READ_ONLY or isinstance(error, PermissionError):  # S3 AccessDenied has no errno
         reason = "read-only file system" if error.errno == errno.EROFS else "permission denied"
         return ReadOnlyMemoryError(
             f"memory {memory} cannot be written ({reason} at {where}) while {doing}; reading it still works: "

@@ -1,26 +1,37 @@
-"""`RowArrays`: the zarr row arrays of one memory directory, the only code that reads or writes them.
+"""`RowArrays`: the memory's rows, stored as immutable zarr segments; the only code that reads or writes them.
 
-One generation of rows is three arrays under `rows/gNNNNNN/` (vectors float16 [capacity, d], class_ids and
-source_nums int32 [capacity]). The store, the write draft, the approximate index and the consistency check
-all read rows through this class, so none of them reaches into another's privates, and a different backend
-(object storage) would be one replacement of this class.
+A segment is three zarr arrays under `segments/<name>/` (vectors float16 [m, d], class_ids and source_nums
+int32 [m]), written once by the commit that adds its rows and never modified: a write therefore costs the
+rows it adds, a crashed write leaves only an unreferenced folder (collected later), and a reader may cache
+a segment for as long as it likes. Row numbers run across the state's segments in order
+(`Manifest.segments`). The store, the write draft, the approximate index and the consistency check all read
+rows through this class.
 """
 
 from __future__ import annotations
 
-import shutil
+import bisect
+import threading
+import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
 
 from support_memory.errors import CorruptMemoryError, InvalidInputError
+from support_memory.manifest import SegmentRecord
 from support_memory.search import block_rows_for
 from support_memory.snapshot import Snapshot
+from support_memory.storage import LocalStorage, Storage, unreachable
 
-CHUNK_ROWS = 1024
+SEGMENTS = "segments"
+CHUNK_ROWS = 4096
+# Decoded segments kept in RAM per open memory (segments never change, so a cached one is never stale).
+DEFAULT_CACHE_BYTES = 1 << 30
 
 
 @dataclass
@@ -31,80 +42,144 @@ class PendingRows:
     class_ids: np.ndarray  # int32 [m]
     source_nums: np.ndarray  # int32 [m]
 
+    @classmethod
+    def concatenate(cls, parts: list[PendingRows]) -> PendingRows:
+        return cls(
+            np.concatenate([p.vectors for p in parts]),
+            np.concatenate([p.class_ids for p in parts]),
+            np.concatenate([p.source_nums for p in parts]),
+        )
 
-def generation_group(generation: int) -> str:
-    """The folder (relative to the memory) that holds one generation of row arrays."""
-    return f"rows/g{generation:06d}"
+
+def new_segment_name() -> str:
+    """Unique and ordered by creation time (garbage collection spares young unreferenced segments)."""
+    return f"s{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+def segment_created_s(name: str) -> float | None:
+    """When a segment was created (seconds since the epoch), from its name; None for foreign names."""
+    head = name.split("-", 1)[0]
+    return int(head[1:]) / 1e9 if head[:1] == "s" and head[1:].isdigit() else None
+
+
+class _Segment:
+    """One segment's arrays: numpy when cached in RAM, else zarr arrays read slice by slice."""
+
+    def __init__(self, vectors: Any, class_ids: Any, source_nums: Any) -> None:
+        self.vectors, self.class_ids, self.source_nums = vectors, class_ids, source_nums
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.vectors.shape)) * 2 + 8 * int(self.class_ids.shape[0])
+
+    @staticmethod
+    def take(array: Any, index: np.ndarray) -> np.ndarray:
+        if isinstance(array, np.ndarray):
+            return array[index]
+        return np.asarray(array.get_orthogonal_selection((index,) + (slice(None),) * (array.ndim - 1)))
 
 
 class RowArrays:
-    """Opens (and caches) the row arrays of the memory at `path`; reads and writes blocks of rows."""
+    """Reads and writes the row segments of one memory, caching decoded segments in RAM."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._arrays: dict[str, zarr.Array] = {}
+    def __init__(self, storage: Storage, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.storage = storage
+        self.location = storage.location
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[str, _Segment] = OrderedDict()
+        self._cached_bytes = 0
+        self._cache_lock = threading.Lock()  # a background index rebuild reads rows beside searches
 
-    def array(self, generation: int, name: str) -> zarr.Array:
-        """One of "vectors", "class_ids", "source_nums" of a generation (CorruptMemoryError if missing)."""
-        key = f"{generation_group(generation)}/{name}"
-        array = self._arrays.get(key)
-        if array is None:
-            location = self.path / key
-            if not (location / "zarr.json").exists():
-                raise CorruptMemoryError(
-                    f"memory {self.path}: row array {key} is missing; restore the memory from a backup"
-                )
-            array = zarr.open_array(str(location), mode="r+")
-            self._arrays[key] = array
-        return array
+    # -- writing --------------------------------------------------------------------------------------------
+    def write_segment(self, rows: PendingRows) -> str:
+        """Store rows as a new immutable segment (durable before this returns); returns its name."""
+        name = new_segment_name()
+        prefix = f"{SEGMENTS}/{name}"
+        store = self.storage.zarr_store(prefix, read_only=False)
+        group = zarr.open_group(store=store, mode="w", zarr_format=3)
+        n, dim = rows.vectors.shape
+        chunk = max(1, min(CHUNK_ROWS, n))
+        group.create_array("vectors", data=rows.vectors.astype(np.float16), chunks=(chunk, dim),
+                           compressors=None)  # fmt: skip
+        group.create_array("class_ids", data=rows.class_ids.astype(np.int32), chunks=(chunk,))
+        group.create_array("source_nums", data=rows.source_nums.astype(np.int32), chunks=(chunk,))
+        if isinstance(self.storage, LocalStorage):
+            self.storage.sync_tree(prefix)
+        return name
 
-    def exists(self, generation: int) -> bool:
-        """Whether a generation's vectors array has been created."""
-        return (self.path / generation_group(generation) / "vectors" / "zarr.json").exists()
+    def delete_segment(self, name: str) -> None:
+        self._cache.pop(name, None)
+        self.storage.delete(f"{SEGMENTS}/{name}")
 
-    def create_generation(self, generation: int, dim: int, n_rows: int) -> None:
-        """Create empty arrays for a generation, replacing debris a dead write may have left there."""
-        group_path = self.path / generation_group(generation)
-        if group_path.exists():  # debris of a write that died before committing it
-            shutil.rmtree(group_path)
-        for key in list(self._arrays):
-            if key.startswith(generation_group(generation)):
-                del self._arrays[key]
-        root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
-        group = root.require_group(generation_group(generation))
-        encoding = {"name": "default", "separator": "/"}
-        group.create_array(
-            "vectors", shape=(n_rows, dim), chunks=(CHUNK_ROWS, dim), dtype="float16",
-            compressors=None, fill_value=float("nan"), chunk_key_encoding=encoding,
-        )  # fmt: skip
-        for name in ("class_ids", "source_nums"):
-            group.create_array(
-                name, shape=(n_rows,), chunks=(CHUNK_ROWS,), dtype="int32", fill_value=-1,
-                chunk_key_encoding=encoding,
-            )  # fmt: skip
+    def stored_segments(self) -> list[str]:
+        return self.storage.list(SEGMENTS)
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def segment(self, name: str) -> _Segment:
+        with self._cache_lock:
+            return self._segment(name)
+
+    def _segment(self, name: str) -> _Segment:
+        cached = self._cache.get(name)
+        if cached is not None:
+            self._cache.move_to_end(name)
+            return cached
+        prefix = f"{SEGMENTS}/{name}"
+        try:
+            group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
+            arrays = [group[key] for key in ("vectors", "class_ids", "source_nums")]
+        except Exception as error:
+            if unreachable(error, self.location) is not None:
+                raise unreachable(error, self.location) from None
+            if not isinstance(error, (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError)):
+                raise
+            raise CorruptMemoryError(
+                f"memory {self.location}: row segment {name} is missing ({type(error).__name__}); a reader "
+                "kept an old commit open past the retention time, or the memory lost files: reopen it, or "
+                "restore it from a backup"
+            ) from None
+        segment = _Segment(*arrays)
+        if segment.nbytes <= self.cache_bytes:
+            segment = _Segment(*(np.asarray(a[...]) for a in arrays))
+            self._cache[name] = segment
+            self._cached_bytes += segment.nbytes
+            while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+                _, evicted = self._cache.popitem(last=False)
+                self._cached_bytes -= evicted.nbytes
+        return segment
+
+    def _pieces(self, snapshot: Snapshot, start: int, stop: int) -> Iterator[tuple[SegmentRecord, int, int]]:
+        """(segment, local start, local stop) covering committed rows [start, stop), in order."""
+        segments = snapshot.manifest.segments
+        starts = [s.start for s in segments]
+        i = max(bisect.bisect_right(starts, start) - 1, 0)
+        while start < stop and i < len(segments):
+            record = segments[i]
+            a, b = max(start, record.start), min(stop, record.stop)
+            if a < b:
+                yield record, a - record.start, b - record.start
+                start = b
+            i += 1
 
     def read(self, snapshot: Snapshot, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Stored (float16) vectors and class ids of committed rows [start, stop)."""
-        generation = snapshot.manifest.generation
-        vectors = np.asarray(self.array(generation, "vectors")[start:stop])
-        class_ids = np.asarray(self.array(generation, "class_ids")[start:stop])
+        vectors, class_ids = self.read_all(snapshot, start, stop)[:2]
         return vectors, class_ids
 
-    def write(self, generation: int, start: int, rows: PendingRows) -> list[Path]:
-        """Write rows at [start, start+m) of a generation (growing it if needed); returns files to fsync."""
-        stop = start + rows.vectors.shape[0]
-        touched: list[Path] = []
-        for name, data in (("vectors", rows.vectors), ("class_ids", rows.class_ids),
-                           ("source_nums", rows.source_nums)):  # fmt: skip
-            array = self.array(generation, name)
-            if array.shape[0] < stop:
-                array.resize((stop, *array.shape[1:]))
-                touched.append(self.path / generation_group(generation) / name / "zarr.json")
-            array[start:stop] = data
-            chunk_dir = self.path / generation_group(generation) / name / "c"
-            for chunk in range(start // CHUNK_ROWS, (stop - 1) // CHUNK_ROWS + 1):
-                touched.append(chunk_dir / str(chunk) / "0" if name == "vectors" else chunk_dir / str(chunk))
-        return touched
+    def read_all(
+        self, snapshot: Snapshot, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Vectors (float16), class ids and source numbers of committed rows [start, stop)."""
+        parts = []
+        for record, a, b in self._pieces(snapshot, start, stop):
+            segment = self.segment(record.name)
+            parts.append((np.asarray(segment.vectors[a:b]), np.asarray(segment.class_ids[a:b]),
+                          np.asarray(segment.source_nums[a:b])))  # fmt: skip
+        dim = snapshot.manifest.dim or 0
+        if not parts:
+            empty = np.zeros(0, dtype=np.int32)
+            return np.zeros((0, dim), dtype=np.float16), empty, empty
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
 
     def blocks(
         self,
@@ -115,22 +190,20 @@ class RowArrays:
         allowed_classes: np.ndarray | None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         """Blocks of committed rows in [start, stop) as float32, with the mask of rows a search may return."""
-        generation = snapshot.manifest.generation
         live = snapshot.live_mask()
         step = block_rows_for(n_queries, CHUNK_ROWS)
-        block_start = start
-        while block_start < stop:
-            block_stop = min(stop, (block_start // CHUNK_ROWS) * CHUNK_ROWS + step)
-            allowed = live[block_start:block_stop].copy()
-            if allowed_classes is not None and allowed.any():
-                class_ids = np.asarray(self.array(generation, "class_ids")[block_start:block_stop])
-                allowed &= np.isin(class_ids, allowed_classes)
-            if allowed.any():
-                vectors = np.asarray(self.array(generation, "vectors")[block_start:block_stop],
-                                     dtype=np.float32)  # fmt: skip
-                rows = np.arange(block_start, block_stop, dtype=np.int64)
-                yield rows, vectors, None if allowed.all() else allowed
-            block_start = block_stop
+        for record, a, b in self._pieces(snapshot, start, stop):
+            segment = self.segment(record.name)
+            for block_start in range(a, b, step):
+                block_stop = min(b, block_start + step)
+                first = record.start + block_start
+                allowed = live[first : record.start + block_stop].copy()
+                if allowed_classes is not None and allowed.any():
+                    allowed &= np.isin(np.asarray(segment.class_ids[block_start:block_stop]), allowed_classes)
+                if allowed.any():
+                    vectors = np.asarray(segment.vectors[block_start:block_stop], dtype=np.float32)
+                    rows = np.arange(first, first + len(allowed), dtype=np.int64)
+                    yield rows, vectors, None if allowed.all() else allowed
 
     def lookup(self, snapshot: Snapshot, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectors (float32) and class ids (int64) of live rows of `snapshot`, in the order asked."""
@@ -146,25 +219,27 @@ class RowArrays:
             bad = bad if bad.size else rows[~live[rows]]
             raise InvalidInputError(f"row {int(bad[0])} is not a stored prototype (drop -1 padding first)")
         unique, inverse = np.unique(rows, return_inverse=True)
-        generation = snapshot.manifest.generation
-        vectors_array = self.array(generation, "vectors")
-        vectors = np.asarray(vectors_array.get_orthogonal_selection((unique, slice(None))))
-        class_ids = np.asarray(self.array(generation, "class_ids").get_orthogonal_selection(unique))
+        vectors, class_ids = self._gather(snapshot, unique)
         return vectors[inverse].astype(np.float32), class_ids[inverse].astype(np.int64)
 
     def gather(self, snapshot: Snapshot, rows: np.ndarray) -> np.ndarray:
-        """float32 vectors of sorted committed rows (live or not), read a block at a time."""
-        vectors_array = self.array(snapshot.manifest.generation, "vectors")
-        parts = []
-        for start in range(0, len(rows), 65536):
-            part = rows[start : start + 65536]
-            parts.append(np.asarray(vectors_array.get_orthogonal_selection((part, slice(None)))))
-        return np.concatenate(parts).astype(np.float32)
+        """float32 vectors of sorted committed rows (live or not)."""
+        return self._gather(snapshot, np.asarray(rows, dtype=np.int64))[0].astype(np.float32)
+
+    def _gather(self, snapshot: Snapshot, sorted_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        segments = snapshot.manifest.segments
+        starts = np.array([s.start for s in segments], dtype=np.int64)
+        which = np.searchsorted(starts, sorted_rows, side="right") - 1
+        vectors, class_ids = [], []
+        for i in np.unique(which):
+            record = segments[int(i)]
+            local = sorted_rows[which == i] - record.start
+            segment = self.segment(record.name)
+            vectors.append(_Segment.take(segment.vectors, local))
+            class_ids.append(_Segment.take(segment.class_ids, local))
+        return np.concatenate(vectors), np.concatenate(class_ids)
 
     def forget(self) -> None:
-        """Drop every cached array handle (after a failed commit may have left them pointing at debris)."""
-        self._arrays.clear()
-
-    def forget_missing(self) -> None:
-        """Drop cached handles of arrays that garbage collection deleted."""
-        self._arrays = {k: v for k, v in self._arrays.items() if (self.path / k / "zarr.json").exists()}
+        """Drop every cached segment."""
+        self._cache.clear()
+        self._cached_bytes = 0

@@ -1,5 +1,5 @@
-"""`Snapshot`: one committed state of a memory as a reader sees it (the manifest plus the sums it names),
-and `load_committed`, which reads the current one from disk.
+"""`Snapshot`: one committed state of a memory as a reader sees it, and `load_committed`, which reads one
+from the commit log (the newest, or a given commit number).
 
 It is its own module so that the store, the write draft, the index and the consistency check can all name
 the type without importing each other.
@@ -8,22 +8,50 @@ the type without importing each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import zarr
 
-from support_memory.errors import CorruptMemoryError
-from support_memory.manifest import MANIFEST_NAME, Manifest, read_manifest
+from support_memory.errors import CorruptMemoryError, NotAMemoryError
+from support_memory.log import (
+    CHECKPOINTS,
+    LOG,
+    MARKER,
+    apply_commit,
+    commit_key,
+    decode_checkpoint,
+    parse_checkpoint_name,
+    parse_commit_name,
+    read_marker,
+)
+from support_memory.manifest import Manifest
+from support_memory.storage import Storage
 
 
 @dataclass
 class Snapshot:
-    """A committed state as one reader sees it: the manifest plus the per-class sums it names."""
+    """A committed state: the manifest plus the per-class sums, and what the log cost to replay."""
 
     manifest: Manifest
     sums: np.ndarray  # float64 [next_class_id, dim]; empty when the memory has no rows yet
+    log_bytes: int = 0  # bytes of commit records applied since the last checkpoint (or full record)
+    checkpoint_bytes: int = 0  # size of that checkpoint
     _live: np.ndarray | None = field(default=None, repr=False)
+    _n_live: int | None = field(default=None, repr=False)
+
+    @property
+    def seq(self) -> int:
+        return self.manifest.seq
+
+    @property
+    def n_live(self) -> int:
+        """Live rows (computed once per snapshot: the source table can be large)."""
+        if self._n_live is None:
+            self._n_live = self.manifest.n_live
+        return self._n_live
+
+    def cached_live_mask(self) -> np.ndarray | None:
+        """The live mask if it was computed already (writers derive the next one from it)."""
+        return self._live
 
     def live_mask(self) -> np.ndarray:
         """Which stored rows belong to a source the manifest still lists (computed once per snapshot)."""
@@ -36,34 +64,81 @@ class Snapshot:
         return self._live
 
 
-def load_committed(path: Path) -> Snapshot:
-    """Read the committed manifest of the memory at `path` and the per-class sums it names."""
-    # A writer may delete the sums array named by a manifest two commits old between our two reads;
-    # re-reading the manifest then finds the current one.
+def head_seq(storage: Storage) -> int:
+    """The newest commit number (0: nothing committed yet).
+
+    Garbage collection keeps the newest record, so the log alone names the head; checkpoints are listed
+    too so that a log emptied by hand (or by a tool) never makes a memory look empty.
+    """
+    seqs = [s for s in (parse_commit_name(n) for n in storage.list(LOG)) if s is not None]
+    if seqs:
+        return max(seqs)
+    checkpoints = [p[0] for p in (parse_checkpoint_name(n) for n in storage.list(CHECKPOINTS)) if p]
+    return max(checkpoints, default=0)
+
+
+def empty_state(storage: Storage) -> Snapshot:
+    """Commit 0 of the memory: no rows, no classes, its store id from the marker."""
+    try:
+        data = storage.read(MARKER)
+    except FileNotFoundError:
+        raise NotAMemoryError(f"no support memory at {storage.location}; add examples to it first") from None
+    store_id = read_marker(data, f"{storage.location}/{MARKER}")
+    return Snapshot(Manifest(store_id=store_id), np.zeros((0, 0)))
+
+
+def load_committed(storage: Storage, *, known: Snapshot | None = None, at: int | None = None) -> Snapshot:
+    """The state at commit `at` (None: the newest), reusing `known` (an older state) when it helps.
+
+    A record can vanish between listing and reading (garbage collection of old log entries): the load then
+    starts again from a newer checkpoint.
+    """
     last_error: Exception | None = None
     for _ in range(20):
-        manifest = read_manifest(path / MANIFEST_NAME)
+        target = head_seq(storage) if at is None else at
         try:
-            return Snapshot(manifest, _read_sums(path, manifest))
+            return _load(storage, target, known)
         except FileNotFoundError as error:
             last_error = error
-    raise CorruptMemoryError(
-        f"memory {path}: the sums array named by the manifest is missing ({last_error}); "
-        "restore the memory from a backup or rebuild it"
-    )
-
-
-def _read_sums(path: Path, manifest: Manifest) -> np.ndarray:
-    dim = manifest.dim or 0
-    if manifest.sums_name is None:
-        return np.zeros((manifest.next_class_id, dim), dtype=np.float64)
-    location = path / manifest.sums_name
-    if not (location / "zarr.json").exists():
-        raise FileNotFoundError(location)
-    sums = zarr.open_array(str(location), mode="r")[...]
-    if sums.shape != (manifest.next_class_id, dim):
+            known = None
+    where = f"memory {storage.location}"
+    if at is not None:
         raise CorruptMemoryError(
-            f"memory {path}: sums array {manifest.sums_name} has shape {sums.shape}, expected "
-            f"{(manifest.next_class_id, dim)}; restore the memory from a backup or rebuild it"
+            f"{where} no longer keeps commit {at} ({last_error}); open the newest commit instead"
         )
-    return np.asarray(sums, dtype=np.float64)
+    raise CorruptMemoryError(f"{where}: a commit record is missing ({last_error}); restore it from a backup")
+
+
+def _load(storage: Storage, target: int, known: Snapshot | None) -> Snapshot:
+    if known is not None and known.seq == target:
+        return known
+    newer = known is not None and known.seq < target
+    snapshot = known if newer and known is not None else _newest_checkpoint(storage, target)
+    manifest, sums = snapshot.manifest, snapshot.sums
+    log_bytes, checkpoint_bytes = snapshot.log_bytes, snapshot.checkpoint_bytes
+    for seq in range(manifest.seq + 1, target + 1):
+        key = commit_key(seq)
+        data = storage.read(key)  # FileNotFoundError: collected meanwhile, or a commit that never was
+        manifest, sums, full = apply_commit(manifest, sums, data, f"{storage.location}/{key}")
+        if manifest.seq != seq:
+            raise CorruptMemoryError(f"memory {storage.location}: {key} says it is commit {manifest.seq}")
+        if full:
+            log_bytes, checkpoint_bytes = 0, len(data)
+        else:
+            log_bytes += len(data)
+    return Snapshot(manifest, sums, log_bytes=log_bytes, checkpoint_bytes=checkpoint_bytes)
+
+
+def _newest_checkpoint(storage: Storage, target: int) -> Snapshot:
+    candidates = sorted(
+        (parsed[0], name)
+        for name in storage.list(CHECKPOINTS)
+        if (parsed := parse_checkpoint_name(name)) is not None and parsed[0] <= target
+    )
+    if not candidates:
+        return empty_state(storage)
+    seq, name = candidates[-1]
+    key = f"{CHECKPOINTS}/{name}"
+    data = storage.read(key)
+    manifest, sums = decode_checkpoint(data, f"{storage.location}/{key}")
+    return Snapshot(manifest, sums, log_bytes=0, checkpoint_bytes=len(data))

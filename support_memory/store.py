@@ -1,36 +1,34 @@
-"""`SupportMemory`: a crash-safe zarr store of labelled prototype rows, with its class and source tables.
+"""`SupportMemory`: a crash-safe, zarr-backed store of labelled prototype rows, with its class and source
+tables, in a local folder or at an object-store URL (s3://...).
 
-Layout of a memory directory:
+Layout (the same keys in a folder or under a URL prefix; see docs/MEMORY_STORAGE.md):
 
-    manifest.json            the only commit point (see manifest.py); replaced atomically
-    .lock                    writer lock (see locking.py)
-    zarr.json                root zarr group
-    rows/g000001/vectors     float16 [capacity, d]   one generation of row arrays; rows past the
-    rows/g000001/class_ids   int32   [capacity]      manifest's n_rows are uncommitted and invisible
-    rows/g000001/source_nums int32   [capacity]
-    sums/s00000007           float64 [n_class_ids, d] per-class sums of the stored (float16) rows,
-                             copy-on-write: one array per commit that changes them
-    index/                   optional approximate index (see index.py)
+    memory.json                   marker: format and store id
+    log/c000000000042.json        commit 42: what changed (the commit point: created only if absent)
+    checkpoints/c...40.<t>.json   the whole state as of a commit (so opening replays few records)
+    segments/s<time>-<id>/...     immutable zarr arrays: vectors float16 [m, d], class_ids, source_nums
+    retired/s<time>-<id>          when a merge or compaction took a segment out of the state
+    index/                        optional approximate index (see index.py)
 
-A write takes the lock, re-reads the committed manifest, appends new rows past the committed length,
-writes a new sums array, fsyncs, then replaces the manifest. Removals only drop row ranges from the
-manifest; when dead rows pile up, the same commit writes a fresh generation of arrays holding only live rows
-(compaction). Old generations and sums arrays are deleted after the commit, keeping the previous one so that
-readers that opened just before the commit can finish.
+A write reads the newest state, writes its rows as a new segment, and creates the next commit record; if
+another writer created it first, the write is redone on the newer state (optimistic concurrency: no lock,
+which object stores do not offer, and no example is ever lost). Readers read the state of one commit and
+immutable segments, so they always see one consistent commit. Removals only drop row ranges; when dead rows
+pile up, a commit rewrites the live rows into one segment (compaction). Old commits and segments stay
+readable for `commit.KEEP_S` and are then collected.
 
-A `SupportMemory` object reads from the snapshot it opened (or last wrote); `refresh()` picks up commits by
-other processes. Sums are exact: float16 values summed in float64 are exact, so adding and subtracting rows
-never drifts.
+A `SupportMemory` object reads from the commit it opened (or last wrote); `refresh()` picks up commits by
+other processes, and `open(..., commit=n)` opens an older one. Sums are exact: float16 values summed in
+float64 are exact, so adding and subtracting rows never drifts.
 
 This module is the public face; the work is done by one module per job, each importing only downwards:
-snapshot.py (a committed state and reading it), rows.py (the row arrays: the only code touching them),
-draft.py (a write being prepared), commit.py (making a draft durable, creating, garbage collection),
-search.py / index.py (exact and approximate kNN), consistency.py (`check`).
+storage.py (where objects live), log.py (commit records), snapshot.py (a committed state and reading it),
+rows.py (the segments: the only code touching rows), draft.py (a write being prepared), commit.py (making a
+draft durable, merging, collecting), search.py / index.py (exact and approximate kNN), consistency.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +36,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from support_memory.commit import COMPACT_MIN_DEAD, abandon, collect_garbage, create_if_missing, write_commit
+from support_memory.commit import (
+    COMPACT_MIN_DEAD,
+    KEEP_S,
+    collect_garbage,
+    create_if_missing,
+)
 from support_memory.draft import (
     Draft,
     refuse_other_fingerprint,
@@ -46,46 +49,46 @@ from support_memory.draft import (
     validate_fingerprint,
 )
 from support_memory.errors import (
-    CorruptMemoryError,
     InvalidInputError,
-    MemoryLockedError,
+    MemoryStoreError,
+    NotAMemoryError,
     UnknownEntryError,
 )
 from support_memory.identity import content_id
 from support_memory.index import IndexConfig, IndexManager
-from support_memory.locking import LOCK_FILE_NAME, ReaderPin, WriterLock
-from support_memory.manifest import (
-    Manifest,
-)
+from support_memory.log import MARKER
 from support_memory.oserrors import translate_os_error
 from support_memory.records import ClassInfo, SourceEntry, SourceInfo
 from support_memory.rows import RowArrays
 from support_memory.search import SearchResult, class_filter, exact_search, validate_queries
-from support_memory.snapshot import Snapshot, load_committed
+from support_memory.snapshot import Snapshot, head_seq, load_committed
+from support_memory.storage import LocalStorage, Storage, open_storage
+from support_memory.writer import commit_edit
 
 T = TypeVar("T")
 
 
 class SupportMemory:
-    """A support memory on disk. Create or open one with `SupportMemory.open(path)`."""
+    """A support memory. Create or open one with `SupportMemory.open(location)`."""
 
     def __init__(
         self,
-        path: Path,
-        snapshot: Snapshot,
+        storage: Storage,
         *,
         lock_timeout_s: float,
         index_config: IndexConfig,
         compact_min_dead: int,
     ) -> None:
-        self.path = path
-        self._snapshot = snapshot
+        self.storage = storage
+        self.location = storage.location  # the folder or URL, as messages name it
+        # A local memory's folder as a Path (callers build paths from it); a URL stays a string.
+        self.path: Path | str = storage.root if isinstance(storage, LocalStorage) else storage.location
         self._lock_timeout_s = lock_timeout_s
         self._compact_min_dead = compact_min_dead
-        self._rows = RowArrays(path)
-        self._index = IndexManager(path / "index", index_config)
-        self._pin: ReaderPin | None = None
-        self._pinned_generation: int | None = None
+        self._rows = RowArrays(storage)
+        self._index = IndexManager(storage, index_config)
+        self._snapshot: Snapshot | None = None
+        self._pinned = False
 
     # ------------------------------------------------------------------------------------------------------
     # opening
@@ -93,44 +96,75 @@ class SupportMemory:
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        location: str | os.PathLike[str],
         create: bool = True,
         *,
+        commit: int | None = None,
         lock_timeout_s: float = 300.0,
         index_config: IndexConfig | None = None,
         compact_min_dead: int = COMPACT_MIN_DEAD,
     ) -> SupportMemory:
-        """Open the memory at `path`, creating an empty one there if allowed and nothing is there yet.
+        """Open the memory at a folder or URL, creating an empty one there if allowed and nothing is there.
 
-        A path that holds anything else (a file, a directory with other files) is refused with
-        NotAMemoryError, so a mistyped path never scribbles into an unrelated folder.
+        `commit=n` opens that (older) commit and keeps reading it: `refresh()` then does nothing, so every
+        worker of a distributed run sees the same rows. A location that holds anything else (a file, a
+        folder with other files) is refused with NotAMemoryError, so a mistyped path never scribbles into
+        an unrelated folder. `lock_timeout_s` bounds how long a write retries while other writers keep
+        committing first.
         """
-        path = Path(path).expanduser()
-        create_if_missing(path, create, lock_timeout_s)
+        storage = open_storage(location)
+        try:
+            create_if_missing(storage, create and commit is None)
+        except FileNotFoundError as error:  # e.g. an S3 bucket that does not exist
+            raise NotAMemoryError(
+                f"cannot create a support memory at {storage.location} ({error}); check the location, or "
+                "create the bucket first"
+            ) from None
+        except OSError as error:  # a read-only or full file system, an unreachable server: one line
+            raise translate_os_error(error, storage.location, "creating the memory") or MemoryStoreError(
+                f"memory {storage.location} cannot be reached ({error}); check the location and, for an "
+                "object store, its endpoint (AWS_ENDPOINT_URL) and credentials"
+            ) from None
         memory = cls(
-            path,
-            Snapshot(Manifest(), np.zeros((0, 0))),
+            storage,
             lock_timeout_s=lock_timeout_s,
             index_config=index_config or IndexConfig(),
             compact_min_dead=compact_min_dead,
         )
-        memory.refresh()
+        if commit is not None:
+            newest = head_seq(storage)
+            if not 0 <= commit <= newest:
+                raise UnknownEntryError(
+                    f"memory {storage.location} has no commit {commit} (its newest is {newest}); name one "
+                    "of its commits"
+                )
+            memory._snapshot = load_committed(storage, at=commit)
+            memory._pinned = True
+        else:
+            memory.refresh()
         return memory
 
+    @staticmethod
+    def exists(location: str | os.PathLike[str]) -> bool:
+        """Whether a memory is at `location` (its marker is there); reads nothing else."""
+        try:
+            return open_storage(location).exists(MARKER)
+        except (OSError, MemoryStoreError):
+            return False
+
+    @property
+    def _state(self) -> Snapshot:
+        assert self._snapshot is not None
+        return self._snapshot
+
     def refresh(self) -> None:
-        """Load the latest committed state (commits made by other processes since this object last looked)."""
-        for _ in range(100):
-            snapshot = load_committed(self.path)
-            if self._adopt(snapshot):
-                return
-        raise MemoryLockedError(f"memory {self.path} keeps changing under this reader; retry later")
+        """Load the newest committed state (commits made by other processes since this object looked)."""
+        if not self._pinned:
+            self._snapshot = load_committed(self.storage, known=self._snapshot)
 
     def close(self) -> None:
-        """Release this reader's pin on its generation of rows (also done at process exit)."""
-        if self._pin is not None:
-            self._pin.release()
-            self._pin = None
-            self._pinned_generation = None
+        """Drop cached rows (kept for symmetry with files: nothing is held open between calls)."""
+        self._rows.forget()
 
     def __enter__(self) -> SupportMemory:
         return self
@@ -138,63 +172,24 @@ class SupportMemory:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _pin_path(self, generation: int) -> Path:
-        return self.path / "readers" / f"g{generation:06d}.lock"
-
-    def _adopt(self, snapshot: Snapshot) -> bool:
-        """Make `snapshot` the one this object reads, pinning its rows; False if they vanished meanwhile."""
-        generation = snapshot.manifest.generation
-        if snapshot.manifest.n_rows and generation != self._pinned_generation:
-            pin = ReaderPin(self._pin_path(generation))
-            pinned = pin.acquire()
-            if not pinned or not self._rows.exists(generation):
-                pin.release()
-                return False
-            self.close()
-            self._pin, self._pinned_generation = pin, generation
-        self._snapshot = snapshot
-        return True
-
     # ------------------------------------------------------------------------------------------------------
     # writing
     # ------------------------------------------------------------------------------------------------------
     def _write(self, edit: Callable[[Draft], T]) -> T:
-        try:
-            lock = WriterLock(self.path, self._lock_timeout_s)
-            lock.acquire()
-        except OSError as error:
-            raise translate_os_error(error, self.path, "taking the writer lock") or error from None
-        try:
-            base = load_committed(self.path)
-            draft = Draft(self._rows, base)
-            result = edit(draft)
-            if draft.changed:
-                try:
-                    self._commit(draft)
-                except OSError as error:
-                    translated = translate_os_error(error, self.path, "writing a commit")
-                    if translated is None:
-                        raise
-                    abandon(self._rows, draft)
-                    raise translated from None
-            elif not self._adopt(base):
-                raise CorruptMemoryError(f"memory {self.path}: the committed rows are missing")
-        finally:
-            lock.release()
+        """Run `edit` on the newest state and commit it (see writer.py)."""
+        if self._pinned:
+            raise InvalidInputError(f"memory {self.path} was opened at commit {self.commit}: it is read-only")
+        result, self._snapshot = commit_edit(self._rows, self._snapshot, edit,
+                                             compact_min_dead=self._compact_min_dead,
+                                             timeout_s=self._lock_timeout_s)  # fmt: skip
         return result
-
-    def _commit(self, draft: Draft) -> None:
-        snapshot = write_commit(self._rows, draft, self._compact_min_dead)
-        if not self._adopt(snapshot):
-            raise CorruptMemoryError(f"memory {self.path}: the rows just committed are missing")
-        collect_garbage(self._rows, snapshot.manifest.generation,
-                        keep_sums={snapshot.manifest.sums_name, draft.base.manifest.sums_name},
-                        pin_path=self._pin_path)  # fmt: skip
 
     def check_writable(self) -> None:
         """Raise ReadOnlyMemoryError now if this memory cannot be written (before any expensive work)."""
+        if self._pinned:
+            raise InvalidInputError(f"memory {self.path} was opened at commit {self.commit}: it is read-only")
         try:
-            os.close(os.open(self.path / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o644))
+            self.storage.probe_writable()
         except OSError as error:
             raise translate_os_error(error, self.path, "checking that it can be written") or error from None
 
@@ -204,22 +199,22 @@ class SupportMemory:
     @property
     def fingerprint(self) -> dict[str, Any] | None:
         """The backbone + feature settings the stored rows were made with (None while the memory is empty)."""
-        return self._snapshot.manifest.fingerprint
+        return self._state.manifest.fingerprint
 
     @property
     def n_prototypes(self) -> int:
         """Stored prototypes a reader sees (`stats()["n_prototypes"]` without walking the folder)."""
-        return self._snapshot.manifest.n_live
+        return self._state.n_live
 
     @property
     def commit(self) -> int:
         """The number of the commit this object reads (`stats()["commit"]`)."""
-        return self._snapshot.manifest.seq
+        return self._state.manifest.seq
 
     @property
     def dim(self) -> int | None:
         """The dimension of the stored rows (None while the memory is empty)."""
-        return self._snapshot.manifest.dim
+        return self._state.manifest.dim
 
     def put_source(
         self,
@@ -246,7 +241,7 @@ class SupportMemory:
         Callers check before expensive work (feature extraction, a whole folder run); every put checks
         again under the writer lock, so this is an early answer, not the guard.
         """
-        stored = self._snapshot.manifest.fingerprint
+        stored = self._state.manifest.fingerprint
         if stored is not None:
             refuse_other_fingerprint(self.path, stored, validate_fingerprint(fingerprint))
 
@@ -295,7 +290,7 @@ class SupportMemory:
         self._write(lambda draft: draft.remove_class(name))
 
     def compact(self) -> None:
-        """Rewrite the live rows into a fresh generation now, dropping all dead rows."""
+        """Rewrite the live rows into one new segment now, dropping all dead rows."""
 
         def edit(draft: Draft) -> None:
             if draft.manifest.n_rows > draft.manifest.n_live:
@@ -308,7 +303,7 @@ class SupportMemory:
     # ------------------------------------------------------------------------------------------------------
     def classes(self) -> list[ClassInfo]:
         """The class table, by id."""
-        manifest = self._snapshot.manifest
+        manifest = self._state.manifest
         n_sources = {record.id: 0 for record in manifest.classes.values()}
         for source in manifest.sources.values():
             for name in source.class_names:
@@ -324,7 +319,7 @@ class SupportMemory:
         """The sources, in the order they were (last) put."""
         return [
             SourceInfo(s.source_id, s.content_key, tuple(s.class_names), s.n_rows, dict(s.meta), s.pruned)
-            for s in sorted(self._snapshot.manifest.sources.values(), key=lambda s: s.num)
+            for s in sorted(self._state.manifest.sources.values(), key=lambda s: s.num)
         ]
 
     def content_id(self) -> str:
@@ -333,18 +328,18 @@ class SupportMemory:
         It changes whenever a prototype, class or text prompt changes, and differs between memories of
         different content even at the same commit number, so it can key caches of results.
         """
-        return content_id(self._snapshot.manifest)
+        return content_id(self._state.manifest)
 
     def live_rows(self) -> np.ndarray:
         """Row numbers of every stored prototype, in storage order (what `rows()` accepts).
 
         Rows of removed sources are not listed, so this is the whole memory as a reader sees it.
         """
-        return np.flatnonzero(self._snapshot.live_mask()).astype(np.int64)
+        return np.flatnonzero(self._state.live_mask()).astype(np.int64)
 
     def source_rows(self, source_id: str) -> np.ndarray:
         """Row numbers of one source's prototypes (for exports and tools that work per support image)."""
-        record = self._snapshot.manifest.sources.get(source_id)
+        record = self._state.manifest.sources.get(source_id)
         if record is None:
             raise UnknownEntryError(f"memory {self.path} holds no source {source_id!r}")
         parts = [np.arange(start, stop, dtype=np.int64) for start, stop in record.ranges]
@@ -352,25 +347,22 @@ class SupportMemory:
 
     def stats(self) -> dict[str, Any]:
         """Sizes and settings, for status displays and logs."""
-        manifest = self._snapshot.manifest
-        size = 0
-        for dirpath, _dirnames, filenames in os.walk(self.path):
-            for name in filenames:
-                with contextlib.suppress(FileNotFoundError):
-                    size += (Path(dirpath) / name).stat().st_size
+        snapshot = self._state
+        manifest = snapshot.manifest
         return {
             "path": str(self.path),
-            "n_prototypes": manifest.n_live,
+            "n_prototypes": snapshot.n_live,
             "n_rows_stored": manifest.n_rows,
-            "n_dead_rows": manifest.n_rows - manifest.n_live,
+            "n_dead_rows": manifest.n_rows - snapshot.n_live,
+            "n_segments": len(manifest.segments),
             "n_classes": len(manifest.classes),
             "n_sources": len(manifest.sources),
             "dim": manifest.dim,
             "fingerprint": manifest.fingerprint,
             "generation": manifest.generation,
             "commit": manifest.seq,
-            "bytes_on_disk": size,
-            "index": self._index.describe(manifest),
+            "bytes_on_disk": self.storage.size_bytes(),
+            "index": self._index.describe(snapshot),
         }
 
     def search(
@@ -386,15 +378,15 @@ class SupportMemory:
         class_ids restricts the candidates to those classes. Large memories are searched with the
         approximate index when faiss is installed (see IndexConfig); exact=True forces the exact search.
         """
-        queries = validate_queries(queries, k, self._snapshot.manifest.dim, self.path)
-        allowed_classes = class_filter(class_ids, self._snapshot.manifest.classes, self.path)
-        snapshot = self._snapshot
-        if snapshot.manifest.n_live == 0 or (allowed_classes is not None and len(allowed_classes) == 0):
+        queries = validate_queries(queries, k, self._state.manifest.dim, self.path)
+        allowed_classes = class_filter(class_ids, self._state.manifest.classes, self.path)
+        snapshot = self._state
+        if snapshot.n_live == 0 or (allowed_classes is not None and len(allowed_classes) == 0):
             return SearchResult(
                 scores=np.full((queries.shape[0], k), -np.inf, dtype=np.float32),
                 rows=np.full((queries.shape[0], k), -1, dtype=np.int64),
             )
-        if not exact and self._index.wanted(snapshot.manifest):
+        if not exact and self._index.wanted(snapshot):
             result = self._index.search(self._rows, snapshot, queries, k, allowed_classes)
             if result is not None:
                 return result
@@ -403,11 +395,11 @@ class SupportMemory:
 
     def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectors (float32) and class ids (int64) of live rows, as returned by `search` (no -1 entries)."""
-        return self._rows.lookup(self._snapshot, rows)
+        return self._rows.lookup(self._state, rows)
 
     def class_prototypes(self, class_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(class ids [c], vectors [c, d]): per class, the normalised mean of its per-source prototypes."""
-        manifest = self._snapshot.manifest
+        manifest = self._state.manifest
         ids = np.array(sorted(manifest.classes) if class_ids is None else list(class_ids), dtype=np.int64)
         unknown = [int(c) for c in ids if int(c) not in manifest.classes]
         if unknown:
@@ -416,14 +408,24 @@ class SupportMemory:
         if ids.size == 0:
             return ids, np.zeros((0, dim), dtype=np.float32)
         counts = np.array([manifest.classes[int(c)].count for c in ids], dtype=np.float64)
-        means = self._snapshot.sums[ids] / counts[:, None]
+        means = self._state.sums[ids] / counts[:, None]
         norms = np.linalg.norm(means, axis=1, keepdims=True)
         return ids, (means / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def build_index(self) -> dict[str, Any] | None:
         """Build (or bring up to date) and save the approximate index now; None when faiss is missing."""
         self.refresh()
-        return self._index.build(self._rows, self._snapshot)
+        return self._index.build(self._rows, self._state)
+
+    def reindex(self) -> dict[str, Any] | None:
+        """Train the approximate index afresh on today's rows and save it (what `rns memory reindex` runs)."""
+        self.refresh()
+        return self._index.build(self._rows, self._state, retrain=True)
+
+    def collect_garbage(self, older_than_s: float = KEEP_S) -> None:
+        """Delete old commits and unused segments now (commits collect them too, keeping `KEEP_S`)."""
+        self.refresh()
+        collect_garbage(self._rows, self._state, older_than_s)
 
     # ------------------------------------------------------------------------------------------------------
     # consistency
@@ -433,4 +435,4 @@ class SupportMemory:
         from support_memory.consistency import check_snapshot
 
         self.refresh()
-        check_snapshot(self._rows, self._snapshot)
+        check_snapshot(self._rows, self._state)

@@ -64,10 +64,17 @@ def info(model: str | None, pretrained: str | None, checkpoint: str | None, vari
         ("weights", weights.label),
         ("offline use", f"{'yes' if weights.available_offline else 'no'}: {weights.detail}"),
         ("device", _device_line(spec.device)),
-        ("memory", f"{memory} ({'exists' if memory.exists() else 'not created yet'})"),
+        ("memory", f"{memory} ({_memory_state(memory)})"),
         ("features", f"{spec.variant} (choices: {', '.join(VARIANTS)}; set RNS_VARIANT to change)"),
         ("window", f"short side {window.short_side} px, crop {window.crop} px, stride {window.stride} px"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name + ':':<{width + 1}} {value}")
+
+
+def _memory_state(location) -> str:  # type: ignore[no-untyped-def]
+    """'exists' / 'not created yet' for a folder; URLs are not contacted (no network for `rns info`)."""
+    if isinstance(location, str):
+        return "object store: not contacted"
+    return "exists" if location.exists() else "not created yet"

@@ -34,6 +34,7 @@ def memory_group() -> None:
       rns memory stats --json
       rns memory remove --class bus
       rns memory export supports.npz
+      rns memory reindex
     """
 
 
@@ -171,3 +172,23 @@ def export_command(file: Path, memory_path: str | None) -> None:
 
     summary = export_npz(_open(memory_path), file)
     click.echo(f"exported {summary.n_rows} prototypes of {summary.n_classes} classes to {file}")
+
+
+@memory_group.command("reindex")
+@memory_option
+def reindex_command(memory_path: str | None) -> None:
+    """Train the approximate search index afresh on today's prototypes, and save it.
+
+    Adds extend the saved index without rewriting it; once the prototypes have doubled since it was
+    trained, a search rebuilds it in the background. This does it now (e.g. after a large import, or on
+    a schedule for a shared memory). Searches use the index only from 200,000 prototypes (needs faiss:
+    pip install 'rns[faiss]').
+
+    \b
+    Example:
+      rns memory reindex --memory s3://team-bucket/rns/memory
+    """
+    from rns.memory_access import reindex
+
+    described = reindex(_open(memory_path))
+    click.echo(f"index: {described['factory']}, {described['n_indexed']} prototypes")

@@ -147,7 +147,7 @@ def add_support_command(
     return 0
 
 
-def _import(request: ImportRequest, memory_location: Path, commit_every: int, pooling: str,
+def _import(request: ImportRequest, memory_location: Path | str, commit_every: int, pooling: str,
             backbone_args: dict) -> int:
     from rns.formats.sources import open_import
     from rns.formats.teach import add_imported
@@ -167,7 +167,7 @@ def _import(request: ImportRequest, memory_location: Path, commit_every: int, po
     return report.exit_code
 
 
-def _print_import(report: ImportReport, memory_location: Path) -> None:
+def _print_import(report: ImportReport, memory_location: Path | str) -> None:
     outcomes = report.added.outcomes
     if len(outcomes) <= _MAX_LISTED_OUTCOMES:
         for outcome, name in zip(outcomes, report.names, strict=True):
@@ -278,7 +278,7 @@ def stage_progress() -> Iterator[ProgressCallback]:
         yield update
 
 
-def _print_report(report: AddReport, memory_location: Path) -> None:
+def _print_report(report: AddReport, memory_location: Path | str) -> None:
     outcomes = report.outcomes
     if len(outcomes) <= _MAX_LISTED_OUTCOMES:
         for outcome in outcomes:

@@ -113,7 +113,7 @@ class UiSession:
         self.backbone = backbone
         self.config = config or UiConfig()
         self.options = options or SegmentOptions()
-        self.memory_path = Path(default_memory_path(self.config.memory_path))
+        self.memory_path = default_memory_path(self.config.memory_path)
         self.memory: SupportMemory | None = open_memory_if_present(self.memory_path)
         if self.memory is not None:
             check_memory_fingerprint(self.memory, backbone.fingerprint)

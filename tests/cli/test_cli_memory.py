@@ -149,3 +149,13 @@ def test_export_round_trips_the_rows(filled: dict, tmp_path: Path, capsys) -> No
         np.testing.assert_allclose(mean / np.linalg.norm(mean), prototype, atol=1e-3)
     meta = json.loads(str(data["meta_json"]))
     assert meta["fingerprint"]["model"] == "fake" and len(meta["sources"]) == 5  # per (image, class)
+
+
+def test_reindex_trains_and_saves_the_index(filled: dict, tmp_path: Path, capsys) -> None:
+    path = filled["path"]
+    code, out, err = run(["memory", "reindex", "--memory", str(path)], capsys)
+    assert code == 0 and "index: IVF" in out, err
+    stats = SupportMemory.open(path, create=False).stats()["index"]
+    assert stats["valid"] and stats["n_indexed"] == stats["n_trained_for"] > 0
+    code, _, err = run(["memory", "reindex", "--memory", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "no support memory" in err

@@ -59,7 +59,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60.0) -> No
 
 def assert_whole_commits(memory_path: Path) -> int:
     """The memory passes its check and holds whole images in whole batches; returns how many images."""
-    if not (memory_path / "manifest.json").exists():
+    if not (memory_path / "memory.json").exists():
         return 0  # killed before the memory was created: nothing to check, nothing half-made
     memory = SupportMemory.open(memory_path, create=False)
     memory.check()
@@ -80,7 +80,7 @@ def test_sigkill_during_bulk_add_then_rerun(bulk_folder, tmp_path):
         process = add_support(bulk_folder, memory)
         # The memory is created once every pair is checked and the model is built, right before the
         # first extraction: kill at a random moment of the extract-and-commit phase that follows.
-        wait_for(memory / "manifest.json", process)
+        wait_for(memory / "memory.json", process)
         time.sleep(rng.uniform(0.0, 0.8))  # the commits of 32 images take about 0.8 s here
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)

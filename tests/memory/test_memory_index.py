@@ -98,14 +98,16 @@ def test_duplicate_queries_get_the_answers_of_their_first_copy(tmp_path: Path) -
         np.testing.assert_allclose(many.scores, once.scores[picks], rtol=0, atol=1e-5)
 
 
-def test_tail_beyond_exact_rows_goes_into_the_loaded_index_and_is_saved_later(tmp_path: Path) -> None:
+def test_adds_never_rewrite_the_saved_index_until_it_goes_stale(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     centres = clustered(rng, np.eye(DIM, dtype=np.float32), 100, 8.0)
-    config = IndexConfig(approximate_threshold=1000, exact_tail_rows=300, max_tail_fraction=0.1)
+    config = IndexConfig(approximate_threshold=1000, exact_tail_rows=300, rebuild_growth=0.1,
+                         background=False)  # fmt: skip
     memory = SupportMemory.open(tmp_path / "memory", index_config=config)
     fill(memory, clustered(rng, centres, 10_000, 0.75), "s")
     memory.build_index()
     assert memory.stats()["index"]["n_indexed"] == 10_000
+    saved = sorted((memory.path / "index").iterdir())
 
     # A small tail is searched exactly: nothing is added.
     memory.put_source("small", clustered(rng, centres, 200, 0.75), ["c"] * 200, fingerprint=FP)
@@ -113,19 +115,33 @@ def test_tail_beyond_exact_rows_goes_into_the_loaded_index_and_is_saved_later(tm
     assert (memory.search(memory.rows(small_rows)[0], 1).rows[:, 0] == small_rows).all()
     assert memory._index._loaded.n_indexed == 10_000
 
-    # A larger tail is added to the loaded index, but not yet saved (less than 10 % unsaved).
+    # A larger tail is added to the loaded index in RAM; the saved index is not rewritten.
     memory.put_source("large", clustered(rng, centres, 500, 0.75), ["c"] * 500, fingerprint=FP)
     new_rows = np.arange(10_200, 10_700)
     assert (memory.search(memory.rows(new_rows)[0], 1).rows[:, 0] == new_rows).all()
     assert memory._index._loaded.n_indexed == 10_700
-    assert memory.stats()["index"]["n_indexed"] == 10_000
-    fresh = SupportMemory.open(memory.path, index_config=config)  # loads the saved file, merges its tail
+    assert sorted((memory.path / "index").iterdir()) == saved
+    fresh = SupportMemory.open(memory.path, index_config=config)  # loads the saved index, adds its tail
     assert (fresh.search(fresh.rows(new_rows)[0], 1).rows[:, 0] == new_rows).all()
+    assert sorted((memory.path / "index").iterdir()) == saved
 
-    # Past 10 % unsaved rows, the next search saves.
+    # Past 10 % more rows than it was trained for, the index is retrained and saved.
     memory.put_source("more", clustered(rng, centres, 600, 0.75), ["c"] * 600, fingerprint=FP)
     memory.search(clustered(rng, centres, 5, 1.0), 1)
-    assert memory.stats()["index"]["n_indexed"] == 11_300
+    described = memory.stats()["index"]
+    assert (described["n_indexed"], described["n_trained_for"]) == (11_300, 11_300)
+
+
+def test_reindex_retrains_now(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    centres = clustered(rng, np.eye(DIM, dtype=np.float32), 50, 8.0)
+    memory = SupportMemory.open(tmp_path / "memory", index_config=IndexConfig(approximate_threshold=1000))
+    fill(memory, clustered(rng, centres, 3000, 0.75), "s")
+    memory.build_index()
+    memory.put_source("more", clustered(rng, centres, 400, 0.75), ["c"] * 400, fingerprint=FP)
+    assert memory.stats()["index"]["n_trained_for"] == 3000
+    described = memory.reindex()
+    assert described is not None and (described["n_indexed"], described["n_trained_for"]) == (3400, 3400)
 
 
 def test_index_saved_by_an_older_layout_is_rebuilt(tmp_path: Path) -> None:

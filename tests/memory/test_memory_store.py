@@ -143,7 +143,12 @@ def test_compaction_keeps_content(tmp_path: Path, rng: np.random.Generator) -> N
     # 8 dead rows out of 40 (then of 28) pass the threshold twice: two compactions, no dead rows left.
     assert (stats["generation"], stats["n_rows_stored"], stats["n_dead_rows"]) == (3, 20, 0)
     memory.check()
-    assert sorted(p.name for p in (memory.path / "rows").glob("g*")) == ["g000003"]
+    assert stats["n_segments"] == 1
+    # The segments compaction retired stay readable for older commits until the retention time passes.
+    assert len(list((memory.path / "segments").iterdir())) > 1
+    memory.collect_garbage(older_than_s=0)
+    assert len(list((memory.path / "segments").iterdir())) == 1
+    memory.check()
     queries = np.concatenate([vectors[f"s{i}"] for i in range(1, 10, 2)])
     result = memory.search(queries, 1)
     np.testing.assert_allclose(result.scores[:, 0], 1.0, atol=2e-3)
@@ -215,14 +220,14 @@ def test_not_a_memory_refused(tmp_path: Path) -> None:
 
 def test_damaged_manifest_and_rows_detected(memory: SupportMemory, rng: np.random.Generator) -> None:
     memory.put_source("s", unit(rng, 3), ["a", "b", "a"], fingerprint=FP)
-    manifest_path = memory.path / "manifest.json"
-    payload = json.loads(manifest_path.read_text())
+    record_path = memory.path / "log" / "c000000000001.json"
+    payload = json.loads(record_path.read_text())
     payload["classes"][0]["count"] += 1
-    manifest_path.write_text(json.dumps(payload))
+    record_path.write_text(json.dumps(payload))
     with pytest.raises(CorruptMemoryError, match="class id 0 has 2 live rows but the table says 3"):
-        memory.check()
-    manifest_path.write_text("{not json")
-    with pytest.raises(CorruptMemoryError, match="not valid JSON"):
+        SupportMemory.open(memory.path).check()
+    record_path.write_text("{not json")
+    with pytest.raises(CorruptMemoryError, match="c000000000001.json is damaged"):
         SupportMemory.open(memory.path)
 
 
@@ -250,3 +255,71 @@ def test_counts_without_walking_the_folder_agree_with_stats(memory: SupportMemor
     stats = memory.stats()
     assert (memory.n_prototypes, memory.commit, memory.dim) == (2, 3, DIM)
     assert (stats["n_prototypes"], stats["commit"], stats["dim"]) == (2, 3, DIM)
+
+
+def test_sixteen_small_segments_merge_into_one_without_renumbering(memory: SupportMemory, rng) -> None:
+    added = {f"s{i}": unit(rng, 2) for i in range(16)}
+    for source, vectors in added.items():
+        memory.put_source(source, vectors, ["a", "b"], fingerprint=FP)
+    assert memory.stats()["n_segments"] == 1  # the 16th add merged the 16 one-image segments
+    for source, vectors in added.items():
+        stored, _ = memory.rows(memory.source_rows(source))
+        np.testing.assert_array_equal(stored, vectors.astype(np.float16).astype(np.float32))
+    memory.put_source("late", unit(rng, 1), ["a"], fingerprint=FP)
+    assert memory.stats()["n_segments"] == 2 and memory.source_rows("late").tolist() == [32]
+    memory.check()
+
+
+def test_every_add_writes_only_new_objects(memory: SupportMemory, rng) -> None:
+    memory.put_source("first", unit(rng, 3), ["a", "b", "c"], fingerprint=FP)
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {str(p.relative_to(memory.path)): (p.stat().st_ino, p.stat().st_mtime_ns)
+                for p in memory.path.rglob("*") if p.is_file()}  # fmt: skip
+
+    for i in range(5):
+        before = files()
+        memory.put_source(f"s{i}", unit(rng, 2), ["a", "b"], fingerprint=FP)
+        after = files()
+        assert all(after[name] == stamp for name, stamp in before.items()), "an existing file was rewritten"
+        assert {name.split("/")[0] for name in set(after) - set(before)} == {"log", "segments"}
+
+
+def test_garbage_collection_spares_young_orphans_and_deletes_old_ones(memory: SupportMemory, rng) -> None:
+    from support_memory.rows import SEGMENTS
+
+    memory.put_source("a", unit(rng, 2), ["a", "b"], fingerprint=FP)
+    young = memory.path / SEGMENTS / "s09999999999999999999-deadbeef"  # "written" far in the future
+    old = memory.path / SEGMENTS / "s00000000000000000001-deadbeef"  # written in 1970 by a killed writer
+    for orphan in (young, old):
+        orphan.mkdir()
+        (orphan / "zarr.json").write_text("{}")
+    memory.collect_garbage()
+    assert young.exists() and not old.exists()
+    memory.check()
+
+
+def test_live_rows_derived_by_writers_equal_a_fresh_walk(tmp_path: Path, rng) -> None:
+    memory = SupportMemory.open(tmp_path / "memory", compact_min_dead=10)
+    memory.live_rows()  # the first state computes its mask; every later one is derived from the previous
+    derived_steps = 0
+    for step in range(60):
+        roll = rng.random()
+        sources = [s.source_id for s in memory.sources()]
+        if roll < 0.6 or not sources:
+            n = int(rng.integers(1, 4))
+            memory.put_source(f"s{rng.integers(12)}", unit(rng, n), list(rng.choice(["a", "b", "c"], n)),
+                              fingerprint=FP, content_key=str(step))  # fmt: skip
+        elif roll < 0.85:
+            memory.remove_source(str(rng.choice(sources)))
+        else:
+            names = [c.name for c in memory.classes()]
+            memory.remove_class(str(rng.choice(names)))
+        state = memory._state
+        fresh = SupportMemory.open(memory.path, create=False)._state
+        assert state.n_live == fresh.n_live
+        derived = state.cached_live_mask()
+        assert derived is None or np.array_equal(derived, fresh.live_mask())
+        derived_steps += derived is not None
+    assert derived_steps >= 40  # compactions start afresh; the other commits derive their mask
+    memory.check()
