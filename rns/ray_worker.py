@@ -4,7 +4,7 @@ Each Ray actor gets a `WorkerRecipe`: the backbone spec the driver resolved (mod
 the device type it ended up on), the classes as asked, the segment options, and the support memory pinned
 at the commit the driver read. From it the actor builds its own `Segmenter` once and then checks that the
 segmenter's settings key equals the driver's: the key covers the weights, the device type, the class plan
-and the memory's content, so a worker with other weights on disk or a memory that changed in between fails
+and the memory's content, so a worker with other weights on disk or a memory replaced in between fails
 at once with one line instead of writing outputs that differ from a local run.
 
 Per image the actor runs the very functions a local run runs (`rns.runner`): read, hash and decode,
@@ -29,7 +29,7 @@ from rns.runner import _prepare, _segment_and_submit
 
 
 class MemoryChangedError(RnsError):
-    """The support memory a worker opened is not the one the driver pinned (it was written in between)."""
+    """The support memory a worker opened is not the one the driver pinned (replaced in between)."""
 
 
 class WorkerMismatchError(RnsError):
@@ -38,7 +38,7 @@ class WorkerMismatchError(RnsError):
 
 @dataclass(frozen=True)
 class PinnedMemory:
-    """The memory as the driver read it. `location` is a string: a folder now, maybe a URL later."""
+    """The memory as the driver read it. `location` is a string, a folder or a URL (s3://...)."""
 
     location: str
     commit: int
@@ -76,7 +76,7 @@ def worker_recipe(segmenter: Segmenter) -> WorkerRecipe:
     memory = segmenter.memory
     pinned = None
     if memory is not None:
-        pinned = PinnedMemory(str(memory.path), int(memory.commit), memory.content_id())
+        pinned = PinnedMemory(str(memory.location), int(memory.commit), memory.content_id())
     # The device as resolved here ("auto" might resolve differently on a worker); its type is in the key.
     spec = replace(backbone.spec, device=backbone.device.type)
     return WorkerRecipe(spec, tuple(segmenter.requested_classes), segmenter.options, pinned,
@@ -84,20 +84,19 @@ def worker_recipe(segmenter: Segmenter) -> WorkerRecipe:
 
 
 def open_pinned_memory(location: str, commit: int, content_id: str):
-    """Open the memory at `location` as the driver pinned it, or raise `MemoryChangedError`.
+    """Open the memory at `location` at the commit the driver pinned, or raise `MemoryChangedError`.
 
-    Until `SupportMemory.open` can open a given commit, this opens the latest one and refuses it when its
-    content differs from the pinned content (a commit that changed nothing a reader sees is accepted).
+    Writers may commit meanwhile: every worker still reads the driver's commit. The content check
+    catches what a commit number cannot: another memory made at the same location since.
     """
     from support_memory import SupportMemory
 
-    memory = SupportMemory.open(location, create=False)
+    memory = SupportMemory.open(location, create=False, commit=commit)
     if memory.content_id() != content_id:
-        now = memory.commit
         memory.close()
         raise MemoryChangedError(
-            f"the support memory {location} changed while the run started its workers (commit {commit} "
-            f"pinned, {now} now): run again once no one is adding to it"
+            f"the support memory {location} at commit {commit} is not the one this run started with (it "
+            "was replaced meanwhile): run again"
         )
     return memory
 

@@ -1,13 +1,15 @@
-"""Without Ray installed, `--ray` says which extra to install, exits 2 and writes nothing.
+"""The parts of `--ray` that need no Ray session: the missing extra, bad arguments, the pinned memory.
 
 Ray is installed where these tests run, so its absence is simulated: `sys.modules["ray"] = None` makes
-every `import ray` fail as it would without the package. No Ray session is started here.
+every `import ray` fail as it would without the package: `--ray` then says which extra to install, exits
+2 and writes nothing.
 """
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 from synthetic_images import two_texture_image
@@ -60,3 +62,21 @@ def test_ray_workers_without_ray_is_refused(tmp_path, capsys):
                                       "--ray-workers", "2", *TINY])  # fmt: skip
     assert code == 2 and "--ray-workers needs --ray" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_memory_replaced_at_the_pinned_location_is_refused(tmp_path, capsys):
+    from rns.ray_worker import MemoryChangedError, open_pinned_memory
+    from support_memory import SupportMemory
+
+    image, mask = tmp_path / "s.png", tmp_path / "m.png"
+    Image.fromarray(two_texture_image(1)).save(image)
+    Image.fromarray(np.ones((120, 160), dtype=np.uint8)).save(mask)
+    location = tmp_path / "memory.zarr"
+    code = run_with_user_errors(cli, ["add-support", str(image), str(mask), "--class", "car", "--memory",
+                                      str(location), *TINY])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with SupportMemory.open(location, create=False) as memory:
+        commit, content = memory.commit, memory.content_id()
+    assert open_pinned_memory(str(location), commit, content).content_id() == content
+    with pytest.raises(MemoryChangedError, match="not the one this run started with"):
+        open_pinned_memory(str(location), commit, "another memory's content id")
