@@ -72,7 +72,25 @@ def _is_ray_process(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def s3_endpoint():
+    """A local S3 API (moto on 127.0.0.1) whose AWS variables the Ray workers inherit, or None without it.
+
+    Started before Ray: workers take their environment from the Ray instance when it starts.
+    """
+    try:
+        import moto.server  # noqa: F401
+        import s3fs  # noqa: F401
+    except ImportError:
+        yield None
+        return
+    from s3_server import local_s3
+
+    with local_s3() as s3:
+        yield s3
+
+
+@pytest.fixture(scope="module")
+def ray_local(s3_endpoint):
     """A local Ray instance with 2 CPUs, on 127.0.0.1 only, for the whole module."""
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'rns[ray]')")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -237,3 +255,26 @@ def test_workers_read_the_memory_at_the_commit_the_driver_pinned(ray_local, phot
     report = run_folder_on_ray(pinned, [photos], out)
     assert report.done == 4
     assert folder_content(out) == expected  # every worker read the driver's commit, not the newest
+
+
+def test_a_memory_on_s3_gives_the_local_run_outputs(ray_local, s3_endpoint, photos, tmp_path, capsys):
+    if s3_endpoint is None:
+        pytest.skip("the s3 extra or moto is not installed (pip install -e '.[s3,test]')")
+    url = f"s3://{s3_endpoint.new_bucket()}/team/memory"
+    image, mask = tmp_path / "support.png", tmp_path / "support_mask.png"
+    Image.fromarray(two_texture_image(1)).save(image)
+    half = np.zeros((120, 160), dtype=np.uint8)
+    half[:, 80:] = 1
+    Image.fromarray(half).save(mask)
+    code, _, err = rns(["add-support", image, mask, "--class", "car", "--memory", url, *TINY], capsys)
+    assert code == 0, err
+    out = tmp_path / "out"
+    base = ["segment", photos, "--classes", "car", "--out", out, "--memory", url, "-q", *TINY]
+    code, _, err = rns(base, capsys)
+    assert code == 0, err
+    local = folder_content(out)
+    shutil.rmtree(out)
+    code, _, err = rns([*base, "--ray"], capsys)  # the workers open the URL at the driver's commit
+    assert code == 0, err
+    assert folder_content(out) == local
+    assert local["summary.json"]["counts"]["done"] == 4
