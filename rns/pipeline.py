@@ -121,6 +121,8 @@ class Segmenter:
         if self.memory is not None:
             check_memory_fingerprint(self.memory, backbone.fingerprint)
         asked = self._asked_classes(classes, memory)
+        # As asked (before background and the memory's spelling): what rebuilds this segmenter elsewhere.
+        self.requested_classes = tuple(asked)
         self.plan = plan_classes(asked, memory, background=self.options.background)
         self.region_proposer = region_proposer
         self.text = ClassText.from_list(

@@ -164,15 +164,19 @@ def run_folder(
     images = _as_images(inputs, glob, out)
     observer = observer or SilentProgress()
     key = run_settings_key(segmenter.settings_key(), overlay_alpha=overlay_alpha, background=background)
+    _create_output_folder(out)
+    with output_folder_lock(out):
+        return _run_locked(segmenter, images, out, kinds, key, force, observer, loader_threads, prefetch,
+                           pending_writes, max_pixels, overlay_alpha, background)  # fmt: skip
+
+
+def _create_output_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(
             f"cannot create output folder {out} ({error.strerror}); choose another --out"
         ) from None
-    with output_folder_lock(out):
-        return _run_locked(segmenter, images, out, kinds, key, force, observer, loader_threads, prefetch,
-                           pending_writes, max_pixels, overlay_alpha, background)  # fmt: skip
 
 
 def _run_locked(
@@ -275,6 +279,16 @@ def _completed(outcome: _Outcome) -> Future[_Outcome]:
     return future
 
 
+def _skipped_outcome(record: Mapping[str, object], index: int, total: int, image: InputImage) -> _Outcome:
+    """An up-to-date image: its class names and pixel counts come from its done record."""
+    names, pixels = record.get("class_names"), record.get("pixels")
+    return _Outcome(
+        ImageEvent("skipped", index, total, image),
+        class_names=[str(n) for n in names] if isinstance(names, list) else None,
+        pixels={str(k): int(v) for k, v in pixels.items()} if isinstance(pixels, dict) else None,
+    )
+
+
 def _segment_and_submit(
     prepared: _Prepared,
     index: int,
@@ -289,14 +303,7 @@ def _segment_and_submit(
     """Main-thread work for one image: segment it and hand the writing to the writer thread."""
     image = prepared.image
     if prepared.record is not None:
-        names, pixels = prepared.record.get("class_names"), prepared.record.get("pixels")
-        return _completed(
-            _Outcome(
-                ImageEvent("skipped", index, total, image),
-                class_names=[str(n) for n in names] if isinstance(names, list) else None,
-                pixels={str(k): int(v) for k, v in pixels.items()} if isinstance(pixels, dict) else None,
-            )
-        )
+        return _completed(_skipped_outcome(prepared.record, index, total, image))
     if prepared.failure is not None or prepared.picture is None:
         reason = prepared.failure or f"image {image.path} could not be read"
         return _completed(_Outcome(ImageEvent("failed", index, total, image, reason=reason)))

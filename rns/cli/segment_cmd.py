@@ -67,6 +67,11 @@ Examples:
 @click.option("--glob", "glob_pattern", default="**/*", show_default=True,
               help="Which files of a folder input to take.")
 @click.option("--force", is_flag=True, help="Redo images whose outputs are already up to date.")
+@click.option("--ray", "ray_address", default=None, is_flag=False, flag_value="local", metavar="[ADDRESS]",
+              help="Run on Ray Data: alone, a local Ray instance; 'auto', the running cluster; or a Ray "
+                   "address (host:6379, ray://host:10001). Put it after the inputs. Needs the ray extra.")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=None,
+              help="With --ray: model copies (actors); default one per CPU, or per GPU on a GPU device.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only errors and the final line.")
 @click.option("--json", "json_lines", is_flag=True, help="Machine-readable JSON lines on stdout.")
 @memory_option
@@ -74,8 +79,9 @@ Examples:
 def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, save: str, export: str | None,
                     zero_shot: bool, regions: str, sam_checkpoint: str | None, no_background: bool,
                     background_threshold: float | None, solver: str, steps: int | None, weighting: str,
-                    k: int, seed: int, glob_pattern: str, force: bool, quiet: bool,
-                    json_lines: bool, memory_path: str | None, model: str | None, pretrained: str | None,
+                    k: int, seed: int, glob_pattern: str, force: bool, ray_address: str | None,
+                    ray_workers: int | None, quiet: bool, json_lines: bool, memory_path: str | None,
+                    model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
     from rich.console import Console
@@ -88,6 +94,12 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
     from rns.runner import run_folder
 
+    if ray_address is not None:  # before anything is built or written: Ray is an optional extra
+        from rns.ray_session import import_ray
+
+        import_ray(ray_address)
+    elif ray_workers is not None:
+        raise InputError("--ray-workers needs --ray; add --ray, or drop --ray-workers")
     exports = parse_export(export)
     kinds = save_kinds_for(parse_save(save), exports)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
@@ -110,7 +122,13 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     else:
         observer = RichProgress(err)
         err.print(_describe(segmenter), highlight=False, markup=False, soft_wrap=True)
-    report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer)
+    if ray_address is None:
+        report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer)
+    else:
+        from rns.ray_run import run_folder_on_ray
+
+        report = run_folder_on_ray(segmenter, images, out_dir, address=ray_address, workers=ray_workers,
+                                   save=kinds, force=force, observer=observer)  # fmt: skip
     exported = export_run(report.out_dir, images, report.class_names, exports,
                           failed=[failure.path for failure in report.failures]) if exports else None
     if single and report.failures:
