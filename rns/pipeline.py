@@ -224,6 +224,27 @@ class Segmenter:
         features = self.backbone.dense_features(image)  # [gh, gw, d]
         return self.segment_features(image, features, backbone_seconds=clock.lap())
 
+    def segment_many(self, images: list[Image.Image | np.ndarray | str | os.PathLike]) -> list[Segmentation]:
+        """Segment several images, their backbone forwards batched together (see `dense_features_many`).
+
+        Element i equals `segment(images[i])`: only the backbone is shared; retrieval, the head fit,
+        upsampling and regions stay per image. Each image's `backbone` timing is its share of the batch.
+        A user error in any image raises for the whole call: callers that must isolate a bad image (the
+        folder runner) then segment the batch one image at a time.
+        """
+        pictures = [_as_pil(image) for image in images]
+        if not pictures:
+            return []
+        clock = StageClock(self.backbone.device)
+        many = getattr(self.backbone, "dense_features_many", None)
+        if callable(many):
+            features = many(pictures)
+        else:  # a backbone without batching (a test double): one forward per image, same results
+            features = [self.backbone.dense_features(picture) for picture in pictures]
+        share = clock.lap() / len(pictures)
+        return [self.segment_features(picture, feats, backbone_seconds=share)
+                for picture, feats in zip(pictures, features, strict=True)]
+
     def segment_features(
         self, image: Image.Image, features: torch.Tensor, *, backbone_seconds: float | None = None
     ) -> Segmentation:

@@ -67,6 +67,10 @@ Examples:
 @click.option("--glob", "glob_pattern", default="**/*", show_default=True,
               help="Which files of a folder input to take.")
 @click.option("--force", is_flag=True, help="Redo images whose outputs are already up to date.")
+@click.option("--batch-size", "batch_size", metavar="N|auto", default="auto", show_default=True,
+              help="Images per backbone forward (their crops share it). auto: 1 on a CPU, where batching "
+                   "gains nothing; on a CUDA GPU as many as fit in half its free memory, at most 16. "
+                   "Outputs are the same for any value, so it never redoes finished images.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only errors and the final line.")
 @click.option("--json", "json_lines", is_flag=True, help="Machine-readable JSON lines on stdout.")
 @memory_option
@@ -74,13 +78,14 @@ Examples:
 def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, save: str, export: str | None,
                     zero_shot: bool, regions: str, sam_checkpoint: str | None, no_background: bool,
                     background_threshold: float | None, solver: str, steps: int | None, weighting: str,
-                    k: int, seed: int, glob_pattern: str, force: bool, quiet: bool,
+                    k: int, seed: int, glob_pattern: str, force: bool, batch_size: str, quiet: bool,
                     json_lines: bool, memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
     from rich.console import Console
 
     from rns.adapt import AdaptConfig
+    from rns.batch_size import parse_batch_size
     from rns.formats.run_export import export_run, parse_export, save_kinds_for
     from rns.inputs import expand_inputs
     from rns.outputs import needs_probabilities, parse_save
@@ -89,6 +94,7 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     from rns.runner import run_folder
 
     exports = parse_export(export)
+    batch = parse_batch_size(batch_size)
     kinds = save_kinds_for(parse_save(save), exports)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
     images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
@@ -110,7 +116,8 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     else:
         observer = RichProgress(err)
         err.print(_describe(segmenter), highlight=False, markup=False, soft_wrap=True)
-    report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer)
+    report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer,
+                        batch_size=batch)
     exported = export_run(report.out_dir, images, report.class_names, exports,
                           failed=[failure.path for failure in report.failures]) if exports else None
     if single and report.failures:
