@@ -126,3 +126,17 @@ def test_segment_many_gives_the_labels_of_segment_with_vit_b_16():
     # Two classes, no background: few text prompts to encode, so the test costs mostly the image forwards.
     options = SegmentOptions(zero_shot=True, background=False, keep_probabilities=True)
     _assert_same_segmentations(Segmenter(backbone, ["road", "sky"], options=options), images)
+
+
+def test_out_of_gpu_memory_in_a_batch_is_a_device_error_naming_the_fix(tiny_backbone, monkeypatch):
+    """The runner retries a batch that raised a user error one image at a time; GPU memory running out
+    for a whole batch must be such an error, not a crash."""
+    from rns.errors import DeviceError
+
+    def too_big(images):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(tiny_backbone, "dense_features_many", too_big)
+    segmenter = Segmenter(tiny_backbone, ["road", "sky"], options=SegmentOptions(zero_shot=True))
+    with pytest.raises(DeviceError, match="smaller --batch-size"):
+        segmenter.segment_many([_photo(64, 48, 0), _photo(64, 48, 1)])
