@@ -15,7 +15,8 @@ counted and skipped; the run goes on. Any other exception is a bug and stops the
 Three stages overlap: 1-2 loader threads read and decode a few images ahead (a bounded queue of
 futures), the calling thread runs the model, and one writer thread encodes and writes the outputs of the
 previous images (PNG and zlib encoding release the GIL). With a fast GPU model, writing a 1080p overlay
-costs about as much as segmenting, so this keeps the model busy.
+costs about as much as segmenting, so this keeps the model busy. With `batch_size` above 1 (a GPU), the
+model thread hands up to that many decoded images to one `segment_many` call, whose crops share forwards.
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def _run_locked(
                     _segment_group(group, segmenter, writer, out, kinds, key, overlay_alpha, report.total)
                 )
                 group = []
-                report_finished(max(0, pending_writes) + batch - 1)
+            report_finished(max(0, pending_writes) + batch - 1)
         report_finished(0)
     except KeyboardInterrupt:
         report.interrupted = failed = True
