@@ -70,7 +70,8 @@ Examples:
 @click.option("--batch-size", "batch_size", metavar="N|auto", default="auto", show_default=True,
               help="Images per backbone forward (their crops share it). auto: 1 on a CPU, where batching "
                    "gains nothing; on a CUDA GPU as many as fit in half its free memory, at most 16. "
-                   "Outputs are the same for any value, so it never redoes finished images.")
+                   "Outputs do not depend on it (up to a GPU's last-bit rounding), so changing it never "
+                   "redoes finished images.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only errors and the final line.")
 @click.option("--json", "json_lines", is_flag=True, help="Machine-readable JSON lines on stdout.")
 @memory_option
