@@ -201,7 +201,8 @@ class DenseFeatureExtractor:
         thinner than a crop) go through the ViT together, at most `window.batch_size` per image in one
         forward, so memory grows with the number of images as if each ran alone. Each image's crops are
         accumulated in its own window order, exactly as for that image alone, and a crop's features do
-        not depend on the other crops of its forward, so the results are the single-image ones.
+        not depend on the other crops of its forward, so the results are the single-image ones (bit for
+        bit on a CPU, as the tests check; a GPU may round a differently shaped batch differently).
         """
         p = self.patch
         totals: list[torch.Tensor | None] = []
