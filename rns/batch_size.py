@@ -2,8 +2,9 @@
 
 A performance knob only: the crops of several images share forward passes and each image's features are
 stitched back as if it ran alone, so its outputs do not depend on the value (bit for bit on a CPU; a GPU
-may pick other kernels for other batch shapes and round the last bits differently). Like `WindowConfig.batch_size` (crops per forward), the value is therefore not part of a run's
-settings key, and changing it never redoes finished images.
+may pick other kernels for other batch shapes and round the last bits differently). Like
+`WindowConfig.batch_size` (crops per forward), the value is therefore not part of a run's settings key,
+and changing it never redoes finished images.
 
 Kept free of torch so that the command line can check the value before it builds the model.
 """
