@@ -26,7 +26,7 @@ from rns.adapt.method import missing_class_error
 from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.backbone.geometry import ImageGeometry
-from rns.errors import InputError
+from rns.errors import DeviceError, InputError
 from rns.fingerprints import check_memory_fingerprint
 from rns.imageio import load_image
 from rns.paths import cache_dir, default_memory_path
@@ -225,6 +225,33 @@ class Segmenter:
         clock = StageClock(self.backbone.device)
         features = self.backbone.dense_features(image)  # [gh, gw, d]
         return self.segment_features(image, features, backbone_seconds=clock.lap())
+
+    def segment_many(self, images: list[Image.Image | np.ndarray | str | os.PathLike]) -> list[Segmentation]:
+        """Segment several images, their backbone forwards batched together (see `dense_features_many`).
+
+        Element i equals `segment(images[i])`: only the backbone is shared; retrieval, the head fit,
+        upsampling and regions stay per image. Each image's `backbone` timing is its share of the batch.
+        A user error in any image raises for the whole call: callers that must isolate a bad image (the
+        folder runner) then segment the batch one image at a time. So does running out of GPU memory
+        (a `DeviceError` naming the fix), since the images may well fit one at a time.
+        """
+        pictures = [_as_pil(image) for image in images]
+        if not pictures:
+            return []
+        clock = StageClock(self.backbone.device)
+        many = getattr(self.backbone, "dense_features_many", None)
+        try:
+            if callable(many):
+                features = many(pictures)
+            else:  # a backbone without batching (a test double): one forward per image, same results
+                features = [self.backbone.dense_features(picture) for picture in pictures]
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise DeviceError(f"the GPU ran out of memory for {len(pictures)} images in one batch; use a "
+                              "smaller --batch-size (or auto)") from None
+        share = clock.lap() / len(pictures)
+        return [self.segment_features(picture, feats, backbone_seconds=share)
+                for picture, feats in zip(pictures, features, strict=True)]
 
     def segment_features(
         self, image: Image.Image, features: torch.Tensor, *, backbone_seconds: float | None = None

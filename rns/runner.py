@@ -15,7 +15,8 @@ counted and skipped; the run goes on. Any other exception is a bug and stops the
 Three stages overlap: 1-2 loader threads read and decode a few images ahead (a bounded queue of
 futures), the calling thread runs the model, and one writer thread encodes and writes the outputs of the
 previous images (PNG and zlib encoding release the GIL). With a fast GPU model, writing a 1080p overlay
-costs about as much as segmenting, so this keeps the model busy.
+costs about as much as segmenting, so this keeps the model busy. With `batch_size` above 1 (a GPU), the
+model thread hands up to that many decoded images to one `segment_many` call, whose crops share forwards.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from PIL import Image
 
 from rns.atomic import atomic_write_json, remove_stale_temp_files
+from rns.batch_size import AUTO, BatchSize, resolve_batch_size
 from rns.done_records import (
     DONE_SUFFIX,
     done_record_path,
@@ -145,6 +147,7 @@ def run_folder(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     overlay_alpha: float = DEFAULT_OVERLAY_ALPHA,
     background: tuple[int, int, int] = TRANSPARENT_BACKGROUND,
+    batch_size: BatchSize = AUTO,
 ) -> RunReport:
     """Segment every input into `out_dir`, resuming a previous run; returns the report.
 
@@ -152,7 +155,10 @@ def run_folder(
     an already expanded list of `InputImage`. `save` is a `--save` spec ("labels,overlay", "all", or a set).
     `force` redoes images that are already done. `loader_threads` (1-2) decode ahead of the model, at most
     `prefetch` images in memory; one writer thread encodes and writes outputs behind it, at most
-    `pending_writes` images queued. Observer events arrive in input order. Writes `summary.json` and
+    `pending_writes` images queued. `batch_size` images (a number, or "auto": see `rns.batch_size`) go
+    through the segmenter's `segment_many` together when it has one; outputs do not depend on it, and an
+    image that fails inside a batch is retried with the others one at a time, so it fails alone.
+    Observer events arrive in input order. Writes `summary.json` and
     `classes.json` in `out_dir`, also when interrupted (KeyboardInterrupt is re-raised after that).
 
     The run holds a lock on `out_dir` (see `rns.outlock`): a second run into the same folder is refused
@@ -164,10 +170,11 @@ def run_folder(
     images = _as_images(inputs, glob, out)
     observer = observer or SilentProgress()
     key = run_settings_key(segmenter.settings_key(), overlay_alpha=overlay_alpha, background=background)
+    batch = resolve_batch_size(batch_size, segmenter)  # not in the key: it changes no output
     _create_output_folder(out)
     with output_folder_lock(out):
         return _run_locked(segmenter, images, out, kinds, key, force, observer, loader_threads, prefetch,
-                           pending_writes, max_pixels, overlay_alpha, background)  # fmt: skip
+                           pending_writes, max_pixels, overlay_alpha, background, batch)  # fmt: skip
 
 
 def _create_output_folder(out: Path) -> None:
@@ -193,6 +200,7 @@ def _run_locked(
     max_pixels: int | None,
     overlay_alpha: float,
     background: tuple[int, int, int],
+    batch: int = 1,
 ) -> RunReport:
     """`run_folder` once it holds the output folder's lock."""
     remove_stale_temp_files(out)
@@ -207,8 +215,8 @@ def _run_locked(
     outcomes: deque[Future[_Outcome]] = deque()
     queue = iter(images)
 
-    def load_ahead() -> None:
-        while len(loading) < max(1, prefetch):
+    def load_ahead() -> None:  # a whole batch decoded ahead, plus `prefetch - 1` as without batching
+        while len(loading) < max(1, prefetch) + batch - 1:
             item = next(queue, None)
             if item is None:
                 return
@@ -225,16 +233,19 @@ def _run_locked(
     try:
         load_ahead()
         index = 0
+        group: list[tuple[int, _Prepared]] = []  # in input order; up to `batch` of them need the model
         while loading:
             prepared = loading.popleft().result()
             load_ahead()
             index += 1
-            outcomes.append(
-                _segment_and_submit(
-                    prepared, index, segmenter, writer, out, kinds, key, overlay_alpha, report.total
+            group.append((index, prepared))
+            waiting = sum(_needs_model(item) for _, item in group)  # a skip or failure first: no wait
+            if not _needs_model(group[0][1]) or waiting >= batch or not loading:
+                outcomes.extend(
+                    _segment_group(group, segmenter, writer, out, kinds, key, overlay_alpha, report.total)
                 )
-            )
-            report_finished(max(0, pending_writes))
+                group = []
+            report_finished(max(0, pending_writes) + batch - 1)
         report_finished(0)
     except KeyboardInterrupt:
         report.interrupted = failed = True
@@ -314,6 +325,54 @@ def _segment_and_submit(
         return _completed(_Outcome(ImageEvent("failed", index, total, image, reason=str(error))))
     seconds = {"read": prepared.read_seconds, "segment": time.perf_counter() - began}
     return writer.submit(_write, prepared, seg, index, total, out, kinds, key, overlay_alpha, seconds)
+
+
+def _needs_model(prepared: _Prepared) -> bool:
+    """Whether an input is to be segmented (not skipped as up to date, not failed while loading)."""
+    return prepared.record is None and prepared.failure is None and prepared.picture is not None
+
+
+def _segment_group(
+    group: list[tuple[int, _Prepared]],
+    segmenter: ImageSegmenter,
+    writer: ThreadPoolExecutor,
+    out: Path,
+    kinds: frozenset[str],
+    key: str,
+    overlay_alpha: float,
+    total: int,
+) -> list[Future[_Outcome]]:
+    """`_segment_and_submit` for consecutive inputs, those that need the model segmented in one call.
+
+    Falls back to one image at a time when there is nothing to batch, when the segmenter cannot batch,
+    or when the batched call raises a user error: then only the image that caused it fails.
+    """
+    ready = [(index, prepared) for index, prepared in group if _needs_model(prepared)]
+    segment_many = getattr(segmenter, "segment_many", None)
+
+    def one_by_one() -> list[Future[_Outcome]]:
+        return [_segment_and_submit(prepared, index, segmenter, writer, out, kinds, key, overlay_alpha, total)
+                for index, prepared in group]
+
+    if len(ready) < 2 or not callable(segment_many):
+        return one_by_one()
+    began = time.perf_counter()
+    try:
+        segmentations = segment_many([prepared.picture for _, prepared in ready])
+    except RnsError:
+        return one_by_one()
+    share = (time.perf_counter() - began) / len(ready)
+    results = {index: seg for (index, _), seg in zip(ready, segmentations, strict=True)}
+    futures = []
+    for index, prepared in group:
+        if index not in results:  # skipped or failed while loading: an already completed outcome
+            futures.append(_segment_and_submit(prepared, index, segmenter, writer, out, kinds, key,
+                                               overlay_alpha, total))  # fmt: skip
+            continue
+        seconds = {"read": prepared.read_seconds, "segment": share}
+        futures.append(writer.submit(_write, prepared, results[index], index, total, out, kinds, key,
+                                     overlay_alpha, seconds))  # fmt: skip
+    return futures
 
 
 def _write(

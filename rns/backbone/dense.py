@@ -164,6 +164,16 @@ class DenseFeatureExtractor:
         return self.features_of_pixels(pixels)
 
     @torch.inference_mode()
+    def features_many(self, images: list[Image.Image]) -> list[torch.Tensor]:
+        """`__call__` for several images at once: their crops share forwards (see `slide_many`).
+
+        Each image's result equals `self(image)`: the same crops, accumulated in the same order.
+        """
+        pixels = [self.image_tensor(image).to(self.device) for image in images]
+        slid = self.slide_many(pixels, self.window.crop, self.window.stride)
+        return [F.normalize(features, dim=-1) for features in slid]
+
+    @torch.inference_mode()
     def features_of_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Test-time sliding-window features of a normalised, padded `[3, gh*p, gw*p]` tensor."""
         return F.normalize(self.slide(pixels, self.window.crop, self.window.stride), dim=-1)
@@ -181,23 +191,45 @@ class DenseFeatureExtractor:
 
     def slide(self, pixels: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
         """`[gh, gw, d]`: each patch the mean of the unit-norm features of the crops covering it."""
+        return self.slide_many([pixels], crop, stride)[0]
+
+    def slide_many(self, images: list[torch.Tensor], crop: int, stride: int) -> list[torch.Tensor]:
+        """`slide` over several padded images, their crops batched together across images.
+
+        A GPU runs the two crops of one 480 x 360 photo far below its capacity; the crops of several photos
+        in one forward keep it busy. Crops of one size (every crop is `crop x crop` unless an image is
+        thinner than a crop) go through the ViT together, at most `window.batch_size` per image in one
+        forward, so memory grows with the number of images as if each ran alone. Each image's crops are
+        accumulated in its own window order, exactly as for that image alone, and a crop's features do
+        not depend on the other crops of its forward, so the results are the single-image ones (bit for
+        bit on a CPU, as the tests check; a GPU may round a differently shaped batch differently).
+        """
         p = self.patch
-        gh, gw = pixels.shape[1] // p, pixels.shape[2] // p
-        ch, cw = min(crop // p, gh), min(crop // p, gw)
-        step = stride // p
-        boxes = [(y, x) for y in window_starts(gh, ch, step) for x in window_starts(gw, cw, step)]
-        total = None
-        counts = torch.zeros(gh, gw, 1, device=pixels.device)
-        for first in range(0, len(boxes), self.window.batch_size):
-            chunk = boxes[first:first + self.window.batch_size]
-            crops = torch.stack([pixels[:, y * p:(y + ch) * p, x * p:(x + cw) * p] for y, x in chunk])
-            feats = self.crop_features(crops)  # [b, ch, cw, d], normalised
-            if total is None:
-                total = torch.zeros(gh, gw, feats.shape[-1], device=pixels.device, dtype=feats.dtype)
-            for (y, x), feat in zip(chunk, feats, strict=True):
-                total[y:y + ch, x:x + cw] += feat
-                counts[y:y + ch, x:x + cw] += 1
-        return total / counts
+        totals: list[torch.Tensor | None] = []
+        counts: list[torch.Tensor] = []
+        by_shape: dict[tuple[int, int], list[tuple[int, int, int]]] = {}  # (ch, cw) -> (image, y, x)
+        for index, pixels in enumerate(images):
+            gh, gw = pixels.shape[1] // p, pixels.shape[2] // p
+            ch, cw = min(crop // p, gh), min(crop // p, gw)
+            step = stride // p
+            jobs = by_shape.setdefault((ch, cw), [])
+            jobs += [(index, y, x) for y in window_starts(gh, ch, step) for x in window_starts(gw, cw, step)]
+            totals.append(None)
+            counts.append(torch.zeros(gh, gw, 1, device=pixels.device))
+        per_forward = self.window.batch_size * len(images)
+        for (ch, cw), jobs in by_shape.items():
+            for first in range(0, len(jobs), per_forward):
+                chunk = jobs[first:first + per_forward]
+                crops = torch.stack([images[i][:, y * p:(y + ch) * p, x * p:(x + cw) * p]
+                                     for i, y, x in chunk])
+                feats = self.crop_features(crops)  # [b, ch, cw, d], normalised
+                for (i, y, x), feat in zip(chunk, feats, strict=True):
+                    if totals[i] is None:
+                        shape = (*counts[i].shape[:2], feats.shape[-1])
+                        totals[i] = torch.zeros(shape, device=feat.device, dtype=feats.dtype)
+                    totals[i][y:y + ch, x:x + cw] += feat
+                    counts[i][y:y + ch, x:x + cw] += 1
+        return [total / count for total, count in zip(totals, counts, strict=True)]
 
     # ----- one batch of equally sized crops ----------------------------------------------------------
 

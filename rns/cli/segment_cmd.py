@@ -72,6 +72,11 @@ Examples:
                    "address (host:6379, ray://host:10001). Put it after the inputs. Needs the ray extra.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=None,
               help="With --ray: model copies (actors); default one per CPU, or per GPU on a GPU device.")
+@click.option("--batch-size", "batch_size", metavar="N|auto", default="auto", show_default=True,
+              help="Images per backbone forward (their crops share it). auto: 1 on a CPU, where batching "
+                   "gains nothing; on a CUDA GPU as many as fit in half its free memory, at most 16. "
+                   "Outputs do not depend on it (up to a GPU's last-bit rounding), so changing it never "
+                   "redoes finished images.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only errors and the final line.")
 @click.option("--json", "json_lines", is_flag=True, help="Machine-readable JSON lines on stdout.")
 @memory_option
@@ -80,13 +85,14 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                     zero_shot: bool, regions: str, sam_checkpoint: str | None, no_background: bool,
                     background_threshold: float | None, solver: str, steps: int | None, weighting: str,
                     k: int, seed: int, glob_pattern: str, force: bool, ray_address: str | None,
-                    ray_workers: int | None, quiet: bool, json_lines: bool, memory_path: str | None,
-                    model: str | None, pretrained: str | None,
+                    ray_workers: int | None, batch_size: str, quiet: bool, json_lines: bool,
+                    memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
     from rich.console import Console
 
     from rns.adapt import AdaptConfig
+    from rns.batch_size import parse_batch_size
     from rns.formats.run_export import export_run, parse_export, save_kinds_for
     from rns.inputs import expand_inputs
     from rns.outputs import needs_probabilities, parse_save
@@ -101,6 +107,10 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     elif ray_workers is not None:
         raise InputError("--ray-workers needs --ray; add --ray, or drop --ray-workers")
     exports = parse_export(export)
+    batch = parse_batch_size(batch_size)
+    if ray_address is not None and batch not in ("auto", 1):
+        raise InputError("--batch-size applies to a local run; with --ray each worker segments one image at "
+                         "a time (use --ray-workers to size the pool), so drop --batch-size")
     kinds = save_kinds_for(parse_save(save), exports)
     # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
     images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
@@ -123,7 +133,8 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         observer = RichProgress(err)
         err.print(_describe(segmenter), highlight=False, markup=False, soft_wrap=True)
     if ray_address is None:
-        report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer)
+        report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer,
+                            batch_size=batch)
     else:
         from rns.ray_run import run_folder_on_ray
 
