@@ -64,6 +64,15 @@ def test_ray_workers_without_ray_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_batch_size_with_ray_is_refused_before_anything_starts(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
+    out = tmp_path / "out"
+    code = run_with_user_errors(cli, ["segment", str(tmp_path), "--classes", "car", "--out", str(out),
+                                      "--batch-size", "4", "--ray", *TINY])  # fmt: skip
+    assert code == 2 and "--batch-size applies to a local run" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_memory_replaced_at_the_pinned_location_is_refused(tmp_path, capsys):
     from rns.ray_worker import MemoryChangedError, open_pinned_memory
     from support_memory import SupportMemory
