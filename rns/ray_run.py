@@ -27,6 +27,14 @@ from types import ModuleType
 from rns.atomic import remove_stale_temp_files
 from rns.done_records import fresh_record, run_settings_key
 from rns.errors import InputError
+from rns.image_work import (
+    ImageOutcome,
+    account,
+    as_images,
+    create_output_folder,
+    skipped_outcome,
+    write_run_files,
+)
 from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
 from rns.inputs import DEFAULT_GLOB, InputImage
 from rns.outlock import output_folder_lock
@@ -37,14 +45,6 @@ from rns.progress import SilentProgress
 from rns.ray_session import import_ray, ray_connection
 from rns.ray_worker import SegmentWorker, WorkerRecipe, WriteJob, worker_recipe
 from rns.run_events import RunObserver, RunReport
-from rns.runner import (
-    _account,
-    _as_images,
-    _create_output_folder,
-    _Outcome,
-    _skipped_outcome,
-    _write_run_files,
-)
 
 # Ray reserves this much CPU per CPU actor. Less than one, so that a pool sized to the CPUs leaves room
 # for Ray Data's own tasks (a pool holding every CPU starves them and the run never starts).
@@ -80,12 +80,12 @@ def run_folder_on_ray(
     import_ray(address)  # first: without Ray (or with a path for an address) nothing is created or written
     out = Path(out_dir)
     kinds = parse_save(save)
-    images = _as_images(inputs, glob, out)
+    images = as_images(inputs, glob, out)
     observer = observer or SilentProgress()
     key = run_settings_key(segmenter.settings_key(), overlay_alpha=overlay_alpha, background=background)
     recipe = worker_recipe(segmenter)
     job = WriteJob(str(out), kinds, key, len(images), max_pixels, overlay_alpha, background, os.getcwd())
-    _create_output_folder(out)
+    create_output_folder(out)
     with output_folder_lock(out), ray_connection(address, num_cpus=local_cpus) as ray:
         pool = _PoolShape(workers, cpus_per_worker, recipe.spec.device)
         return _run_locked(ray, recipe, job, images, out, force, observer, pool)
@@ -115,10 +115,10 @@ class _InOrder:
     def __init__(self, report: RunReport, observer: RunObserver) -> None:
         self.report, self.observer = report, observer
         self.steps: dict[str, list[float]] = {}
-        self.waiting: dict[int, _Outcome] = {}
+        self.waiting: dict[int, ImageOutcome] = {}
         self.next = 1
 
-    def add(self, index: int, outcome: _Outcome) -> None:
+    def add(self, index: int, outcome: ImageOutcome) -> None:
         self.waiting[index] = outcome
         while self.next in self.waiting:
             self._report(self.waiting.pop(self.next))
@@ -129,8 +129,8 @@ class _InOrder:
         for index in sorted(self.waiting):
             self._report(self.waiting.pop(index))
 
-    def _report(self, outcome: _Outcome) -> None:
-        _account(outcome, self.report, self.steps)
+    def _report(self, outcome: ImageOutcome) -> None:
+        account(outcome, self.report, self.steps)
         self.observer.on_image(outcome.event)
 
 
@@ -158,7 +158,7 @@ def _run_locked(
             if record is None:
                 todo.append(index)
             else:
-                ordered.add(index, _skipped_outcome(record, index, len(images), image))
+                ordered.add(index, skipped_outcome(record, index, len(images), image))
         if todo:
             for index, outcome in _segment_on_ray(ray, recipe, job, images, todo, pool):
                 ordered.add(index, outcome)
@@ -173,7 +173,7 @@ def _run_locked(
         report.seconds = time.perf_counter() - started
         report.median_seconds = {step: statistics.median(values) for step, values in ordered.steps.items()}
         try:
-            _write_run_files(report, job.run_key, job.kinds)
+            write_run_files(report, job.run_key, job.kinds)
         except OSError as error:
             if not failed:
                 raise output_write_error(error, out) from None
@@ -188,7 +188,7 @@ def _segment_on_ray(
     images: list[InputImage],
     todo: list[int],
     pool: _PoolShape,
-) -> Iterator[tuple[int, _Outcome]]:
+) -> Iterator[tuple[int, ImageOutcome]]:
     """Run the images numbered `todo` (1-based) on an actor pool; yields (index, outcome) as they finish."""
     rows = [{"index": i, "path": str(images[i - 1].path), "stem": images[i - 1].stem} for i in todo]
     size = pool.size(ray, len(rows))

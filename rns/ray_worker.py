@@ -22,10 +22,10 @@ from typing import Any
 
 from rns.backbone.spec import BackboneSpec
 from rns.errors import RnsError
+from rns.image_work import prepare_image, segment_and_submit
 from rns.inputs import InputImage
 from rns.output_errors import NO_SPACE
 from rns.pipeline import Segmenter, SegmentOptions
-from rns.runner import _prepare, _segment_and_submit
 
 
 class MemoryChangedError(RnsError):
@@ -146,7 +146,7 @@ class SegmentWorker:
             self.segmenter = build_worker_segmenter(recipe)
         except RnsError as error:
             self.error = error
-        # `_segment_and_submit` hands writing to a writer thread; here each row waits for it (one image
+        # `segment_and_submit` hands writing to a writer thread; here each row waits for it (one image
         # at a time per actor: the pool's size gives the parallelism).
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rns-write")
 
@@ -157,9 +157,10 @@ class SegmentWorker:
             return {"index": index, "result": pickle.dumps(("error", self.error))}
         image = InputImage(Path(str(row["path"])), str(row["stem"]))
         # The driver already found this image not done: force=True skips a second look at its record.
-        prepared = _prepare(image, self.out, job.kinds, job.run_key, True, job.max_pixels, job.background)
+        prepared = prepare_image(image, self.out, job.kinds, job.run_key, True, job.max_pixels,
+                                 job.background)  # fmt: skip
         try:
-            outcome = _segment_and_submit(prepared, index, self.segmenter, self.writer, self.out, job.kinds,
+            outcome = segment_and_submit(prepared, index, self.segmenter, self.writer, self.out, job.kinds,
                                           job.run_key, job.overlay_alpha, job.total).result()  # fmt: skip
         except OSError as error:
             if error.errno not in NO_SPACE:

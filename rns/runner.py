@@ -25,111 +25,46 @@ import os
 import statistics
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from PIL import Image
-
-from rns.atomic import atomic_write_json, remove_stale_temp_files
+from rns.atomic import remove_stale_temp_files
 from rns.batch_size import AUTO, BatchSize, resolve_batch_size
 from rns.done_records import (
     DONE_SUFFIX,
     done_record_path,
-    fresh_record,
     run_settings_key,
-    stat_source,
-    write_done_record,
 )
-from rns.errors import InputError, RnsError
-from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND, bytes_content_hash, decode_image
-from rns.inputs import DEFAULT_GLOB, InputImage, expand_inputs
+from rns.errors import RnsError
+from rns.image_work import (
+    ImageOutcome,
+    PreparedImage,
+    account,
+    as_images,
+    create_output_folder,
+    prepare_image,
+    segment_and_submit,
+    write_outputs,
+    write_run_files,
+)
+from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
+from rns.inputs import DEFAULT_GLOB, InputImage
 from rns.outlock import output_folder_lock
-from rns.output_errors import NO_SPACE, output_write_error
+from rns.output_errors import output_write_error
 from rns.outputs import (
     DEFAULT_OVERLAY_ALPHA,
     DEFAULT_SAVE,
     parse_save,
-    pixel_counts,
-    save_segmentation,
-    write_classes_json,
 )
 from rns.progress import SilentProgress
 from rns.run_events import (
-    CLASSES_NAME,
-    RUN_SUMMARY_NAME,
     Failure,
     ImageEvent,
     ImageSegmenter,
     RunObserver,
     RunReport,
 )
-from rns.segmentation import Segmentation
-
-
-@dataclass
-class _Prepared:
-    """What a loader thread hands the main thread for one input."""
-
-    image: InputImage
-    picture: Image.Image | None = None
-    source: dict[str, object] | None = None  # size, mtime_ns, hash of the file as read
-    record: dict[str, object] | None = None  # the matching done record, when skipped
-    failure: str | None = None
-    read_seconds: float = 0.0
-
-
-def _prepare(
-    image: InputImage,
-    out_dir: Path,
-    save: frozenset[str],
-    key: str,
-    force: bool,
-    max_pixels: int | None,
-    background: tuple[int, int, int],
-) -> _Prepared:
-    """Loader-thread work: skip check, then read, hash and decode. Never raises for a bad file."""
-    if not force:
-        record = fresh_record(image, out_dir, save, key)
-        if record is not None:
-            return _Prepared(image, record=record)
-    started = time.perf_counter()
-    try:
-        try:
-            with open(image.path, "rb") as handle:
-                stat = os.fstat(handle.fileno())  # before reading: a later change shows as a new mtime
-                data = handle.read()
-        except FileNotFoundError as error:
-            raise InputError(f"image {image.path} does not exist (any more): check the path") from error
-        except IsADirectoryError as error:
-            raise InputError(f"image {image.path} is a folder, not a file: name image files") from error
-        except OSError as error:
-            reason = error.strerror or type(error).__name__
-            raise InputError(
-                f"image {image.path} cannot be read ({reason}): check its permissions"
-            ) from error
-        picture = decode_image(data, image.path, max_pixels=max_pixels, background=background)
-    except InputError as error:
-        return _Prepared(image, failure=str(error))
-    except Exception as error:  # one strange file must not end a long run; it is reported
-        return _Prepared(
-            image, failure=f"image {image.path} could not be decoded ({type(error).__name__}: {error})"
-        )
-    source = {**stat_source(stat), "hash": bytes_content_hash(data)}
-    return _Prepared(image, picture=picture, source=source, read_seconds=time.perf_counter() - started)
-
-
-def _as_images(
-    inputs: Sequence[str | os.PathLike] | Sequence[InputImage], glob: str, out_dir: Path
-) -> list[InputImage]:
-    items = list(inputs)
-    if items and all(isinstance(item, InputImage) for item in items):
-        return items  # type: ignore[return-value]
-    if any(isinstance(item, InputImage) for item in items):
-        raise TypeError("inputs must be all paths or all InputImage, not a mix")
-    return expand_inputs(items, glob=glob, exclude=[out_dir])  # type: ignore[arg-type]
 
 
 def run_folder(
@@ -167,23 +102,14 @@ def run_folder(
     """
     out = Path(out_dir)
     kinds = parse_save(save)
-    images = _as_images(inputs, glob, out)
+    images = as_images(inputs, glob, out)
     observer = observer or SilentProgress()
     key = run_settings_key(segmenter.settings_key(), overlay_alpha=overlay_alpha, background=background)
     batch = resolve_batch_size(batch_size, segmenter)  # not in the key: it changes no output
-    _create_output_folder(out)
+    create_output_folder(out)
     with output_folder_lock(out):
         return _run_locked(segmenter, images, out, kinds, key, force, observer, loader_threads, prefetch,
                            pending_writes, max_pixels, overlay_alpha, background, batch)  # fmt: skip
-
-
-def _create_output_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(
-            f"cannot create output folder {out} ({error.strerror}); choose another --out"
-        ) from None
 
 
 def _run_locked(
@@ -210,9 +136,9 @@ def _run_locked(
     observer.on_start(len(images), out)
     loader = ThreadPoolExecutor(max_workers=max(1, min(loader_threads, 2)), thread_name_prefix="rns-load")
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rns-write")
-    loading: deque[Future[_Prepared]] = deque()
+    loading: deque[Future[PreparedImage]] = deque()
     # Outcomes in input order; a skipped or failed image gets an already-completed future.
-    outcomes: deque[Future[_Outcome]] = deque()
+    outcomes: deque[Future[ImageOutcome]] = deque()
     queue = iter(images)
 
     def load_ahead() -> None:  # a whole batch decoded ahead, plus `prefetch - 1` as without batching
@@ -220,20 +146,20 @@ def _run_locked(
             item = next(queue, None)
             if item is None:
                 return
-            loading.append(loader.submit(_prepare, item, out, kinds, key, force, max_pixels, background))
+            loading.append(loader.submit(prepare_image, item, out, kinds, key, force, max_pixels, background))
 
     def report_finished(limit: int) -> None:
         """Report outcomes from the front of the queue that are finished, waiting while over `limit`."""
         while outcomes and (outcomes[0].done() or len(outcomes) > limit):
             outcome = outcomes.popleft().result()
-            _account(outcome, report, steps)
+            account(outcome, report, steps)
             observer.on_image(outcome.event)
 
     failed = False
     try:
         load_ahead()
         index = 0
-        group: list[tuple[int, _Prepared]] = []  # in input order; up to `batch` of them need the model
+        group: list[tuple[int, PreparedImage]] = []  # in input order; up to `batch` of them need the model
         while loading:
             prepared = loading.popleft().result()
             load_ahead()
@@ -261,12 +187,12 @@ def _run_locked(
         writer.shutdown(wait=True)  # images already segmented are still written and recorded
         for future in outcomes:  # after an interruption: images written while shutting down
             if future.exception() is None:
-                _account(future.result(), report, steps)
+                account(future.result(), report, steps)
                 observer.on_image(future.result().event)
         report.seconds = time.perf_counter() - started
         report.median_seconds = {step: statistics.median(values) for step, values in steps.items()}
         try:
-            _write_run_files(report, key, kinds)
+            write_run_files(report, key, kinds)
         except OSError as error:
             if not failed:  # else the first error is the one to report
                 raise output_write_error(error, out) from None
@@ -274,66 +200,13 @@ def _run_locked(
     return report
 
 
-@dataclass
-class _Outcome:
-    """One image's result as the report needs it; built off the main thread for written images."""
-
-    event: ImageEvent
-    class_names: list[str] | None = None
-    pixels: Mapping[str, int] | None = None
-    steps: Mapping[str, float] = field(default_factory=dict)
-
-
-def _completed(outcome: _Outcome) -> Future[_Outcome]:
-    future: Future[_Outcome] = Future()
-    future.set_result(outcome)
-    return future
-
-
-def _skipped_outcome(record: Mapping[str, object], index: int, total: int, image: InputImage) -> _Outcome:
-    """An up-to-date image: its class names and pixel counts come from its done record."""
-    names, pixels = record.get("class_names"), record.get("pixels")
-    return _Outcome(
-        ImageEvent("skipped", index, total, image),
-        class_names=[str(n) for n in names] if isinstance(names, list) else None,
-        pixels={str(k): int(v) for k, v in pixels.items()} if isinstance(pixels, dict) else None,
-    )
-
-
-def _segment_and_submit(
-    prepared: _Prepared,
-    index: int,
-    segmenter: ImageSegmenter,
-    writer: ThreadPoolExecutor,
-    out: Path,
-    kinds: frozenset[str],
-    key: str,
-    overlay_alpha: float,
-    total: int,
-) -> Future[_Outcome]:
-    """Main-thread work for one image: segment it and hand the writing to the writer thread."""
-    image = prepared.image
-    if prepared.record is not None:
-        return _completed(_skipped_outcome(prepared.record, index, total, image))
-    if prepared.failure is not None or prepared.picture is None:
-        reason = prepared.failure or f"image {image.path} could not be read"
-        return _completed(_Outcome(ImageEvent("failed", index, total, image, reason=reason)))
-    began = time.perf_counter()
-    try:
-        seg = segmenter.segment(prepared.picture)
-    except RnsError as error:
-        return _completed(_Outcome(ImageEvent("failed", index, total, image, reason=str(error))))
-    seconds = {"read": prepared.read_seconds, "segment": time.perf_counter() - began}
-    return writer.submit(_write, prepared, seg, index, total, out, kinds, key, overlay_alpha, seconds)
-
-
-def _needs_model(prepared: _Prepared) -> bool:
+def _needs_model(prepared: PreparedImage) -> bool:
     """Whether an input is to be segmented (not skipped as up to date, not failed while loading)."""
     return prepared.record is None and prepared.failure is None and prepared.picture is not None
 
 
 def _segment_group(
-    group: list[tuple[int, _Prepared]],
+    group: list[tuple[int, PreparedImage]],
     segmenter: ImageSegmenter,
     writer: ThreadPoolExecutor,
     out: Path,
@@ -341,8 +214,8 @@ def _segment_group(
     key: str,
     overlay_alpha: float,
     total: int,
-) -> list[Future[_Outcome]]:
-    """`_segment_and_submit` for consecutive inputs, those that need the model segmented in one call.
+) -> list[Future[ImageOutcome]]:
+    """`segment_and_submit` for consecutive inputs, those that need the model segmented in one call.
 
     Falls back to one image at a time when there is nothing to batch, when the segmenter cannot batch,
     or when the batched call raises a user error: then only the image that caused it fails.
@@ -350,8 +223,8 @@ def _segment_group(
     ready = [(index, prepared) for index, prepared in group if _needs_model(prepared)]
     segment_many = getattr(segmenter, "segment_many", None)
 
-    def one_by_one() -> list[Future[_Outcome]]:
-        return [_segment_and_submit(prepared, index, segmenter, writer, out, kinds, key, overlay_alpha, total)
+    def one_by_one() -> list[Future[ImageOutcome]]:
+        return [segment_and_submit(prepared, index, segmenter, writer, out, kinds, key, overlay_alpha, total)
                 for index, prepared in group]
 
     if len(ready) < 2 or not callable(segment_many):
@@ -366,79 +239,13 @@ def _segment_group(
     futures = []
     for index, prepared in group:
         if index not in results:  # skipped or failed while loading: an already completed outcome
-            futures.append(_segment_and_submit(prepared, index, segmenter, writer, out, kinds, key,
+            futures.append(segment_and_submit(prepared, index, segmenter, writer, out, kinds, key,
                                                overlay_alpha, total))  # fmt: skip
             continue
         seconds = {"read": prepared.read_seconds, "segment": share}
-        futures.append(writer.submit(_write, prepared, results[index], index, total, out, kinds, key,
+        futures.append(writer.submit(write_outputs, prepared, results[index], index, total, out, kinds, key,
                                      overlay_alpha, seconds))  # fmt: skip
     return futures
-
-
-def _write(
-    prepared: _Prepared,
-    seg: Segmentation,
-    index: int,
-    total: int,
-    out: Path,
-    kinds: frozenset[str],
-    key: str,
-    overlay_alpha: float,
-    seconds: dict[str, float],
-) -> _Outcome:
-    """Writer-thread work: every output, then the done record (the image's commit point)."""
-    image = prepared.image
-    began = time.perf_counter()
-    counts = pixel_counts(seg)
-    try:
-        paths = save_segmentation(
-            seg, prepared.picture, out, image.stem, kinds, source=image.path, overlay_alpha=overlay_alpha,
-            counts=counts,
-        )
-        seconds = {**seconds, "write": time.perf_counter() - began}
-        seconds["total"] = seconds["read"] + seconds["segment"] + seconds["write"]
-        write_done_record(out, image, key, paths, prepared.source or {}, seg, counts, seconds)
-    except OSError as error:
-        if error.errno in NO_SPACE:  # every later image would fail the same way: stop the run
-            raise
-        # Permissions, a vanished folder: this image is not done (no done record), the run goes on.
-        reason = f"could not write the outputs of {image.path} under {out} ({error.strerror or error}): " \
-                 "check free space and permissions, then run again"
-        return _Outcome(ImageEvent("failed", index, total, image, reason=reason))
-    steps = {**seconds, **{f"segmenter.{name}": float(value) for name, value in seg.timings.items()}}
-    return _Outcome(
-        ImageEvent("done", index, total, image, seconds=seconds, outputs=paths),
-        class_names=list(seg.class_names),
-        pixels=counts,
-        steps=steps,
-    )
-
-
-def _account(outcome: _Outcome, report: RunReport, steps: dict[str, list[float]]) -> None:
-    """Add one finished image to the report (main thread only)."""
-    event = outcome.event
-    if event.status == "done":
-        report.done += 1
-    elif event.status == "skipped":
-        report.skipped += 1
-    else:
-        report.failures.append(Failure(event.image.path, event.reason or "unknown failure"))
-    if outcome.class_names and not report.class_names:
-        report.class_names = list(outcome.class_names)
-    for name, count in (outcome.pixels or {}).items():
-        report.class_pixels[name] = report.class_pixels.get(name, 0) + int(count)
-    for step, value in outcome.steps.items():
-        steps.setdefault(step, []).append(float(value))
-
-
-def _write_run_files(report: RunReport, key: str, kinds: frozenset[str]) -> None:
-    summary = report.to_json()
-    summary["settings"] = key
-    summary["save"] = sorted(kinds)
-    summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(report.out_dir / RUN_SUMMARY_NAME, summary)
-    if report.class_names:
-        write_classes_json(report.out_dir / CLASSES_NAME, report.class_names)
 
 
 __all__ = [

@@ -320,17 +320,17 @@ def test_output_folder_that_cannot_be_created_is_one_line_input_error(tmp_path):
 def test_a_write_error_of_one_image_fails_that_image_and_the_run_goes_on(tmp_path, monkeypatch):
     import errno
 
-    import rns.runner as runner
+    import rns.image_work as image_work
 
     make_folder(tmp_path / "in", count=4, corrupt=())
-    real_save = runner.save_segmentation
+    real_save = image_work.save_segmentation
 
     def save_or_refuse(seg, image, out, stem, *args, **kwargs):
         if stem == "img01":
             raise OSError(errno.EACCES, "Permission denied")
         return real_save(seg, image, out, stem, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "save_segmentation", save_or_refuse)
+    monkeypatch.setattr(image_work, "save_segmentation", save_or_refuse)
     report = run_folder(BrightnessSegmenter(), [tmp_path / "in"], tmp_path / "out")
     assert report.done == 3 and report.failed == 1 and report.exit_code == 1
     assert "Permission denied" in report.failures[0].reason
@@ -341,21 +341,21 @@ def test_a_full_disk_stops_the_run_with_one_error_naming_the_file(tmp_path, monk
     """Every later image would fail the same way: one error, not one failure per image (issue 12)."""
     import errno
 
-    import rns.runner as runner
+    import rns.image_work as image_work
     from rns.output_errors import OutputWriteError
 
     make_folder(tmp_path / "in", count=4, corrupt=())
-    real_save = runner.save_segmentation
+    real_save = image_work.save_segmentation
 
     def save_or_disk_full(seg, image, out, stem, *args, **kwargs):
         if stem == "img01":
             raise OSError(errno.ENOSPC, "No space left on device", str(out / f"{stem}.labels.png"))
         return real_save(seg, image, out, stem, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "save_segmentation", save_or_disk_full)
+    monkeypatch.setattr(image_work, "save_segmentation", save_or_disk_full)
     with pytest.raises(OutputWriteError, match=r"no space left on device writing .*img01\.labels\.png"):
         run_folder(BrightnessSegmenter(), [tmp_path / "in"], tmp_path / "out", pending_writes=0)
-    monkeypatch.setattr(runner, "save_segmentation", real_save)
+    monkeypatch.setattr(image_work, "save_segmentation", real_save)
     report = run_folder(BrightnessSegmenter(), [tmp_path / "in"], tmp_path / "out")
     assert report.failed == 0 and report.done + report.skipped == 4 and report.skipped >= 1
 
@@ -364,7 +364,7 @@ def test_a_full_disk_when_writing_summary_json_is_one_error_and_no_half_written_
     """0.1.0 crashed with a traceback here (issue 12, item 5)."""
     import errno
 
-    import rns.runner as runner
+    import rns.image_work as image_work
     from rns.atomic import atomic_write_json as real_write
     from rns.output_errors import OutputWriteError
 
@@ -375,7 +375,7 @@ def test_a_full_disk_when_writing_summary_json_is_one_error_and_no_half_written_
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_write(path, payload, **kwargs)
 
-    monkeypatch.setattr(runner, "atomic_write_json", write_or_disk_full)
+    monkeypatch.setattr(image_work, "atomic_write_json", write_or_disk_full)
     with pytest.raises(OutputWriteError, match=r"no space left on device writing .*summary\.json"):
         run_folder(BrightnessSegmenter(), [tmp_path / "in"], tmp_path / "out")
     assert not (tmp_path / "out" / "summary.json").exists()
