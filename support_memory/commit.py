@@ -243,11 +243,3 @@ def create_if_missing(storage: Storage, create: bool) -> None:
             ) from None
     storage.create(MARKER, marker_payload(uuid.uuid4().hex))  # a concurrent creator may win: same result
     read_marker(storage.read(MARKER), f"{where}/{MARKER}")
-
-
-def check_segments_exist(rows: RowArrays, snapshot: Snapshot) -> None:
-    """Every segment the state names is stored (raises CorruptMemoryError naming the first missing one)."""
-    stored = set(rows.stored_segments())
-    for segment in snapshot.manifest.segments:
-        if segment.name not in stored:
-            raise CorruptMemoryError(f"memory {rows.location}: row segment {segment.name} is missing")

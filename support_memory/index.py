@@ -39,6 +39,7 @@ often find too few rows of a rare class).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -246,7 +247,8 @@ class IndexManager:
             fresh = self._train(row_arrays, snapshot)
             self._add_rows(row_arrays, snapshot, fresh, snapshot.manifest.n_rows)
             self._save(fresh, strict=False)
-            with self._lock if self.config.background else _NoLock():
+            # In the foreground this runs inside _ready, which already holds the lock.
+            with self._lock if self.config.background else contextlib.nullcontext():
                 current = self._loaded
                 if current is None or current.generation == fresh.generation:
                     self._loaded = fresh
@@ -257,11 +259,6 @@ class IndexManager:
         if self._rebuilding is None or not self._rebuilding.is_alive():
             self._rebuilding = threading.Thread(target=run, name="rns-index-rebuild", daemon=True)
             self._rebuilding.start()
-
-    def wait(self) -> None:
-        """Wait for a background rebuild to finish (tests, benchmarks, a process about to exit)."""
-        if self._rebuilding is not None:
-            self._rebuilding.join()
 
     @staticmethod
     def _matches(store_id: str, generation: int, manifest: Manifest) -> bool:
@@ -347,14 +344,6 @@ class IndexManager:
             if strict:
                 translated = translate_os_error(error, self.storage.location, "saving the search index")
                 raise translated or error from None
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _index_created_s(name: str) -> float | None:

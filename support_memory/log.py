@@ -152,12 +152,6 @@ def apply_commit(
         raise damaged(where, error) from None
 
 
-def retired_segments(data: bytes) -> list[str]:
-    """Segments a record took out of the state (merged or compacted away)."""
-    try:
-        return [str(name) for name in json.loads(data).get("retired", [])]
-    except (ValueError, AttributeError):
-        return []
 
 
 def encode_checkpoint(manifest: Manifest, sums: np.ndarray) -> bytes:

@@ -175,10 +175,13 @@ class SupportMemory:
     # ------------------------------------------------------------------------------------------------------
     # writing
     # ------------------------------------------------------------------------------------------------------
-    def _write(self, edit: Callable[[Draft], T]) -> T:
-        """Run `edit` on the newest state and commit it (see writer.py)."""
+    def _refuse_if_pinned(self) -> None:
         if self._pinned:
             raise InvalidInputError(f"memory {self.path} was opened at commit {self.commit}: it is read-only")
+
+    def _write(self, edit: Callable[[Draft], T]) -> T:
+        """Run `edit` on the newest state and commit it (see writer.py)."""
+        self._refuse_if_pinned()
         result, self._snapshot = commit_edit(self._rows, self._snapshot, edit,
                                              compact_min_dead=self._compact_min_dead,
                                              timeout_s=self._lock_timeout_s)  # fmt: skip
@@ -186,8 +189,7 @@ class SupportMemory:
 
     def check_writable(self) -> None:
         """Raise ReadOnlyMemoryError now if this memory cannot be written (before any expensive work)."""
-        if self._pinned:
-            raise InvalidInputError(f"memory {self.path} was opened at commit {self.commit}: it is read-only")
+        self._refuse_if_pinned()
         try:
             self.storage.probe_writable()
         except OSError as error:
