@@ -76,6 +76,13 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
     if not rows.storage.create(commit_key(manifest.seq), record):
         abandon(rows, draft)
         return None
+    # A segment this commit wrote and then merged away was never named by any commit: delete it now
+    # rather than leave it for the 24-hour collection.
+    named = {s.name for s in manifest.segments}
+    for name in draft.written:
+        if name not in named:
+            with contextlib.suppress(OSError):
+                rows.delete_segment(name)
     if full:
         # After a compaction every stored row is live.
         return Snapshot(manifest, draft.sums, log_bytes=0, checkpoint_bytes=len(record),

@@ -262,6 +262,9 @@ def test_sixteen_small_segments_merge_into_one_without_renumbering(memory: Suppo
     for source, vectors in added.items():
         memory.put_source(source, vectors, ["a", "b"], fingerprint=FP)
     assert memory.stats()["n_segments"] == 1  # the 16th add merged the 16 one-image segments
+    # On disk: the merged segment and the 15 committed ones it retired (kept for older commits); the
+    # 16th add's own segment, merged before any commit named it, is gone.
+    assert len(list((memory.path / "segments").iterdir())) == 16
     for source, vectors in added.items():
         stored, _ = memory.rows(memory.source_rows(source))
         np.testing.assert_array_equal(stored, vectors.astype(np.float16).astype(np.float32))
