@@ -86,8 +86,9 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
     if full:
         # After a compaction every stored row is live.
         return Snapshot(manifest, draft.sums, log_bytes=0, checkpoint_bytes=len(record),
-                        _live=np.ones(manifest.n_rows, dtype=bool), _n_live=manifest.n_rows)  # fmt: skip
-    return Snapshot(manifest, draft.sums, log_bytes=base.log_bytes + len(record),
+                        location=rows.location, _live=np.ones(manifest.n_rows, dtype=bool),
+                        _n_live=manifest.n_rows)  # fmt: skip
+    return Snapshot(manifest, draft.sums, log_bytes=base.log_bytes + len(record), location=rows.location,
                     checkpoint_bytes=base.checkpoint_bytes, _live=live, _n_live=n_live)  # fmt: skip
 
 
@@ -103,7 +104,7 @@ def _merge_tail(rows: RowArrays, draft: Draft) -> list[str]:
         tail = segments[-MERGE_FANOUT:]
         if len({size_tier(s.n_rows) for s in tail}) != 1:
             break
-        probe = Snapshot(draft.manifest, draft.sums)
+        probe = Snapshot(draft.manifest, draft.sums, location=rows.location)
         vectors, class_ids, source_nums = rows.read_all(probe, tail[0].start, tail[-1].stop)
         name = rows.write_segment(PendingRows(vectors, class_ids, source_nums))
         draft.written.append(name)

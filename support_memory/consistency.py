@@ -62,7 +62,7 @@ def check_snapshot(rows: RowArrays, snapshot: Snapshot) -> None:
         for segment in manifest.segments:
             if segment.start != previous or segment.n_rows <= 0:
                 fail(f"row segment {segment.name} starts at {segment.start}, expected {previous}")
-            stored = rows.segment(segment.name)
+            stored = rows.segment(segment, manifest)
             vectors = stored.vectors
             if vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[1] != dim:
                 fail(f"row segment {segment.name} has dtype {stored.vectors.dtype} and shape "

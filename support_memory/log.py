@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from support_memory.errors import CorruptMemoryError
+from support_memory.errors import CorruptMemoryError, DamagedMemoryError
 from support_memory.manifest import FORMAT, Manifest, damaged, source_from_json, source_to_json
+from support_memory.record_checks import check_header, check_sources, check_sums
 
 MARKER = "memory.json"
 LOG = "log"
@@ -119,39 +120,39 @@ def encode_commit(
 
 
 def apply_commit(
-    manifest: Manifest, sums: np.ndarray, data: bytes, where: str
+    manifest: Manifest, sums: np.ndarray, data: bytes, location: str, key: str
 ) -> tuple[Manifest, np.ndarray, bool]:
-    """The state after a record; also whether it was a full record. Damage is a CorruptMemoryError."""
+    """The state after a record; also whether it was a full record. Damage (unreadable, or a state no
+    writer could have made: see record_checks.py) is a DamagedMemoryError naming the record."""
     try:
         payload = json.loads(data)
         if payload.get("format") != RECORD_FORMAT:
             raise ValueError(f"format {payload.get('format')!r}")
         full = bool(payload.get("full", False))
         if full:
-            sources = {str(s["source_id"]): source_from_json(s) for s in payload["sources"]}
+            put = [source_from_json(s) for s in payload["sources"]]
+            sources = {s.source_id: s for s in put}
         else:
             sources = dict(manifest.sources)
             for source_id in payload["removed"]:
                 sources.pop(str(source_id), None)
-            for raw in payload["put"]:
-                record = source_from_json(raw)
-                sources[record.source_id] = record
-        new = Manifest.from_header(payload, sources, where)
+            put = [source_from_json(raw) for raw in payload["put"]]
+            sources.update((record.source_id, record) for record in put)
+        new = Manifest.from_header(payload, sources, f"{location}/{key}")
+        check_header(new, location, key)
+        check_sources(new, put, location, key)
         dim = new.dim or 0
         grown = np.zeros((new.next_class_id, dim), dtype=np.float64)
         if not full and sums.size and sums.shape[1] == dim:
             n = min(sums.shape[0], new.next_class_id)
             grown[:n] = sums[:n]
         ids, rows = _decode_sums(payload["sums"], dim)
+        check_sums(new, ids, rows, location, key)
         if ids:
             grown[ids] = rows
         return new, grown, full
-    except CorruptMemoryError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise damaged(where, error) from None
-
-
+    except (CorruptMemoryError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise _as_damage(error, location, key) from None
 
 
 def encode_checkpoint(manifest: Manifest, sums: np.ndarray) -> bytes:
@@ -160,17 +161,27 @@ def encode_checkpoint(manifest: Manifest, sums: np.ndarray) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
-def decode_checkpoint(data: bytes, where: str) -> tuple[Manifest, np.ndarray]:
+def decode_checkpoint(data: bytes, location: str, key: str) -> tuple[Manifest, np.ndarray]:
+    """A checkpoint's state, checked like a full record (see record_checks.py)."""
     try:
         payload = json.loads(data)
-    except ValueError as error:
-        raise damaged(where, error) from None
-    manifest = Manifest.from_json(payload, where)
-    try:
+        manifest = Manifest.from_json(payload, f"{location}/{key}")
+        check_header(manifest, location, key)
+        check_sources(manifest, manifest.sources.values(), location, key)
         ids, rows = _decode_sums(payload["sums"], manifest.dim or 0)
-    except (ValueError, KeyError, TypeError) as error:
-        raise damaged(where, error) from None
+        check_sums(manifest, ids, rows, location, key)
+    except (CorruptMemoryError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise _as_damage(error, location, key) from None
     sums = np.zeros((manifest.next_class_id, manifest.dim or 0), dtype=np.float64)
     if ids:
         sums[ids] = rows
     return manifest, sums
+
+
+def _as_damage(error: Exception, location: str, key: str) -> DamagedMemoryError:
+    """Any failure to read a record or checkpoint as the one-line error naming it."""
+    if isinstance(error, DamagedMemoryError):
+        return error
+    if isinstance(error, CorruptMemoryError):  # the manifest's own refusals say what they found
+        return DamagedMemoryError(location, key, str(error).split(";")[0].replace(f"{location}/{key} ", ""))
+    return DamagedMemoryError(location, key, f"unreadable ({type(error).__name__}: {error})")
