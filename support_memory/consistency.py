@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from support_memory.errors import CorruptMemoryError
+from support_memory.errors import DamagedMemoryError
+from support_memory.log import commit_key
 
 if TYPE_CHECKING:
     from support_memory.rows import RowArrays
@@ -27,9 +28,8 @@ def check_snapshot(rows: RowArrays, snapshot: Snapshot) -> None:
     manifest = snapshot.manifest
 
     def fail(problem: str) -> None:
-        raise CorruptMemoryError(
-            f"memory {rows.location} is inconsistent: {problem}; restore it from a backup or rebuild it"
-        )
+        key = commit_key(manifest.seq)
+        raise DamagedMemoryError(rows.location, key, f"its state disagrees with the stored rows: {problem}")
 
     names = [c.name for c in manifest.classes.values()]
     if len(set(names)) != len(names):

@@ -55,6 +55,6 @@ class DamagedMemoryError(CorruptMemoryError):
            "keeping every intact source (it deletes nothing)")
 
     def __init__(self, location: str, part: str, problem: str) -> None:
-        self.location, self.part = location, part
+        self.location, self.part, self.detail = location, part, problem
         self.problem = f"memory {location} is damaged: {part}: {problem}"
         super().__init__(f"{self.problem}; {self.FIX}")

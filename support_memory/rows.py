@@ -181,7 +181,24 @@ class RowArrays:
         _Segment(*parts).check(self.location, prefix, record.start + a, 0, b - a, manifest)
         return parts
 
-    def _pieces(self, snapshot: Snapshot, start: int, stop: int) -> Iterator[tuple[SegmentRecord, int, int]]:
+    def raw_rows(self, record: SegmentRecord, dim: int, a: int, b: int) -> tuple[np.ndarray, ...]:
+        """A segment's local rows [a, b) as stored, values unchecked (repair checks them per source);
+        a file that cannot be read is a DamagedMemoryError naming it."""
+        prefix = f"{SEGMENTS}/{record.name}"
+        try:
+            group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
+            arrays = [group[key] for key in ARRAYS]
+        except Exception as error:
+            if unreachable(error, self.location) is None and not self.storage.list(prefix):
+                raise DamagedMemoryError(self.location, prefix, "missing") from None
+            raise self._damaged(prefix, error) from None
+        check_declared(self.location, prefix, arrays, record.n_rows, dim)
+        try:
+            return tuple(np.asarray(array[a:b]) for array in arrays)
+        except Exception as error:
+            raise self._damaged(prefix, error) from None
+
+    def pieces(self, snapshot: Snapshot, start: int, stop: int) -> Iterator[tuple[SegmentRecord, int, int]]:
         """(segment, local start, local stop) covering committed rows [start, stop), in order."""
         segments = snapshot.manifest.segments
         starts = [s.start for s in segments]
@@ -204,7 +221,7 @@ class RowArrays:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Vectors (float16), class ids and source numbers of committed rows [start, stop)."""
         parts = []
-        for record, a, b in self._pieces(snapshot, start, stop):
+        for record, a, b in self.pieces(snapshot, start, stop):
             parts.append(self._slice(record, snapshot.manifest, a, b))
         dim = snapshot.manifest.dim or 0
         if not parts:
@@ -223,7 +240,7 @@ class RowArrays:
         """Blocks of committed rows in [start, stop) as float32, with the mask of rows a search may return."""
         live = snapshot.live_mask()
         step = block_rows_for(n_queries, CHUNK_ROWS)
-        for record, a, b in self._pieces(snapshot, start, stop):
+        for record, a, b in self.pieces(snapshot, start, stop):
             for block_start in range(a, b, step):
                 block_stop = min(b, block_start + step)
                 first = record.start + block_start

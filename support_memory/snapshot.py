@@ -52,9 +52,11 @@ class Snapshot:
                 self._overlap()
         return self._n_live
 
-    def _overlap(self) -> None:
-        raise DamagedMemoryError(self.location, commit_key(self.seq), "sources claim the same rows (live "
-                                 f"rows {self.manifest.n_live}, stored rows {self.manifest.n_rows})")
+    def _overlap(self, distinct: int | None = None) -> None:
+        claimed = self.manifest.n_live
+        other = f"{distinct} distinct" if distinct is not None else f"{self.manifest.n_rows} stored"
+        raise DamagedMemoryError(self.location, commit_key(self.seq), "its sources claim some rows twice "
+                                 f"({claimed} rows claimed, {other})")
 
     def cached_live_mask(self) -> np.ndarray | None:
         """The live mask if it was computed already (writers derive the next one from it)."""
@@ -68,7 +70,7 @@ class Snapshot:
                 for start, stop in source.ranges:
                     live[start:stop] = True
             if int(live.sum()) != self.n_live:
-                self._overlap()
+                self._overlap(int(live.sum()))
             self._live = live
         return self._live
 
