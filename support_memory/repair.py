@@ -23,7 +23,7 @@ from support_memory.errors import MemoryLockedError
 from support_memory.log import commit_key, encode_commit
 from support_memory.manifest import ClassRecord, Manifest, SegmentRecord
 from support_memory.rows import PendingRows, RowArrays
-from support_memory.salvage import Damage, Survey, survey
+from support_memory.salvage import Damage, DroppedSource, Survey, survey
 from support_memory.snapshot import Snapshot, head_seq
 
 
@@ -34,7 +34,7 @@ class RepairResult:
     commit: int | None
     damage: list[Damage] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # source ids
-    dropped: list[tuple[str, str]] = field(default_factory=list)  # (source id, why)
+    dropped: list[DroppedSource] = field(default_factory=list)
     report: str | None = None  # key of the report it wrote
     kept_objects: list[str] = field(default_factory=list)  # damaged objects left in place
 
@@ -112,7 +112,7 @@ def _report_json(found: Survey, seq: int) -> bytes:
         "time": time.time(),
         "damage": [{"part": d.part, "problem": d.problem} for d in found.damage],
         "kept": [i.source.source_id for i in found.intact],
-        "dropped": [{"source_id": s, "why": why} for s, why in found.dropped],
+        "dropped": [{"source_id": d.source_id, "why": d.why, "meta": d.meta} for d in found.dropped],
         "protected": sorted(found.protected),
     }
     return json.dumps(payload, indent=1).encode("utf-8")

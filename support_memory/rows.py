@@ -181,6 +181,14 @@ class RowArrays:
         _Segment(*parts).check(self.location, prefix, record.start + a, 0, b - a, manifest)
         return parts
 
+    def stored_length(self, name: str) -> int | None:
+        """The row count a stored segment's metadata declares (None when unreadable): for repair."""
+        try:
+            store = self.storage.zarr_store(f"{SEGMENTS}/{name}", read_only=True)
+            return int(zarr.open_group(store=store, mode="r")["class_ids"].shape[0])
+        except Exception:  # noqa: BLE001 - any failure means "not usable"
+            return None
+
     def raw_rows(self, record: SegmentRecord, dim: int, a: int, b: int) -> tuple[np.ndarray, ...]:
         """A segment's local rows [a, b) as stored, values unchecked (repair checks them per source);
         a file that cannot be read is a DamagedMemoryError naming it."""

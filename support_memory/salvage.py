@@ -16,11 +16,12 @@ A source passing all of this is intact, whatever else is damaged; any other is d
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from support_memory.errors import DamagedMemoryError
+from support_memory.errors import CorruptMemoryError, DamagedMemoryError
 from support_memory.identity import rows_digest
 from support_memory.log import (
     CHECKPOINTS,
@@ -32,7 +33,8 @@ from support_memory.log import (
     read_record,
     salvage_puts,
 )
-from support_memory.manifest import ClassRecord, Manifest, SourceRecord, name_key
+from support_memory.manifest import ClassRecord, Manifest, SegmentRecord, SourceRecord, name_key
+from support_memory.record_checks import check_header
 from support_memory.rows import SEGMENTS, RowArrays
 from support_memory.snapshot import Snapshot, head_seq, load_committed
 from support_memory.verify import NORM_TOLERANCE
@@ -58,6 +60,15 @@ class IntactSource:
     class_ids: np.ndarray  # int32 [n]
 
 
+@dataclass(frozen=True)
+class DroppedSource:
+    """A source repair cannot keep: its id, why, and what its writer attached (e.g. the image's path)."""
+
+    source_id: str
+    why: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class _Candidate:
     source: SourceRecord
@@ -74,7 +85,7 @@ class Survey:
     head: int  # the newest commit number the log names
     damage: list[Damage] = field(default_factory=list)
     intact: list[IntactSource] = field(default_factory=list)
-    dropped: list[tuple[str, str]] = field(default_factory=list)  # (source id, why)
+    dropped: list[DroppedSource] = field(default_factory=list)
     classes: dict[int, ClassRecord] = field(default_factory=dict)  # names and prompts by id, newest wins
     newest: Manifest | None = None  # the newest header that passed its checks
     generation: int = 1
@@ -119,8 +130,9 @@ def survey(rows: RowArrays) -> Survey:
         except DamagedMemoryError as error:
             found.note(key, error.detail + "; what this commit changed is unknown")
             found.records_lost = True
+            guesses = _guess_layouts(rows, data, layouts)
             for source in salvage_puts(data):
-                candidates[source.source_id] = _Candidate(source, [], False, key)
+                candidates[source.source_id] = _Candidate(source, guesses, False, key)
             continue
         layouts.append(record.header)
         if record.full:
@@ -157,6 +169,30 @@ def _note_unnamed_rows(rows: RowArrays, found: Survey, named: set[int]) -> None:
             count = int(np.isin(owners, unnamed).sum())
             found.note(f"{SEGMENTS}/{segment.name}", f"holds {count} row(s) of source number(s) {unnamed} "
                        "that no readable record names (kept on disk)")  # fmt: skip
+
+
+def _guess_layouts(rows: RowArrays, data: bytes, layouts: list[Manifest]) -> list[Manifest]:
+    """Where the rows of a damaged record's sources may be: its own header if that still passes its checks,
+    else the newest known layout extended by the segments on disk that no layout names, in the order they
+    were written (what the lost commit most likely appended). Only a guess: repair keeps a source only if
+    its rows hash to its digest."""
+    guesses = []
+    try:
+        header = Manifest.from_header(json.loads(data), {}, rows.location)
+        check_header(header, rows.location, "")
+        guesses.append(header)
+    except (CorruptMemoryError, ValueError, TypeError, AttributeError):
+        pass
+    base = layouts[-1]
+    named = {s.name for layout in layouts for s in layout.segments}
+    segments = list(base.segments)
+    for name in rows.stored_segments():  # names sort by creation time
+        length = rows.stored_length(name) if name not in named else None
+        if length:
+            segments.append(SegmentRecord(name, segments[-1].stop if segments else 0, length))
+    if len(segments) > len(base.segments) and base.dim is not None:
+        guesses.append(replace(base, segments=segments))
+    return guesses
 
 
 def _newest_readable_checkpoint(rows: RowArrays, found: Survey) -> Snapshot:
@@ -215,7 +251,7 @@ def _verify(rows: RowArrays, found: Survey, candidate: _Candidate, layouts: list
         return
     for part, problem in suspects:
         found.note(part, problem)
-    found.dropped.append((source.source_id, reason))
+    found.dropped.append(DroppedSource(source.source_id, reason, dict(source.meta)))
     found.protected.update(_segments_holding(source, layouts))
 
 
