@@ -89,6 +89,8 @@ class RowArrays:
         self._cache: OrderedDict[str, _Segment] = OrderedDict()
         self._cached_bytes = 0
         self._cache_lock = threading.Lock()  # a background index rebuild reads rows beside searches
+        self._raw_cache: OrderedDict[str, list[tuple[int, list[Any]]]] = OrderedDict()  # for repair
+        self._raw_bytes: dict[str, int] = {}
 
     # -- writing --------------------------------------------------------------------------------------------
     def write_segment(self, rows: PendingRows) -> str:
@@ -190,8 +192,30 @@ class RowArrays:
             return None
 
     def raw_rows(self, record: SegmentRecord, dim: int, a: int, b: int) -> tuple[np.ndarray, ...]:
-        """A segment's local rows [a, b) as stored, values unchecked (repair checks them per source);
-        a file that cannot be read is a DamagedMemoryError naming it."""
+        """A segment's local rows [a, b) as stored, values unchecked (repair checks them per source); a chunk
+        that cannot be read is a DamagedMemoryError naming its file, and only rows in it are lost."""
+        columns = self._raw_segment(record, dim)
+        if b <= a:
+            empty = np.zeros(0, dtype=np.int32)
+            return np.zeros((0, dim), dtype=np.float16), empty, empty
+        out = []
+        for step, pieces in columns:
+            parts = []
+            for i in range(a // step, (b - 1) // step + 1):
+                piece = pieces[i]
+                if isinstance(piece, DamagedMemoryError):
+                    raise piece
+                parts.append(piece[max(a, i * step) - i * step : min(b, (i + 1) * step) - i * step])
+            out.append(np.concatenate(parts))
+        return tuple(out)
+
+    def _raw_segment(self, record: SegmentRecord, dim: int) -> list[tuple[int, list[Any]]]:
+        """Per array, (rows per chunk, each chunk decoded or its DamagedMemoryError); cached like segments,
+        so that checking every source of a memory reads each chunk once."""
+        cached = self._raw_cache.get(record.name)
+        if cached is not None:
+            self._raw_cache.move_to_end(record.name)
+            return cached
         prefix = f"{SEGMENTS}/{record.name}"
         try:
             group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
@@ -201,10 +225,26 @@ class RowArrays:
                 raise DamagedMemoryError(self.location, prefix, "missing") from None
             raise self._damaged(prefix, error) from None
         check_declared(self.location, prefix, arrays, record.n_rows, dim)
-        try:
-            return tuple(np.asarray(array[a:b]) for array in arrays)
-        except Exception as error:
-            raise self._damaged(prefix, error) from None
+        columns = []
+        for key, array in zip(ARRAYS, arrays, strict=True):
+            step, pieces = int(array.chunks[0]), []
+            for i, start in enumerate(range(0, record.n_rows, step)):
+                try:
+                    pieces.append(np.asarray(array[start : start + step]))
+                except Exception as error:  # noqa: BLE001 - any decoder's failure is this chunk's damage
+                    translated = unreachable(error, self.location)
+                    if translated is not None:
+                        raise translated from None
+                    part = f"{prefix}/{key}/c/{i}" + "/0" * (array.ndim - 1)
+                    why = f"truncated, emptied or garbled ({type(error).__name__}: {error})"[:300]
+                    pieces.append(DamagedMemoryError(self.location, part, why))
+            columns.append((step, pieces))
+        self._raw_cache[record.name] = columns
+        self._raw_bytes[record.name] = int(np.prod(arrays[0].shape)) * 2 + 8 * record.n_rows
+        while sum(self._raw_bytes.values()) > self.cache_bytes and len(self._raw_cache) > 1:
+            evicted, _ = self._raw_cache.popitem(last=False)
+            self._raw_bytes.pop(evicted, None)
+        return columns
 
     def pieces(self, snapshot: Snapshot, start: int, stop: int) -> Iterator[tuple[SegmentRecord, int, int]]:
         """(segment, local start, local stop) covering committed rows [start, stop), in order."""
@@ -313,3 +353,5 @@ class RowArrays:
         """Drop every cached segment."""
         self._cache.clear()
         self._cached_bytes = 0
+        self._raw_cache.clear()
+        self._raw_bytes.clear()

@@ -145,8 +145,9 @@ def survey(rows: RowArrays) -> Survey:
     for candidate in sorted(candidates.values(), key=lambda c: c.source.num):
         # Row numbers hold within a generation (merges keep them): any layout of its generation will do;
         # a source from a damaged record may be of any generation.
-        own = candidate.layouts[0].generation if candidate.layouts else None
-        others = [m for m in reversed(layouts) if own in (None, m.generation) and m not in candidate.layouts]
+        own = candidate.layouts[0].generation if candidate.trusted else None
+        others = [m for m in reversed(layouts)
+                  if own in (None, m.generation) and all(m is not c for c in candidate.layouts)]  # fmt: skip
         _verify(rows, found, candidate, candidate.layouts + others)
     if found.records_lost:  # rows of sources nobody can name may lie in any segment: keep them all
         found.protected.update(f"{SEGMENTS}/{name}" for name in found.segments_named)
