@@ -85,7 +85,7 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
         manifest.segments.append(SegmentRecord(name, base.manifest.n_rows, draft.n_pending))
         retired = _merge_tail(rows, draft)
     manifest.seq = base.seq + 1
-    _mark_retired(rows.storage, retired)
+    mark_retired(rows.storage, retired)
     record = encode_commit(base.manifest, base.sums, manifest, draft.sums, full=full, retired=retired,
                            touched=draft.touched)  # fmt: skip
     if not rows.storage.create(commit_key(manifest.seq), record):
@@ -165,7 +165,7 @@ def _compact(rows: RowArrays, draft: Draft) -> None:
     draft.sums = sums
 
 
-def _mark_retired(storage: Storage, names: list[str]) -> None:
+def mark_retired(storage: Storage, names: list[str]) -> None:
     """Note when segments leave the state, before the commit that drops them (collection waits KEEP_S)."""
     now = int(time.time())
     for name in names:

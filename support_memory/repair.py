@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from support_memory.commit import DAMAGED, maybe_checkpoint
+from support_memory.commit import DAMAGED, mark_retired, maybe_checkpoint
 from support_memory.errors import MemoryLockedError
 from support_memory.log import commit_key, encode_commit
 from support_memory.manifest import ClassRecord, Manifest, SegmentRecord
@@ -53,6 +53,8 @@ def repair(rows: RowArrays, attempts: int = 20) -> RepairResult:
             manifest.segments = [SegmentRecord(name, 0, len(pending.class_ids))]
         report = f"{DAMAGED}/repair-c{manifest.seq:012d}.json"
         storage.write(report, _report_json(found, manifest.seq))
+        # Readers of older commits keep their segments for the usual retention time (see commit.KEEP_S).
+        mark_retired(storage, sorted(found.segments_named))
         record = encode_commit(manifest, sums, manifest, sums, full=True, retired=[], touched=set())
         if storage.create(commit_key(manifest.seq), record):
             maybe_checkpoint(storage, Snapshot(manifest, sums, checkpoint_bytes=len(record),
