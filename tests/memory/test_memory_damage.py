@@ -203,3 +203,13 @@ def test_a_damaged_checkpoint_is_read_around_and_reported(path: Path) -> None:
         reopened.check()
     assert sorted(reopened.repair().kept) == ["s1", "s2", "s5"]
     SupportMemory.open(path, create=False).check()
+
+
+def test_garbage_collection_keeps_everything_while_a_repair_report_is_unreadable(path: Path) -> None:
+    shutil.rmtree(segment_folder(path, 1))
+    memory = SupportMemory.open(path, create=False)
+    report = path / memory.repair().report
+    report.write_text("{damaged")
+    before = sorted(p.name for p in (path / "segments").iterdir())
+    SupportMemory.open(path, create=False).collect_garbage(older_than_s=0)
+    assert sorted(p.name for p in (path / "segments").iterdir()) == before
