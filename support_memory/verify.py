@@ -20,6 +20,7 @@ from support_memory.storage import Storage
 
 NORM_TOLERANCE = 1e-2  # float16 rounding moves a unit vector's norm by ~1e-3 at most
 ARRAYS = ("vectors", "class_ids", "source_nums")
+CHECK_BLOCK = 16384
 
 
 def check_declared(location: str, prefix: str, arrays: list[Any], n_rows: int, dim: int) -> None:
@@ -41,10 +42,13 @@ def check_values(
     source_nums: np.ndarray, next_class_id: int, next_source_num: int,
 ) -> None:  # fmt: skip
     """Rows as decoded: finite unit vectors, class ids and source numbers the state can have issued."""
-    vectors32 = vectors.astype(np.float32)
-    finite = np.isfinite(vectors32).all(axis=1)
-    norms = np.where(finite, np.linalg.norm(np.where(finite[:, None], vectors32, 0), axis=1), np.inf)
-    bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
+    # In blocks (a float32 copy of a whole segment would double its size in RAM); NaN and inf give norms
+    # that fail the comparison.
+    norms = np.empty(len(vectors), dtype=np.float32)
+    for start in range(0, len(vectors), CHECK_BLOCK):
+        block = vectors[start : start + CHECK_BLOCK].astype(np.float32)
+        norms[start : start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))
     if bad.size:
         row = int(bad[0])
         raise DamagedMemoryError(
