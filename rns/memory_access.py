@@ -26,8 +26,9 @@ def refuse_unwritable_memory(path: str | os.PathLike) -> None:
         memory.check_writable()
 
 
-def open_existing_memory(path: str | os.PathLike):
-    """The memory at `path` for a command that reads or removes (it never creates one).
+def open_existing_memory(path: str | os.PathLike, *, load: bool = True):
+    """The memory at `path` for a command that reads or removes (it never creates one); `load=False`
+    leaves its state unread until needed (`rns memory check/repair` on a memory whose state is damaged).
 
     A missing memory gets rns's own one-line advice (which command fills a memory, which option names
     one); `support_memory` itself names no rns command or option.
@@ -35,7 +36,7 @@ def open_existing_memory(path: str | os.PathLike):
     from support_memory import NotAMemoryError, SupportMemory
 
     try:
-        return SupportMemory.open(path, create=False)
+        return SupportMemory.open(path, create=False, load=load)
     except NotAMemoryError as error:
         if "://" in os.fspath(path) or Path(path).exists():
             raise

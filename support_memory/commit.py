@@ -12,6 +12,7 @@ each row is rewritten a few times at most) and compacted when dead rows pile up;
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 import uuid
@@ -36,7 +37,7 @@ from support_memory.log import (
     read_marker,
 )
 from support_memory.manifest import SegmentRecord
-from support_memory.rows import PendingRows, RowArrays, segment_created_s
+from support_memory.rows import SEGMENTS, PendingRows, RowArrays, segment_created_s
 from support_memory.snapshot import Snapshot
 from support_memory.storage import LocalStorage, Storage
 
@@ -49,6 +50,20 @@ MERGE_FANOUT = 16
 # reader that opened one (a long folder run pinned to a commit) keeps working; then they are collected.
 KEEP_S = 24 * 3600.0
 RETIRED = "retired"
+# Reports written by `SupportMemory.repair()`; the objects they name are never collected (see repair.py).
+DAMAGED = "damaged"
+
+
+def protected_keys(storage: Storage) -> set[str] | None:
+    """Every object a repair report keeps for a person to look at; None if a report cannot be read (then
+    nothing is collected: a damaged report must not let the objects it names go)."""
+    keys: set[str] = set()
+    for name in storage.list(DAMAGED):
+        try:
+            keys.update(str(k) for k in json.loads(storage.read(f"{DAMAGED}/{name}"))["protected"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+    return keys
 
 
 def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapshot | None:
@@ -70,7 +85,7 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
         manifest.segments.append(SegmentRecord(name, base.manifest.n_rows, draft.n_pending))
         retired = _merge_tail(rows, draft)
     manifest.seq = base.seq + 1
-    _mark_retired(rows.storage, retired)
+    mark_retired(rows.storage, retired)
     record = encode_commit(base.manifest, base.sums, manifest, draft.sums, full=full, retired=retired,
                            touched=draft.touched)  # fmt: skip
     if not rows.storage.create(commit_key(manifest.seq), record):
@@ -86,8 +101,9 @@ def write_commit(rows: RowArrays, draft: Draft, compact_min_dead: int) -> Snapsh
     if full:
         # After a compaction every stored row is live.
         return Snapshot(manifest, draft.sums, log_bytes=0, checkpoint_bytes=len(record),
-                        _live=np.ones(manifest.n_rows, dtype=bool), _n_live=manifest.n_rows)  # fmt: skip
-    return Snapshot(manifest, draft.sums, log_bytes=base.log_bytes + len(record),
+                        location=rows.location, _live=np.ones(manifest.n_rows, dtype=bool),
+                        _n_live=manifest.n_rows)  # fmt: skip
+    return Snapshot(manifest, draft.sums, log_bytes=base.log_bytes + len(record), location=rows.location,
                     checkpoint_bytes=base.checkpoint_bytes, _live=live, _n_live=n_live)  # fmt: skip
 
 
@@ -103,7 +119,7 @@ def _merge_tail(rows: RowArrays, draft: Draft) -> list[str]:
         tail = segments[-MERGE_FANOUT:]
         if len({size_tier(s.n_rows) for s in tail}) != 1:
             break
-        probe = Snapshot(draft.manifest, draft.sums)
+        probe = Snapshot(draft.manifest, draft.sums, location=rows.location)
         vectors, class_ids, source_nums = rows.read_all(probe, tail[0].start, tail[-1].stop)
         name = rows.write_segment(PendingRows(vectors, class_ids, source_nums))
         draft.written.append(name)
@@ -149,7 +165,7 @@ def _compact(rows: RowArrays, draft: Draft) -> None:
     draft.sums = sums
 
 
-def _mark_retired(storage: Storage, names: list[str]) -> None:
+def mark_retired(storage: Storage, names: list[str]) -> None:
     """Note when segments leave the state, before the commit that drops them (collection waits KEEP_S)."""
     now = int(time.time())
     for name in names:
@@ -183,24 +199,27 @@ def collect_garbage(rows: RowArrays, head: Snapshot, keep_s: float = KEEP_S) -> 
     and segments of writes that never committed. Best effort: anything left is collected next time."""
     storage = rows.storage
     now = time.time()
+    protected = protected_keys(storage)
+    if protected is None:
+        return
     checkpoints = sorted(p + (n,) for n in storage.list(CHECKPOINTS) if (p := parse_checkpoint_name(n)))
     old = [c for c in checkpoints if c[1] < now - keep_s and c[0] <= head.seq]
     if old:
         floor = old[-1][0]
         for seq, _written, name in checkpoints:
-            if seq < floor:
+            if seq < floor and f"{CHECKPOINTS}/{name}" not in protected:
                 storage.delete(f"{CHECKPOINTS}/{name}")
         for name in storage.list(LOG):
             seq = parse_commit_name(name)
-            if seq is not None and seq < min(floor + 1, head.seq):  # the head's record always stays
-                storage.delete(f"{LOG}/{name}")
+            if seq is not None and seq < min(floor + 1, head.seq) and f"{LOG}/{name}" not in protected:
+                storage.delete(f"{LOG}/{name}")  # the head's record always stays
     in_use = {s.name for s in head.manifest.segments}
     retired = {}
     for name in storage.list(RETIRED):
         with contextlib.suppress(FileNotFoundError, ValueError):
             retired[name] = float(storage.read(f"{RETIRED}/{name}").decode())
     for name in rows.stored_segments():
-        if name in in_use:
+        if name in in_use or f"{SEGMENTS}/{name}" in protected:
             continue
         since = retired.get(name, segment_created_s(name))
         if since is not None and since < now - keep_s:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from support_memory.errors import CorruptMemoryError
+from support_memory.errors import DamagedMemoryError
+from support_memory.log import commit_key
 
 if TYPE_CHECKING:
     from support_memory.rows import RowArrays
@@ -27,9 +28,8 @@ def check_snapshot(rows: RowArrays, snapshot: Snapshot) -> None:
     manifest = snapshot.manifest
 
     def fail(problem: str) -> None:
-        raise CorruptMemoryError(
-            f"memory {rows.location} is inconsistent: {problem}; restore it from a backup or rebuild it"
-        )
+        key = commit_key(manifest.seq)
+        raise DamagedMemoryError(rows.location, key, f"its state disagrees with the stored rows: {problem}")
 
     names = [c.name for c in manifest.classes.values()]
     if len(set(names)) != len(names):
@@ -62,7 +62,7 @@ def check_snapshot(rows: RowArrays, snapshot: Snapshot) -> None:
         for segment in manifest.segments:
             if segment.start != previous or segment.n_rows <= 0:
                 fail(f"row segment {segment.name} starts at {segment.start}, expected {previous}")
-            stored = rows.segment(segment.name)
+            stored = rows.segment(segment, manifest)
             vectors = stored.vectors
             if vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[1] != dim:
                 fail(f"row segment {segment.name} has dtype {stored.vectors.dtype} and shape "

@@ -41,3 +41,20 @@ class ReadOnlyMemoryError(MemoryStoreError):
 
 class NoSpaceError(MemoryStoreError):
     """The file system holding the memory is full; the commit was abandoned and the memory is unchanged."""
+
+
+class DamagedMemoryError(CorruptMemoryError):
+    """A part of the memory on disk (a segment file, a commit record) is unreadable or fails its checks.
+
+    `part` names the object (a key under the memory's root), `problem` says what is wrong with it in one
+    line. The message adds the way out in the library's own terms; a command line names its own commands
+    instead (see `problem`), so support_memory never names an rns command.
+    """
+
+    FIX = ("SupportMemory.check() lists every damaged part and SupportMemory.repair() writes a commit "
+           "keeping every intact source (it deletes nothing)")
+
+    def __init__(self, location: str, part: str, problem: str) -> None:
+        self.location, self.part, self.detail = location, part, problem
+        self.problem = f"memory {location} is damaged: {part}: {problem}"
+        super().__init__(f"{self.problem}; {self.FIX}")

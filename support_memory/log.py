@@ -19,12 +19,21 @@ import base64
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from support_memory.errors import CorruptMemoryError
-from support_memory.manifest import FORMAT, Manifest, damaged, source_from_json, source_to_json
+from support_memory.errors import CorruptMemoryError, DamagedMemoryError
+from support_memory.manifest import (
+    FORMAT,
+    Manifest,
+    SourceRecord,
+    damaged,
+    source_from_json,
+    source_to_json,
+)
+from support_memory.record_checks import check_header, check_sources, check_sums
 
 MARKER = "memory.json"
 LOG = "log"
@@ -118,40 +127,74 @@ def encode_commit(
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
-def apply_commit(
-    manifest: Manifest, sums: np.ndarray, data: bytes, where: str
-) -> tuple[Manifest, np.ndarray, bool]:
-    """The state after a record; also whether it was a full record. Damage is a CorruptMemoryError."""
+@dataclass
+class Record:
+    """A commit record as read: its header (with only the sources it puts), what it removes, its sums."""
+
+    header: Manifest
+    put: list[SourceRecord]
+    removed: list[str]
+    full: bool
+    sum_ids: list[int]
+    sum_rows: np.ndarray
+
+
+def read_record(data: bytes, location: str, key: str) -> Record:
+    """A record, checked on its own (record_checks.py); damage is a DamagedMemoryError naming it."""
     try:
         payload = json.loads(data)
         if payload.get("format") != RECORD_FORMAT:
             raise ValueError(f"format {payload.get('format')!r}")
         full = bool(payload.get("full", False))
-        if full:
-            sources = {str(s["source_id"]): source_from_json(s) for s in payload["sources"]}
-        else:
-            sources = dict(manifest.sources)
-            for source_id in payload["removed"]:
-                sources.pop(str(source_id), None)
-            for raw in payload["put"]:
-                record = source_from_json(raw)
-                sources[record.source_id] = record
-        new = Manifest.from_header(payload, sources, where)
-        dim = new.dim or 0
-        grown = np.zeros((new.next_class_id, dim), dtype=np.float64)
-        if not full and sums.size and sums.shape[1] == dim:
-            n = min(sums.shape[0], new.next_class_id)
-            grown[:n] = sums[:n]
-        ids, rows = _decode_sums(payload["sums"], dim)
-        if ids:
-            grown[ids] = rows
-        return new, grown, full
-    except CorruptMemoryError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise damaged(where, error) from None
+        put = [source_from_json(s) for s in payload["sources" if full else "put"]]
+        removed = [] if full else [str(source_id) for source_id in payload["removed"]]
+        header = Manifest.from_header(payload, {s.source_id: s for s in put}, f"{location}/{key}")
+        check_header(header, location, key)
+        check_sources(header, put, location, key)
+        ids, rows = _decode_sums(payload["sums"], header.dim or 0)
+        check_sums(header, ids, rows, location, key)
+        return Record(header, put, removed, full, ids, rows)
+    except (CorruptMemoryError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise _as_damage(error, location, key) from None
 
 
+def salvage_puts(data: bytes) -> list[SourceRecord]:
+    """The source records a damaged record still holds in readable form (repair verifies their rows)."""
+    try:
+        payload = json.loads(data)
+        entries = payload.get("sources") or payload.get("put") or []
+    except (ValueError, AttributeError):
+        return []
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            found.append(source_from_json(entry))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return found
+
+
+def apply_commit(
+    manifest: Manifest, sums: np.ndarray, data: bytes, location: str, key: str
+) -> tuple[Manifest, np.ndarray, bool]:
+    """The state after a record; also whether it was a full record. Damage (unreadable, or a state no
+    writer could have made: see record_checks.py) is a DamagedMemoryError naming the record."""
+    record = read_record(data, location, key)
+    new = record.header
+    if not record.full:
+        sources = dict(manifest.sources)
+        for source_id in record.removed:
+            sources.pop(source_id, None)
+        sources.update(new.sources)
+        new.sources = sources
+    dim = new.dim or 0
+    grown = np.zeros((new.next_class_id, dim), dtype=np.float64)
+    if not record.full and sums.size and sums.shape[1] == dim:
+        n = min(sums.shape[0], new.next_class_id)
+        grown[:n] = sums[:n]
+    if record.sum_ids:
+        grown[record.sum_ids] = record.sum_rows
+    return new, grown, record.full
 
 
 def encode_checkpoint(manifest: Manifest, sums: np.ndarray) -> bytes:
@@ -160,17 +203,27 @@ def encode_checkpoint(manifest: Manifest, sums: np.ndarray) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
-def decode_checkpoint(data: bytes, where: str) -> tuple[Manifest, np.ndarray]:
+def decode_checkpoint(data: bytes, location: str, key: str) -> tuple[Manifest, np.ndarray]:
+    """A checkpoint's state, checked like a full record (see record_checks.py)."""
     try:
         payload = json.loads(data)
-    except ValueError as error:
-        raise damaged(where, error) from None
-    manifest = Manifest.from_json(payload, where)
-    try:
+        manifest = Manifest.from_json(payload, f"{location}/{key}")
+        check_header(manifest, location, key)
+        check_sources(manifest, manifest.sources.values(), location, key)
         ids, rows = _decode_sums(payload["sums"], manifest.dim or 0)
-    except (ValueError, KeyError, TypeError) as error:
-        raise damaged(where, error) from None
+        check_sums(manifest, ids, rows, location, key)
+    except (CorruptMemoryError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise _as_damage(error, location, key) from None
     sums = np.zeros((manifest.next_class_id, manifest.dim or 0), dtype=np.float64)
     if ids:
         sums[ids] = rows
     return manifest, sums
+
+
+def _as_damage(error: Exception, location: str, key: str) -> DamagedMemoryError:
+    """Any failure to read a record or checkpoint as the one-line error naming it."""
+    if isinstance(error, DamagedMemoryError):
+        return error
+    if isinstance(error, CorruptMemoryError):  # the manifest's own refusals say what they found
+        return DamagedMemoryError(location, key, str(error).split(";")[0].replace(f"{location}/{key} ", ""))
+    return DamagedMemoryError(location, key, f"unreadable ({type(error).__name__}: {error})")

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from support_memory.errors import CorruptMemoryError, InvalidInputError
-from support_memory.manifest import SegmentRecord
+from support_memory.errors import DamagedMemoryError, InvalidInputError
+from support_memory.manifest import Manifest, SegmentRecord
 from support_memory.search import block_rows_for
 from support_memory.snapshot import Snapshot
 from support_memory.storage import LocalStorage, Storage, unreachable
+from support_memory.verify import ARRAYS, check_declared, check_values, find_damaged_file
 
 SEGMENTS = "segments"
 CHUNK_ROWS = 4096
@@ -67,16 +68,15 @@ class _Segment:
 
     def __init__(self, vectors: Any, class_ids: Any, source_nums: Any) -> None:
         self.vectors, self.class_ids, self.source_nums = vectors, class_ids, source_nums
+        self.verified = False  # True once every row was checked (segments cached in RAM)
+
+    def check(self, location: str, prefix: str, first_row: int, a: int, b: int, manifest: Manifest) -> None:
+        check_values(location, prefix, first_row, self.vectors[a:b], self.class_ids[a:b],
+                     self.source_nums[a:b], manifest.next_class_id, manifest.next_source_num)  # fmt: skip
 
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.vectors.shape)) * 2 + 8 * int(self.class_ids.shape[0])
-
-    @staticmethod
-    def take(array: Any, index: np.ndarray) -> np.ndarray:
-        if isinstance(array, np.ndarray):
-            return array[index]
-        return np.asarray(array.get_orthogonal_selection((index,) + (slice(None),) * (array.ndim - 1)))
 
 
 class RowArrays:
@@ -89,6 +89,8 @@ class RowArrays:
         self._cache: OrderedDict[str, _Segment] = OrderedDict()
         self._cached_bytes = 0
         self._cache_lock = threading.Lock()  # a background index rebuild reads rows beside searches
+        self._raw_cache: OrderedDict[str, list[tuple[int, list[Any]]]] = OrderedDict()  # for repair
+        self._raw_bytes: dict[str, int] = {}
 
     # -- writing --------------------------------------------------------------------------------------------
     def write_segment(self, rows: PendingRows) -> str:
@@ -99,10 +101,13 @@ class RowArrays:
         group = zarr.open_group(store=store, mode="w", zarr_format=3)
         n, dim = rows.vectors.shape
         chunk = max(1, min(CHUNK_ROWS, n))
+        # Fill values no stored row can have: a chunk file that goes missing reads back as invalid rows,
+        # which the checks on reading catch (with 0, a lost chunk would read as class 0, source 0).
         group.create_array("vectors", data=rows.vectors.astype(np.float16), chunks=(chunk, dim),
-                           compressors=None)  # fmt: skip
-        group.create_array("class_ids", data=rows.class_ids.astype(np.int32), chunks=(chunk,))
-        group.create_array("source_nums", data=rows.source_nums.astype(np.int32), chunks=(chunk,))
+                           compressors=None, fill_value=np.nan)  # fmt: skip
+        group.create_array("class_ids", data=rows.class_ids.astype(np.int32), chunks=(chunk,), fill_value=-1)
+        group.create_array("source_nums", data=rows.source_nums.astype(np.int32), chunks=(chunk,),
+                           fill_value=-1)  # fmt: skip
         if isinstance(self.storage, LocalStorage):
             self.storage.sync_tree(prefix)
         return name
@@ -115,11 +120,13 @@ class RowArrays:
         return self.storage.list(SEGMENTS)
 
     # -- reading --------------------------------------------------------------------------------------------
-    def segment(self, name: str) -> _Segment:
+    def segment(self, record: SegmentRecord, manifest: Manifest) -> _Segment:
+        """One segment of `manifest`, checked when first loaded (see verify.py): damage is one line."""
         with self._cache_lock:
-            return self._segment(name)
+            return self._segment(record, manifest)
 
-    def _segment(self, name: str) -> _Segment:
+    def _segment(self, record: SegmentRecord, manifest: Manifest) -> _Segment:
+        name = record.name
         cached = self._cache.get(name)
         if cached is not None:
             self._cache.move_to_end(name)
@@ -127,20 +134,26 @@ class RowArrays:
         prefix = f"{SEGMENTS}/{name}"
         try:
             group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
-            arrays = [group[key] for key in ("vectors", "class_ids", "source_nums")]
+            arrays = [group[key] for key in ARRAYS]
         except Exception as error:
             if unreachable(error, self.location) is not None:
                 raise unreachable(error, self.location) from None
-            if not isinstance(error, (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError)):
-                raise
-            raise CorruptMemoryError(
-                f"memory {self.location}: row segment {name} is missing ({type(error).__name__}); a reader "
-                "kept an old commit open past the retention time, or the memory lost files: reopen it, or "
-                "restore it from a backup"
-            ) from None
+            if not self.storage.list(prefix):
+                raise DamagedMemoryError(
+                    self.location, prefix, f"missing (it holds rows {record.start}..{record.stop} of commit "
+                    f"{manifest.seq}); a reader kept an old commit open past the retention time, or files "
+                    "were lost"
+                ) from None
+            raise self._damaged(prefix, error) from None
+        check_declared(self.location, prefix, arrays, record.n_rows, manifest.dim or 0)
         segment = _Segment(*arrays)
         if segment.nbytes <= self.cache_bytes:
-            segment = _Segment(*(np.asarray(a[...]) for a in arrays))
+            try:
+                segment = _Segment(*(np.asarray(a[...]) for a in arrays))
+            except Exception as error:
+                raise self._damaged(prefix, error) from None
+            segment.check(self.location, prefix, record.start, 0, record.n_rows, manifest)
+            segment.verified = True
             self._cache[name] = segment
             self._cached_bytes += segment.nbytes
             while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
@@ -148,7 +161,92 @@ class RowArrays:
                 self._cached_bytes -= evicted.nbytes
         return segment
 
-    def _pieces(self, snapshot: Snapshot, start: int, stop: int) -> Iterator[tuple[SegmentRecord, int, int]]:
+    def _damaged(self, prefix: str, error: BaseException) -> Exception:
+        """The one-line error for a segment that failed to read, naming its damaged file."""
+        translated = unreachable(error, self.location)
+        if translated is not None:
+            return translated
+        part, problem = find_damaged_file(self.storage, prefix, error)
+        return DamagedMemoryError(self.location, part, problem)
+
+    def _slice(self, record: SegmentRecord, manifest: Manifest, a: int, b: int) -> tuple[np.ndarray, ...]:
+        """Vectors, class ids and source numbers of a segment's local rows [a, b), checked."""
+        segment = self.segment(record, manifest)
+        if segment.verified:
+            return segment.vectors[a:b], segment.class_ids[a:b], segment.source_nums[a:b]
+        prefix = f"{SEGMENTS}/{record.name}"
+        try:
+            parts = tuple(np.asarray(array[a:b]) for array in (segment.vectors, segment.class_ids,
+                                                               segment.source_nums))  # fmt: skip
+        except Exception as error:
+            raise self._damaged(prefix, error) from None
+        _Segment(*parts).check(self.location, prefix, record.start + a, 0, b - a, manifest)
+        return parts
+
+    def stored_length(self, name: str) -> int | None:
+        """The row count a stored segment's metadata declares (None when unreadable): for repair."""
+        try:
+            store = self.storage.zarr_store(f"{SEGMENTS}/{name}", read_only=True)
+            return int(zarr.open_group(store=store, mode="r")["class_ids"].shape[0])
+        except Exception:  # noqa: BLE001 - any failure means "not usable"
+            return None
+
+    def raw_rows(self, record: SegmentRecord, dim: int, a: int, b: int) -> tuple[np.ndarray, ...]:
+        """A segment's local rows [a, b) as stored, values unchecked (repair checks them per source); a chunk
+        that cannot be read is a DamagedMemoryError naming its file, and only rows in it are lost."""
+        columns = self._raw_segment(record, dim)
+        if b <= a:
+            empty = np.zeros(0, dtype=np.int32)
+            return np.zeros((0, dim), dtype=np.float16), empty, empty
+        out = []
+        for step, pieces in columns:
+            parts = []
+            for i in range(a // step, (b - 1) // step + 1):
+                piece = pieces[i]
+                if isinstance(piece, DamagedMemoryError):
+                    raise piece
+                parts.append(piece[max(a, i * step) - i * step : min(b, (i + 1) * step) - i * step])
+            out.append(np.concatenate(parts))
+        return tuple(out)
+
+    def _raw_segment(self, record: SegmentRecord, dim: int) -> list[tuple[int, list[Any]]]:
+        """Per array, (rows per chunk, each chunk decoded or its DamagedMemoryError); cached like segments,
+        so that checking every source of a memory reads each chunk once."""
+        cached = self._raw_cache.get(record.name)
+        if cached is not None:
+            self._raw_cache.move_to_end(record.name)
+            return cached
+        prefix = f"{SEGMENTS}/{record.name}"
+        try:
+            group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
+            arrays = [group[key] for key in ARRAYS]
+        except Exception as error:
+            if unreachable(error, self.location) is None and not self.storage.list(prefix):
+                raise DamagedMemoryError(self.location, prefix, "missing") from None
+            raise self._damaged(prefix, error) from None
+        check_declared(self.location, prefix, arrays, record.n_rows, dim)
+        columns = []
+        for key, array in zip(ARRAYS, arrays, strict=True):
+            step, pieces = int(array.chunks[0]), []
+            for i, start in enumerate(range(0, record.n_rows, step)):
+                try:
+                    pieces.append(np.asarray(array[start : start + step]))
+                except Exception as error:  # noqa: BLE001 - any decoder's failure is this chunk's damage
+                    translated = unreachable(error, self.location)
+                    if translated is not None:
+                        raise translated from None
+                    part = f"{prefix}/{key}/c/{i}" + "/0" * (array.ndim - 1)
+                    why = f"truncated, emptied or garbled ({type(error).__name__}: {error})"[:300]
+                    pieces.append(DamagedMemoryError(self.location, part, why))
+            columns.append((step, pieces))
+        self._raw_cache[record.name] = columns
+        self._raw_bytes[record.name] = int(np.prod(arrays[0].shape)) * 2 + 8 * record.n_rows
+        while sum(self._raw_bytes.values()) > self.cache_bytes and len(self._raw_cache) > 1:
+            evicted, _ = self._raw_cache.popitem(last=False)
+            self._raw_bytes.pop(evicted, None)
+        return columns
+
+    def pieces(self, snapshot: Snapshot, start: int, stop: int) -> Iterator[tuple[SegmentRecord, int, int]]:
         """(segment, local start, local stop) covering committed rows [start, stop), in order."""
         segments = snapshot.manifest.segments
         starts = [s.start for s in segments]
@@ -171,10 +269,8 @@ class RowArrays:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Vectors (float16), class ids and source numbers of committed rows [start, stop)."""
         parts = []
-        for record, a, b in self._pieces(snapshot, start, stop):
-            segment = self.segment(record.name)
-            parts.append((np.asarray(segment.vectors[a:b]), np.asarray(segment.class_ids[a:b]),
-                          np.asarray(segment.source_nums[a:b])))  # fmt: skip
+        for record, a, b in self.pieces(snapshot, start, stop):
+            parts.append(self._slice(record, snapshot.manifest, a, b))
         dim = snapshot.manifest.dim or 0
         if not parts:
             empty = np.zeros(0, dtype=np.int32)
@@ -192,16 +288,18 @@ class RowArrays:
         """Blocks of committed rows in [start, stop) as float32, with the mask of rows a search may return."""
         live = snapshot.live_mask()
         step = block_rows_for(n_queries, CHUNK_ROWS)
-        for record, a, b in self._pieces(snapshot, start, stop):
-            segment = self.segment(record.name)
+        for record, a, b in self.pieces(snapshot, start, stop):
             for block_start in range(a, b, step):
                 block_stop = min(b, block_start + step)
                 first = record.start + block_start
                 allowed = live[first : record.start + block_stop].copy()
-                if allowed_classes is not None and allowed.any():
-                    allowed &= np.isin(np.asarray(segment.class_ids[block_start:block_stop]), allowed_classes)
+                if not allowed.any():
+                    continue
+                vectors16, class_ids, _ = self._slice(record, snapshot.manifest, block_start, block_stop)
+                if allowed_classes is not None:
+                    allowed &= np.isin(class_ids, allowed_classes)
                 if allowed.any():
-                    vectors = np.asarray(segment.vectors[block_start:block_stop], dtype=np.float32)
+                    vectors = np.asarray(vectors16, dtype=np.float32)
                     rows = np.arange(first, first + len(allowed), dtype=np.int64)
                     yield rows, vectors, None if allowed.all() else allowed
 
@@ -234,12 +332,26 @@ class RowArrays:
         for i in np.unique(which):
             record = segments[int(i)]
             local = sorted_rows[which == i] - record.start
-            segment = self.segment(record.name)
-            vectors.append(_Segment.take(segment.vectors, local))
-            class_ids.append(_Segment.take(segment.class_ids, local))
+            segment = self.segment(record, snapshot.manifest)
+            if segment.verified:
+                vectors.append(segment.vectors[local])
+                class_ids.append(segment.class_ids[local])
+            else:  # a segment too large to cache: read (and check) only the rows asked for
+                prefix = f"{SEGMENTS}/{record.name}"
+                try:
+                    picked = _Segment(*(np.asarray(array.get_orthogonal_selection(
+                        (local,) + (slice(None),) * (array.ndim - 1))) for array in (
+                        segment.vectors, segment.class_ids, segment.source_nums)))  # fmt: skip
+                except Exception as error:
+                    raise self._damaged(prefix, error) from None
+                picked.check(self.location, prefix, record.start, 0, len(local), snapshot.manifest)
+                vectors.append(picked.vectors)
+                class_ids.append(picked.class_ids)
         return np.concatenate(vectors), np.concatenate(class_ids)
 
     def forget(self) -> None:
         """Drop every cached segment."""
         self._cache.clear()
         self._cached_bytes = 0
+        self._raw_cache.clear()
+        self._raw_bytes.clear()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -49,6 +49,7 @@ from support_memory.draft import (
     validate_fingerprint,
 )
 from support_memory.errors import (
+    DamagedMemoryError,
     InvalidInputError,
     MemoryStoreError,
     NotAMemoryError,
@@ -64,6 +65,10 @@ from support_memory.search import SearchResult, class_filter, exact_search, vali
 from support_memory.snapshot import Snapshot, head_seq, load_committed
 from support_memory.storage import LocalStorage, Storage, open_storage
 from support_memory.writer import commit_edit
+
+if TYPE_CHECKING:
+    from support_memory.repair import RepairResult
+    from support_memory.salvage import Damage
 
 T = TypeVar("T")
 
@@ -103,6 +108,7 @@ class SupportMemory:
         lock_timeout_s: float = 300.0,
         index_config: IndexConfig | None = None,
         compact_min_dead: int = COMPACT_MIN_DEAD,
+        load: bool = True,
     ) -> SupportMemory:
         """Open the memory at a folder or URL, creating an empty one there if allowed and nothing is there.
 
@@ -110,7 +116,8 @@ class SupportMemory:
         worker of a distributed run sees the same rows. A location that holds anything else (a file, a
         folder with other files) is refused with NotAMemoryError, so a mistyped path never scribbles into
         an unrelated folder. `lock_timeout_s` bounds how long a write retries while other writers keep
-        committing first.
+        committing first. `load=False` reads the state only when first needed, so that `check()` and
+        `repair()` can run on a memory whose newest state cannot be read.
         """
         storage = open_storage(location)
         try:
@@ -140,7 +147,7 @@ class SupportMemory:
                 )
             memory._snapshot = load_committed(storage, at=commit)
             memory._pinned = True
-        else:
+        elif load:
             memory.refresh()
         return memory
 
@@ -154,6 +161,8 @@ class SupportMemory:
 
     @property
     def _state(self) -> Snapshot:
+        if self._snapshot is None:  # opened with load=False, or just repaired
+            self.refresh()
         assert self._snapshot is not None
         return self._snapshot
 
@@ -430,11 +439,30 @@ class SupportMemory:
         collect_garbage(self._rows, self._state, older_than_s)
 
     # ------------------------------------------------------------------------------------------------------
-    # consistency
+    # damage: checking and repairing (salvage.py, repair.py)
     # ------------------------------------------------------------------------------------------------------
-    def check(self) -> None:
-        """Verify the committed state on disk; raises CorruptMemoryError naming the first problem found."""
-        from support_memory.consistency import check_snapshot
+    def diagnose(self) -> list[Damage]:
+        """Read and verify everything the newest state depends on; every damaged part found (none: clean).
 
-        self.refresh()
-        check_snapshot(self._rows, self._state)
+        It reads every row, so it costs a pass over the memory; reads check cheaply as they go.
+        """
+        from support_memory.salvage import diagnose
+
+        return diagnose(self._rows).damage
+
+    def check(self) -> None:
+        """Raise DamagedMemoryError naming the first damaged part (and how many there are) unless clean."""
+        damage = self.diagnose()
+        if damage:
+            more = f" (and {len(damage) - 1} more damaged part(s))" if len(damage) > 1 else ""
+            raise DamagedMemoryError(str(self.location), damage[0].part, damage[0].problem + more)
+
+    def repair(self) -> RepairResult:
+        """Commit every intact source of a damaged memory, dropping the rest; deletes nothing (repair.py)."""
+        from support_memory.repair import repair
+
+        self._refuse_if_pinned()
+        result = repair(self._rows)
+        self._rows.forget()
+        self._snapshot = None
+        return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from rns.errors import RnsError
-from support_memory.errors import FingerprintMismatchError, MemoryStoreError
+from support_memory.errors import DamagedMemoryError, FingerprintMismatchError, MemoryStoreError
 
 
 def _hint(error: Exception) -> str:
@@ -19,6 +19,11 @@ def run_with_user_errors(group: click.Group, argv: list[str] | None) -> int:
     """Run the click group; a user error prints `rns: error: <one line>` and returns 2."""
     try:
         result = group.main(args=argv, prog_name="rns", standalone_mode=False)
+    except DamagedMemoryError as error:  # the way out in rns's own commands, not the library's
+        where = f" --memory {error.location}"
+        click.echo(f"rns: error: {error.problem}; run `rns memory check{where}` to list the damage and "
+                   f"`rns memory repair{where}` to keep every intact image (it deletes nothing)", err=True)
+        return 2
     except (RnsError, MemoryStoreError) as error:
         click.echo(f"rns: error: {error}{_hint(error)}", err=True)
         return 2

@@ -14,11 +14,11 @@ from rns.paths import default_memory_path
 _NO_TEXT = "(no text)"
 
 
-def _open(memory_path: str | None):
+def _open(memory_path: str | None, *, load: bool = True):
     """The existing memory (never created by a command that only reads or removes)."""
     from rns.memory_access import open_existing_memory
 
-    return open_existing_memory(default_memory_path(memory_path))
+    return open_existing_memory(default_memory_path(memory_path), load=load)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -35,6 +35,8 @@ def memory_group() -> None:
       rns memory remove --class bus
       rns memory export supports.npz
       rns memory reindex
+      rns memory check
+      rns memory repair
     """
 
 
@@ -192,3 +194,62 @@ def reindex_command(memory_path: str | None) -> None:
 
     described = reindex(_open(memory_path))
     click.echo(f"index: {described['factory']}, {described['n_indexed']} prototypes")
+
+
+@memory_group.command("check")
+@memory_option
+@json_option
+def check_command(memory_path: str | None, as_json: bool) -> int:
+    """Verify the whole memory: every commit record its state needs, and every stored prototype.
+
+    Reads every prototype (a pass over the memory). Exits 0 when nothing is damaged, 1 with one line per
+    damaged part otherwise; `rns memory repair` then keeps every intact image.
+
+    \b
+    Example:
+      rns memory check --memory ./memory
+    """
+    memory = _open(memory_path, load=False)
+    damage = memory.diagnose()
+    if as_json:
+        click.echo(json.dumps({"memory": str(memory.location), "clean": not damage,
+                               "damage": [{"part": d.part, "problem": d.problem} for d in damage]}, indent=2))
+        return 1 if damage else 0
+    if not damage:
+        click.echo(f"memory {memory.location}: nothing is damaged (commit {memory.commit}, "
+                   f"{memory.n_prototypes} prototypes checked)")  # fmt: skip
+        return 0
+    for item in damage:
+        click.echo(f"damaged: {item.part}: {item.problem}")
+    click.echo(f"{len(damage)} damaged part(s) in memory {memory.location}; `rns memory repair --memory "
+               f"{memory.location}` writes a commit keeping every intact image (it deletes nothing)")
+    return 1
+
+
+@memory_group.command("repair")
+@memory_option
+def repair_command(memory_path: str | None) -> None:
+    """Write a new commit that keeps every intact support image and drops the damaged ones.
+
+    Prints what it dropped and why. It deletes nothing: damaged files stay where they are (listed in a
+    report under the memory's damaged/ folder, and never collected), so whatever a person could still
+    recover from them is kept. A memory with nothing damaged is left as it is.
+
+    \b
+    Example:
+      rns memory repair --memory ./memory
+    """
+    memory = _open(memory_path, load=False)
+    result = memory.repair()
+    if result.commit is None:
+        click.echo(f"memory {memory.location}: nothing is damaged; nothing was written")
+        return
+    for item in result.damage:
+        click.echo(f"damaged: {item.part}: {item.problem}")
+    for dropped in result.dropped:
+        image = dropped.meta.get("image")
+        shown = f"{image} [id {dropped.source_id}]" if image else dropped.source_id
+        click.echo(f"dropped: {shown}: {dropped.why}")
+    click.echo(f"repaired memory {memory.location}: commit {result.commit} keeps {len(result.kept)} "
+               f"source(s), dropped {len(result.dropped)}; report {result.report}; "
+               f"{len(result.kept_objects)} damaged or unmatched object(s) left in place")

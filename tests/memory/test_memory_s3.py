@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from s3_server import credentials, local_s3  # noqa: E402
 
 from support_memory import ReadOnlyMemoryError, SupportMemory, UnknownEntryError  # noqa: E402
+from support_memory.errors import DamagedMemoryError  # noqa: E402
 from support_memory.storage import open_storage  # noqa: E402
 
 pytest.importorskip("s3fs", reason="the s3 extra is not installed (pip install -e '.[s3,test]')")
@@ -105,3 +106,27 @@ def test_read_only_credentials_can_read_and_a_write_is_one_line() -> None:
                 shared.put_source("b", unit(np.random.default_rng(3), 1), ["car"], fingerprint=FP)
         with credentials(writer):
             assert SupportMemory.open(url, create=False).content_id() == expected  # nothing half-written
+
+
+def test_a_damaged_object_on_s3_is_named_and_repaired_through_the_same_storage(s3) -> None:
+    url = f"s3://{s3.new_bucket()}/m"
+    memory = SupportMemory.open(url)
+    rng = np.random.default_rng(6)
+    for name in ("a", "b", "c"):
+        memory.put_source(name, unit(rng, 2), ["car", "road"], fingerprint=FP)
+    storage = open_storage(url)
+    damaged = storage.list("segments")[1]  # names sort by creation: source b's segment
+    storage.write(f"segments/{damaged}/vectors/c/0/0", b"")
+    record = storage.read("log/c000000000003.json")
+    storage.write("log/c000000000003.json", record.replace(b'"count":', b'"count":-'))
+    with pytest.raises(DamagedMemoryError, match="log/c000000000003.json"):
+        SupportMemory.open(url, create=False)
+    found = SupportMemory.open(url, create=False, load=False).diagnose()
+    assert {d.part for d in found} == {"log/c000000000003.json", f"segments/{damaged}/vectors/c/0/0"}
+    result = SupportMemory.open(url, create=False, load=False).repair()
+    assert sorted(result.kept) == ["a", "c"] and [d.source_id for d in result.dropped] == ["b"]
+    repaired = SupportMemory.open(url, create=False)
+    repaired.put_source("d", unit(rng, 2), ["car", "road"], fingerprint=FP)
+    repaired.collect_garbage(older_than_s=0)
+    assert storage.exists(f"segments/{damaged}/vectors/c/0/0")  # kept for a person to look at
+    repaired.check()

@@ -227,7 +227,7 @@ def test_damaged_manifest_and_rows_detected(memory: SupportMemory, rng: np.rando
     with pytest.raises(CorruptMemoryError, match="class id 0 has 2 live rows but the table says 3"):
         SupportMemory.open(memory.path).check()
     record_path.write_text("{not json")
-    with pytest.raises(CorruptMemoryError, match="c000000000001.json is damaged"):
+    with pytest.raises(CorruptMemoryError, match="damaged: log/c000000000001.json: unreadable"):
         SupportMemory.open(memory.path)
 
 
