@@ -323,3 +323,36 @@ def test_a_null_label_is_refused_not_a_class_named_none(tmp_path: Path, kind: st
         _result_a(lambda r: r["value"].update(rectanglelabels=[None]))(export)
     assert "must be a class name (text), not null" in only_a_refused(export)
     assert open_import(export.request).class_names == ["road", "car"] if kind == "labelme" else True
+
+
+# ------------------------------------------------------------------------------ the command, end to end
+TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
+
+
+def test_add_support_refuses_the_outside_photo_adds_the_rest_and_exits_1(tmp_path: Path, capsys) -> None:
+    from rns.cli import cli
+    from rns.cli.errors import run_with_user_errors
+    from rns.imageio import image_content_hash
+    from support_memory import SupportMemory
+
+    export = build_export(tmp_path, "coco")
+    _point_a_at(export, export.secret, "relative")
+    memory = tmp_path / "memory.zarr"
+    argv = ["add-support", "--coco", export.request.coco, "--images", export.request.images_dir, "--memory",
+            memory, *TINY]
+    code = run_with_user_errors(cli, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert "2 image(s): 2 added" in out and err.count("problem: ") == 1 and "lies outside" in err
+    stored = {s.source_id.split("#")[0] for s in SupportMemory.open(memory, create=False).sources()}
+    assert image_content_hash(export.secret) not in stored and len(stored) == 2
+
+    export.images["b"].unlink()
+    export.images["b"].symlink_to(export.secret)  # plain folders: all or nothing, as add-support always is
+    plain = tmp_path / "plain.zarr"
+    argv = ["add-support", "--images", export.request.images_dir, "--masks", export.request.images_dir,
+            "--labels", "0=car", "--memory", plain, *TINY]
+    code = run_with_user_errors(cli, [str(a) for a in argv])
+    _, err = capsys.readouterr()
+    assert code == 2 and "b.jpg is a link to a file outside its folder" in err
+    assert len(err.strip().splitlines()) == 1 and not plain.exists()
