@@ -28,7 +28,8 @@ _MAX_LISTED_OUTCOMES = 20
 @cli.command("add-support")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of support images (bulk mode; pairs with --masks by file name).")
+              help="Folder of support images (bulk mode; pairs with --masks by file name), or of an "
+                   "export's images (--coco, --label-studio, --labelmap; --labelme saved apart).")
 @click.option("--masks", "masks_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of masks named like their images (a.jpg <-> a.png).")
 @click.option("--class", "class_name", metavar="NAME",
