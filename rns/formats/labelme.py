@@ -87,7 +87,8 @@ def read_labelme(folder: str | os.PathLike, categories: Sequence[str] | None = N
     folder = Path(folder)
     files = _files(folder)
     if images_dir is not None and not Path(images_dir).is_dir():
-        raise InputError(f"images folder {images_dir} does not exist; give the folder LabelMe's images are in")
+        raise InputError(f"images folder {images_dir} does not exist; give the folder LabelMe's images are "
+                         "in")
     own_folder = Confinement([folder])
     confinement = Confinement([folder] + ([Path(images_dir)] if images_dir is not None else []))
     found: list[str] = []
