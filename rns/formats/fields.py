@@ -26,6 +26,7 @@ MAX_CLASS_NAME_CHARS = 256
 """A class name is words for a text encoder (CLIP reads 77 tokens); anything longer is not a name."""
 
 _SHOWN_CHARS = 60
+_CONTAINERS = frozenset({dict, list})  # what json.load makes containers of
 
 
 def describe(value: object) -> str:
@@ -48,10 +49,10 @@ def check_depth(document: object, limit: int = MAX_JSON_DEPTH) -> bool:
         value, depth = stack.pop()
         if depth > limit:
             return False
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for item in value.values() if isinstance(item, (dict, list)))
-        elif isinstance(value, list):
-            stack.extend((item, depth + 1) for item in value if isinstance(item, (dict, list)))
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        # The element types first (a C-level pass): a list of a million coordinates holds no container.
+        if _CONTAINERS & set(map(type, items)):
+            stack.extend((item, depth + 1) for item in items if type(item) in _CONTAINERS)
     return True
 
 
