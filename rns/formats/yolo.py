@@ -210,6 +210,8 @@ def read_yolo(folder: str | os.PathLike, categories: Sequence[str] | None = None
     refused for its item.
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"YOLO folder {folder} does not exist or is not a folder: check --yolo")
     dataset = Confinement([folder])
     all_names = _class_names(folder, dataset)
     names = select_classes(all_names, categories, str(folder / DATA_YAML))

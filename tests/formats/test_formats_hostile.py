@@ -101,6 +101,14 @@ def test_links_to_outside_label_files_and_data_yaml_are_refused(tmp_path: Path) 
         read_all(export)
 
 
+def test_a_missing_yolo_folder_or_data_yaml_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist or is not a folder: check --yolo"):
+        open_import(type(build_export(tmp_path, "yolo").request)(yolo=tmp_path / "nowhere"))
+    (tmp_path / "export" / "data.yaml").unlink()
+    with pytest.raises(InputError, match=r"data\.yaml not found; give the folder of a YOLO dataset"):
+        open_import(type(build_export(tmp_path / "other", "yolo").request)(yolo=tmp_path / "export"))
+
+
 def test_a_labelme_file_linked_from_outside_is_refused(tmp_path: Path) -> None:
     export = build_export(tmp_path, "labelme")
     (export.root / "a.json").rename(export.outside / "a.json")
