@@ -76,8 +76,8 @@ def find_image(images_dir: Path, file_name: str, confinement: Confinement | None
     if found is not None:
         return found
     if refused:
-        raise ItemError(confinement.outside_reason(repr(file_name), "image file"))
-    raise ItemError(f"image file {file_name!r} not found in {images_dir}; check --images")
+        raise ItemError(confinement.outside_reason(repr(shorten(file_name)), "image file"))
+    raise ItemError(f"image file {shorten(file_name)!r} not found in {images_dir}; check --images")
 
 
 def image_size(path: Path | bytes, name: str | None = None) -> tuple[int, int]:

@@ -81,5 +81,5 @@ class Confinement:
     def outside_reason(self, shown: str, what: str = "file",
                        fix: str = "copy it into the folder (a link to elsewhere is refused too)") -> str:
         """The one line for a file that lies outside the folders (whether or not it exists)."""
-        return (f"{what} {shown} lies outside {self.named()} (only files inside the folders you name are "
-                f"read): {fix}")
+        return (f"{what} {shown} leads outside {self.named()} (only files inside the folders you name are "
+                f"read, links followed): {fix}")

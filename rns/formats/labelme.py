@@ -64,7 +64,7 @@ def _shapes(document: object) -> list[object]:
 def _load(path: Path, own_folder: Confinement) -> tuple[dict, list[object]]:
     """A LabelMe file found in the folder: only a plain file inside it (a link out of it is refused)."""
     if not own_folder.contains(path):
-        raise ItemError(own_folder.outside_reason("it", "the link"))
+        raise ItemError(own_folder.outside_reason(path.name, "file"))
     if not is_regular_file(path):
         raise ItemError("not a plain file (a folder, pipe or device named .json); left out")
     document = load_json(path, "LabelMe file")

@@ -222,7 +222,7 @@ def read_yolo(folder: str | os.PathLike, categories: Sequence[str] | None = None
             relative = image.relative_to(folder / "images").with_suffix(".txt")
             try:
                 if not dataset.contains(image):
-                    raise ItemError(dataset.outside_reason("it", "the image"))
+                    raise ItemError(dataset.outside_reason(image.name, "image"))
                 if not is_regular_file(image):
                     raise ItemError("not a plain file (a folder, pipe or device named like an image)")
                 mask = _read_labels(folder / "labels" / relative, image, all_names, names, dataset)

@@ -97,7 +97,7 @@ def test_links_to_outside_label_files_and_data_yaml_are_refused(tmp_path: Path) 
     (export.outside / "data.yaml").write_text("names: [car, road]\n")
     (export.root / "data.yaml").unlink()
     (export.root / "data.yaml").symlink_to(export.outside / "data.yaml")
-    with pytest.raises(InputError, match="lies outside"):
+    with pytest.raises(InputError, match="leads outside"):
         read_all(export)
 
 
@@ -351,7 +351,7 @@ def test_add_support_refuses_the_outside_photo_adds_the_rest_and_exits_1(tmp_pat
     code = run_with_user_errors(cli, [str(a) for a in argv])
     out, err = capsys.readouterr()
     assert code == 1, err
-    assert "2 image(s): 2 added" in out and err.count("problem: ") == 1 and "lies outside" in err
+    assert "2 image(s): 2 added" in out and err.count("problem: ") == 1 and "leads outside" in err
     stored = {s.source_id.split("#")[0] for s in SupportMemory.open(memory, create=False).sources()}
     assert image_content_hash(export.secret) not in stored and len(stored) == 2
 
