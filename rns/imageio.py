@@ -20,6 +20,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,65 @@ def _open(data: bytes, path: Path, what: str, max_pixels: int | None) -> Image.I
                 f"{what} {path} is damaged or truncated ({error}): re-export or re-download it"
             ) from error
     return image
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding a pixel: stored size, format, orientation."""
+
+    width: int
+    height: int
+    format: str | None
+    orientation: int = 1
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) once the EXIF orientation is applied, as `load_image` returns it."""
+        return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
+
+
+def read_image_header(
+    source: str | os.PathLike | bytes,
+    name: str | os.PathLike | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    what: str = "image",
+) -> ImageHeader:
+    """The header of an image file (or of encoded bytes), its pixel count checked before anything decodes.
+
+    Readers that only need an image's size (label imports checking that annotations fit their image) call
+    this instead of `load_image`, so a small file declaring a gigantic canvas costs a header read and one
+    line, never a decompression. `name` names the bytes in messages (default: the path). Raises
+    `InputError` naming the file and the limit.
+    """
+    shown = Path(name if name is not None else ("<bytes>" if isinstance(source, bytes) else source))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except Image.DecompressionBombError:
+            bomb = _header_too_large(shown, what, "more pixels than PIL's safety limit", max_pixels)
+            raise InputError(bomb) from None
+        except UnidentifiedImageError:
+            raise InputError(
+                f"{what} {shown} is not an image PIL can read: use JPEG, PNG, WebP, TIFF or BMP"
+            ) from None
+        except _DECODE_ERRORS as error:
+            reason = getattr(error, "strerror", None) or error
+            raise InputError(f"{what} {shown} cannot be read ({reason})") from None
+        with opened as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise InputError(_header_too_large(shown, what, f"{width}x{height} pixels", max_pixels))
+            orientation = 1
+            with contextlib.suppress(*_DECODE_ERRORS):  # an unreadable EXIF block only costs the rotation
+                orientation = int(image.getexif().get(0x0112, 1))
+            return ImageHeader(width=width, height=height, format=image.format, orientation=orientation)
+
+
+def _header_too_large(path: Path, what: str, shown: str, max_pixels: int | None) -> str:
+    limit = f"{max_pixels:,} pixels" if max_pixels else "PIL's"
+    return f"{what} {path} is too large ({shown}, limit {limit}): downscale it"
 
 
 def _too_large(path: Path, what: str, size: tuple[int, int] | None, max_pixels: int | None) -> str:

@@ -28,6 +28,7 @@ from rns.backbone.geometry import ImageGeometry
 from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
 from rns.fingerprints import check_memory_fingerprint, support_fingerprint
+from rns.formats.confine import OUTSIDE_LINK, Confinement
 from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
 from rns.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
 from rns.prototypes import DEFAULT_POOLING, extract_prototypes
@@ -55,12 +56,20 @@ class FeatureBackbone(Protocol):
 
 
 # --------------------------------------------------------------------------------------- pairing
-def _files_by_stem(folder: Path, what: str) -> dict[str, Path]:
+def _files_by_stem(folder: Path, what: str, refused: list[Path] | None = None) -> dict[str, Path]:
     if not folder.is_dir():
         raise InputError(f"{what} folder {folder} does not exist or is not a folder: check the path")
     by_stem: dict[str, Path] = {}
+    inside = Confinement([folder])
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if not inside.contains(path):  # a link out of the folder: never read
+            if refused is None:
+                raise InputError(f"{what} folder {folder}: {path.name} {OUTSIDE_LINK}")
+            refused.append(path)
+            continue
+        if not path.is_file():
             continue
         if path.stem in by_stem:
             raise InputError(
@@ -68,7 +77,7 @@ def _files_by_stem(folder: Path, what: str) -> dict[str, Path]:
                 f"{path.name}): keep one, since images and masks are paired by file name"
             )
         by_stem[path.stem] = path
-    if not by_stem:
+    if not by_stem and not refused:
         extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise InputError(f"{what} folder {folder} holds no image files ({extensions})")
     return by_stem
@@ -80,15 +89,21 @@ def _listed_files(stems: list[str], folder: Path) -> str:
     return f"{len(stems)} in {folder} ({shown}{more})"
 
 
-def pair_by_stem(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+def pair_by_stem(images_dir: str | os.PathLike, masks_dir: str | os.PathLike, *,
+                 refused: list[Path] | None = None) -> list[tuple[Path, Path]]:
     """Pair every image in `images_dir` with the mask of the same file stem in `masks_dir`.
 
     `a.jpg` pairs with `a.png`. Only the folders' top level is read. A file with no partner is an
     error rather than skipped: a silently dropped example is a class silently weaker than intended.
+    A link to a file outside its folder is never read: an `InputError`, or, when `refused` is given (an
+    import, which reports bad items and adds the rest), listed there with its partner left out.
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    images = _files_by_stem(images_dir, "images")
-    masks = _files_by_stem(masks_dir, "masks")
+    images = _files_by_stem(images_dir, "images", refused)
+    masks = _files_by_stem(masks_dir, "masks", refused)
+    for path in refused or []:
+        images.pop(path.stem, None)
+        masks.pop(path.stem, None)
     lonely_images = sorted(set(images) - set(masks))
     lonely_masks = sorted(set(masks) - set(images))
     if lonely_images or lonely_masks:

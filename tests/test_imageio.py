@@ -213,3 +213,41 @@ def test_decode_image_matches_load_image(tmp_path):
     np.testing.assert_array_equal(
         np.asarray(decode_image(path.read_bytes(), path)), np.asarray(load_image(path))
     )
+
+
+def test_read_image_header_counts_pixels_without_decoding(tmp_path):
+    import struct
+    import zlib
+
+    from rns.imageio import read_image_header
+
+    def png(width: int, height: int) -> bytes:  # a header declaring the size, a token of pixel data
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+    # A 200-byte PNG declaring 50000 x 50000 pixels: PIL alone raises DecompressionBombError (unless an
+    # earlier load_image(max_pixels=None) lifted PIL's process-wide guard: then our own count refuses it).
+    (tmp_path / "bomb.png").write_bytes(png(50_000, 50_000))
+    with pytest.raises(InputError, match=r"bomb\.png is too large \((more pixels than PIL's safety limit|"
+                                         r"50000x50000 pixels), limit 100,000,000 pixels\): downscale it"):
+        read_image_header(tmp_path / "bomb.png")
+    with pytest.raises(InputError, match=r"<bytes> is too large \(12000x12000 pixels, limit 100,000,000"):
+        read_image_header(png(12_000, 12_000))
+    assert read_image_header(png(300, 200)).upright_size == (300, 200)
+
+
+def test_read_image_header_gives_the_upright_size(tmp_path):
+    from rns.imageio import read_image_header
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(np.zeros((20, 40, 3), dtype=np.uint8)).save(path, format="JPEG", exif=exif.tobytes())
+    header = read_image_header(path)
+    assert (header.width, header.height, header.format) == (40, 20, "JPEG")
+    assert header.upright_size == (20, 40) == load_image(path).size
+    with pytest.raises(InputError, match=r"not an image PIL can read"):
+        read_image_header(b"not an image", "label.txt")

@@ -28,7 +28,8 @@ _MAX_LISTED_OUTCOMES = 20
 @cli.command("add-support")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of support images (bulk mode; pairs with --masks by file name).")
+              help="Folder of support images (bulk mode; pairs with --masks by file name), or of an "
+                   "export's images (--coco, --label-studio, --labelmap; --labelme saved apart).")
 @click.option("--masks", "masks_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of masks named like their images (a.jpg <-> a.png).")
 @click.option("--class", "class_name", metavar="NAME",
@@ -47,8 +48,9 @@ _MAX_LISTED_OUTCOMES = 20
                    "crowd regions (iscrowd=1) are painted first, then instances in file order, a later "
                    "one over an earlier; pixels no annotation covers stay unlabelled (ignored).")
 @click.option("--labelme", type=click.Path(file_okay=False, path_type=Path),
-              help="A folder of LabelMe JSON files (polygon, rectangle, circle; image embedded or beside "
-                   "the file). Shapes painted in order, later over earlier; label __ignore__ is ignored.")
+              help="A folder of LabelMe JSON files (polygon, rectangle, circle; image embedded, beside the "
+                   "file, or in --images DIR). Shapes painted in order, later over earlier; label __ignore__ "
+                   "is ignored.")
 @click.option("--label-studio", type=click.Path(dir_okay=False, path_type=Path),
               help="A Label Studio JSON export (with --images DIR): brush, polygon and rectangle labels.")
 @click.option("--yolo", type=click.Path(file_okay=False, path_type=Path),

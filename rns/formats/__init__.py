@@ -9,6 +9,10 @@ unlabelled, plus per-item problems):
 - `label_studio.read_label_studio`: Label Studio JSON exports (brush RLE, polygons, rectangles);
 - `yolo.read_yolo`: YOLO segmentation datasets.
 
+Every reader reads only files inside the folders the user named, links followed (`confine`), and takes
+each value of a label file through `fields` (types, ranges, JSON depth, class-name length), so a bad
+item is one problem line and the others are still read.
+
 `teach.add_imported` adds an import to the support memory; `staging.staged_items` gives its items as
 files for evaluation. Writers: `coco.coco_document` and `yolo.label_lines`, used for a whole run by
 `run_export.export_run` (`rns segment --export coco|yolo`).

@@ -24,17 +24,26 @@ probabilities, a `score` (the mean probability of the class over the instance's 
 
 from __future__ import annotations
 
-import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from rns.errors import InputError
 from rns.formats import _deps
+from rns.formats.confine import Confinement
+from rns.formats.fields import (
+    class_name,
+    describe,
+    file_level,
+    load_json,
+    number_array,
+    shorten,
+    whole_number,
+)
 from rns.formats.instances import connected_instances
 from rns.formats.items import (
     ImportedSet,
@@ -45,44 +54,39 @@ from rns.formats.items import (
     new_mask,
     select_classes,
 )
-from rns.mask_conventions import clean_class_name
+from rns.imageio import read_image_header
 from rns.rle import string_to_counts
 
 # ------------------------------------------------------------------------------------------- reading
 
 
-def load_json(path: Path, what: str) -> object:
-    """Parse a JSON export, or raise `InputError` naming the file."""
+def find_image(images_dir: Path, file_name: str, confinement: Confinement | None = None) -> Path:
+    """`images_dir/file_name`, else `images_dir/<its base name>` (exports often keep a tool's subfolder).
+
+    Only a file inside `images_dir` (or the folders of `confinement`), links followed, is used: a name
+    that leads outside (`../x.jpg`, an absolute path, a link to elsewhere) is refused with a line that
+    is the same whether or not the outside file exists.
+    """
+    confinement = confinement or Confinement([images_dir])
+    flat_name = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    candidates = [images_dir / file_name]
+    if flat_name not in ("", ".", ".."):
+        candidates.append(images_dir / flat_name)
+    found, refused = confinement.find(candidates)
+    if found is not None:
+        return found
+    if refused:
+        raise ItemError(confinement.outside_reason(repr(shorten(file_name)), "image file"))
+    raise ItemError(f"image file {shorten(file_name)!r} not found in {images_dir}; check --images")
+
+
+def image_size(path: Path | bytes, name: str | None = None) -> tuple[int, int]:
+    """(width, height) of an image as rns loads it (EXIF rotation applied), from its header alone: its
+    pixel count is checked before anything decodes."""
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found; check the path") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{path}: not a readable {what} ({error}); give the JSON file the tool exported") \
-            from None
-
-
-def find_image(images_dir: Path, file_name: str) -> Path:
-    """`images_dir/file_name`, else `images_dir/<its base name>` (exports often keep a tool's subfolder)."""
-    direct = images_dir / file_name
-    if direct.is_file():
-        return direct
-    flat = images_dir / Path(file_name.replace("\\", "/")).name
-    if flat.is_file():
-        return flat
-    raise ItemError(f"image file {file_name!r} not found in {images_dir}; check --images")
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file as rns loads it (EXIF rotation applied), from its header."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except (OSError, ValueError) as error:
-        raise ItemError(f"image {path} cannot be read ({error})") from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        return read_image_header(path, name).upright_size
+    except InputError as error:
+        raise ItemError(str(error)) from None
 
 
 def check_size(path: Path, width: int, height: int, what: str) -> None:
@@ -95,33 +99,43 @@ def check_size(path: Path, width: int, height: int, what: str) -> None:
         )
 
 
+def _rle_counts(counts: object, height: int, width: int, what: str) -> object:
+    """The RLE's counts, checked to be non-negative runs covering exactly the image."""
+    if isinstance(counts, str):
+        try:
+            runs = string_to_counts(counts)
+        except ValueError:
+            runs = [-1]
+        if sum(runs) != height * width or any(run < 0 for run in runs):  # pycocotools would decode garbage
+            raise ItemError(f"{what}: its RLE string does not cover the {width}x{height} image")
+        return counts
+    if isinstance(counts, list):
+        runs = number_array(counts, what, pairs=False) if counts else np.empty(0)
+        if (runs != np.round(runs)).any() or (runs < 0).any() or runs.sum() != height * width:
+            raise ItemError(f"{what}: its RLE counts do not cover the {width}x{height} image")
+        return [int(run) for run in runs]
+    raise ItemError(f"{what}: RLE 'counts' must be a string or a list of numbers, not {describe(counts)}")
+
+
 def _rle_mask(segmentation: Mapping[str, object], height: int, width: int, what: str) -> np.ndarray:
     mask_utils = _deps.pycocotools_mask()
     size = segmentation.get("size")
-    counts = segmentation.get("counts")
-    if not isinstance(size, list) or [int(v) for v in size] != [height, width]:
-        raise ItemError(f"{what}: RLE size {size} differs from the image's [{height}, {width}]")
+    numbers = isinstance(size, list) and all(type(v) in (int, float) for v in size)
+    if not numbers or size != [height, width]:
+        raise ItemError(f"{what}: RLE size {describe(size)} differs from the image's [{height}, {width}]")
+    counts = _rle_counts(segmentation.get("counts"), height, width, what)
     if isinstance(counts, str):
-        try:
-            total = sum(string_to_counts(counts))
-        except ValueError:
-            total = -1
-        if total != height * width:  # pycocotools would decode it into garbage without a word
-            raise ItemError(f"{what}: its RLE string does not cover the {width}x{height} image")
         return mask_utils.decode({"size": [height, width], "counts": counts}).astype(bool)
-    if isinstance(counts, list):
-        if sum(int(c) for c in counts) != height * width or any(int(c) < 0 for c in counts):
-            raise ItemError(f"{what}: its RLE counts do not cover the {width}x{height} image")
-        rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-        return mask_utils.decode(rle).astype(bool)
-    raise ItemError(f"{what}: RLE 'counts' must be a string or a list of numbers")
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return mask_utils.decode(rle).astype(bool)
 
 
 def _polygon_mask(polygons: list, height: int, width: int, what: str) -> np.ndarray:
     mask_utils = _deps.pycocotools_mask()
     rings = []
     for polygon in polygons:
-        points = np.asarray(polygon, dtype=np.float64) if isinstance(polygon, list) else np.empty(0)
+        points = number_array(polygon, what, pairs=False) if isinstance(polygon, list) and polygon \
+            else np.empty(0)
         if points.size < 6 or points.size % 2:
             raise ItemError(f"{what}: a polygon needs at least 3 (x, y) points, got {points.size} numbers")
         check_points_inside(points.reshape(-1, 2), width, height, what)
@@ -145,15 +159,46 @@ def _categories(document: dict, path: Path) -> dict[int, str]:
     if not isinstance(raw, list) or not raw:
         raise InputError(f"{path}: no 'categories' list; is it a COCO instances file?")
     by_id: dict[int, str] = {}
-    for entry in raw:
+    for number, entry in enumerate(raw, start=1):
+        if not isinstance(entry, dict) or "id" not in entry or "name" not in entry:
+            raise InputError(f"{path}: category {number} ({describe(entry)}) lacks an integer 'id' or a "
+                             "'name'")
         try:
-            category_id, name = int(entry["id"]), clean_class_name(str(entry["name"]))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: category {entry!r} lacks an integer 'id' or a 'name'") from None
+            category_id = whole_number(entry["id"], f"category {number}'s 'id'")
+            name = class_name(entry["name"], f"category {number}'s 'name'")
+        except ItemError as error:
+            raise file_level(error, path) from None
+        if category_id in by_id:
+            raise InputError(f"{path}: two categories have id {category_id} ({by_id[category_id]!r} and "
+                             f"{name!r}), so annotations of that id cannot be told apart; give each its own "
+                             "id")
         if name in by_id.values():
             raise InputError(f"{path}: two categories are named {name!r}; give each category its own name")
         by_id[category_id] = name
     return by_id
+
+
+def _image_id(entry: object) -> int | None:
+    """An image entry's id when it is a whole number, else None (the entry is then reported)."""
+    value = entry.get("id") if isinstance(entry, dict) else None
+    try:
+        return whole_number(value, "id")
+    except ItemError:
+        return None
+
+
+def _group_annotations(raw: list) -> tuple[dict[int, list[dict]], int]:
+    """Annotations by image id, and how many are not objects with a whole-number 'image_id'."""
+    annotations: dict[int, list[dict]] = {}
+    malformed = 0
+    for annotation in raw:
+        try:
+            image_id = whole_number(annotation.get("image_id") if isinstance(annotation, dict) else None, "")
+        except ItemError:
+            malformed += 1
+        else:
+            annotations.setdefault(image_id, []).append(annotation)
+    return annotations, malformed
 
 
 def read_coco(
@@ -172,61 +217,67 @@ def read_coco(
     names = select_classes(list(by_id.values()), categories, str(path))
     position = {category_id: names.index(name) for category_id, name in by_id.items() if name in names}
     images = document["images"]
-    annotations: dict[object, list[dict]] = {}
-    for annotation in document["annotations"]:
-        if isinstance(annotation, dict):
-            annotations.setdefault(annotation.get("image_id"), []).append(annotation)
-    known_images = {entry.get("id") for entry in images if isinstance(entry, dict)}
-    orphans = [a.get("id") for key, group in annotations.items() if key not in known_images for a in group]
+    annotations, malformed = _group_annotations(document["annotations"])
+    ids = Counter(image_id for image_id in map(_image_id, images) if image_id is not None)
+    orphans = [describe(a.get("id")) for key, group in annotations.items() if key not in ids for a in group]
+    confinement = Confinement([images_dir])
 
     def entries() -> Iterator[LabelledItem | ItemProblem]:
         for entry in images:
-            name = f"{path.name} image {entry.get('id') if isinstance(entry, dict) else '?'}"
+            image_id = _image_id(entry)
+            name = f"{path.name} image {image_id if image_id is not None else '?'}"
+            if isinstance(entry, dict) and isinstance(entry.get("file_name"), str):
+                name += f" ({shorten(entry['file_name'])})"
             try:
-                item = _read_image(entry, annotations, by_id, position, images_dir, path)
+                if image_id is None:
+                    raise ItemError("needs a whole-number 'id'" if isinstance(entry, dict)
+                                    else "an 'images' entry is not an object")
+                if ids[image_id] > 1:
+                    raise ItemError(f"{ids[image_id]} images have id {image_id}, so their annotations cannot "
+                                    "be told apart; give each image its own id")
+                item = _read_image(entry, annotations.get(image_id, []), by_id, position, images_dir, path,
+                                   confinement)
             except ItemError as error:
-                if isinstance(entry, dict) and "file_name" in entry:
-                    name += f" ({entry['file_name']})"
                 yield ItemProblem(name, str(error))
             else:
                 yield item
         if orphans:
-            yield ItemProblem(f"{path.name}", f"annotations {orphans[:5]} refer to image ids not in 'images'")
+            yield ItemProblem(f"{path.name}", f"annotations {', '.join(orphans[:5])} refer to image ids not "
+                              "in 'images'")
+        if malformed:
+            yield ItemProblem(f"{path.name}", f"{malformed} annotation(s) are not objects with a whole-number"
+                              " 'image_id'; left out")
 
     return ImportedSet(source=str(path), class_names=names, entries=entries)
 
 
 def _read_image(
-    entry: object,
-    annotations: Mapping[object, list[dict]],
+    entry: dict,
+    own: list[dict],
     by_id: Mapping[int, str],
     position: Mapping[int, int],
     images_dir: Path,
     path: Path,
+    confinement: Confinement,
 ) -> LabelledItem:
-    if not isinstance(entry, dict):
-        raise ItemError("an 'images' entry is not an object")
-    try:
-        file_name, width, height = str(entry["file_name"]), int(entry["width"]), int(entry["height"])
-    except (KeyError, TypeError, ValueError):
-        raise ItemError("needs 'file_name', 'width' and 'height'") from None
-    image_path = find_image(images_dir, file_name)
+    file_name = entry.get("file_name")
+    if not isinstance(file_name, str) or not file_name:
+        raise ItemError(f"needs a 'file_name' (text), not {describe(file_name)}")
+    width = whole_number(entry.get("width"), "'width'", minimum=1)
+    height = whole_number(entry.get("height"), "'height'", minimum=1)
+    image_path = find_image(images_dir, file_name, confinement)
     check_size(image_path, width, height, f"{path.name}")
     mask = new_mask(height, width)
-    own = annotations.get(entry.get("id"), [])
     # Crowd regions first, then individual instances over them; each group in file order.
     for annotation in sorted(own, key=lambda a: not a.get("iscrowd")):
-        what = f"annotation {annotation.get('id')}"
-        try:
-            category_id = int(annotation["category_id"])
-        except (KeyError, TypeError, ValueError):
-            raise ItemError(f"{what} has no integer 'category_id'") from None
+        what = f"annotation {describe(annotation.get('id'))}"
+        category_id = whole_number(annotation.get("category_id"), f"{what}'s 'category_id'")
         if category_id not in by_id:
             raise ItemError(f"{what}: category id {category_id} is not in the file's categories")
         pixels = decode_segmentation(annotation.get("segmentation"), height, width, what)
         if category_id in position:  # decoded even when left out, so a broken annotation is reported
             mask[pixels] = position[category_id]
-    name = f"{path.name} image {entry.get('id')} ({file_name})"
+    name = f"{path.name} image {whole_number(entry.get('id'), 'id')} ({shorten(file_name)})"
     return LabelledItem(name=name, image=image_path, mask=mask)
 
 

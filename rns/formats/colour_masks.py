@@ -23,8 +23,9 @@ from PIL import Image
 
 from rns.errors import InputError
 from rns.formats.coco import image_size
+from rns.formats.fields import class_name, shorten
 from rns.formats.items import UNLABELLED, ImportedSet, ItemError, ItemProblem, LabelledItem, select_classes
-from rns.mask_conventions import clean_class_name
+from rns.imageio import read_image_header
 
 Colour = tuple[int, int, int]
 
@@ -34,6 +35,8 @@ VOC_CLASSES: tuple[str, ...] = (
     "tvmonitor",
 )
 VOC_IGNORE_VALUE = 255
+MAX_LABELMAP_BYTES = 1 << 20
+"""A labelmap is a line per class (at most 255 fit): a larger file is not one, and is not read whole."""
 
 
 def voc_colour(index: int) -> Colour:
@@ -58,23 +61,32 @@ def read_labelmap(path: str | os.PathLike) -> dict[Colour, str | None]:
     """CVAT's labelmap.txt as a colour -> class table, in file order."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_LABELMAP_BYTES + 1)
+        lines = data.decode("utf-8-sig").splitlines()
     except FileNotFoundError:
         raise InputError(f"{path}: labelmap not found; give the labelmap.txt of the export") from None
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the labelmap ({error})") from None
+    if len(data) > MAX_LABELMAP_BYTES:
+        raise InputError(f"{path}: over {MAX_LABELMAP_BYTES:,} bytes, which no labelmap is; give the "
+                         "labelmap.txt of the export")
     table: dict[Colour, str | None] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        name, _, rest = line.partition(":")
-        name = clean_class_name(name)
+        raw_name, _, rest = line.partition(":")
+        try:
+            name = class_name(raw_name, "the class name")
+        except ItemError as error:
+            raise InputError(f"{path} line {number}: {error}") from None
         try:
             colour = tuple(int(v) for v in rest.split(":")[0].split(","))
         except ValueError:
             colour = ()
-        if not name or len(colour) != 3 or not all(0 <= v <= 255 for v in colour):
-            raise InputError(f"{path} line {number}: {line.strip()!r} is not 'name:r,g,b' (e.g. car:0,0,142)")
+        if len(colour) != 3 or not all(0 <= v <= 255 for v in colour):
+            raise InputError(f"{path} line {number}: {shorten(line.strip())!r} is not 'name:r,g,b' (e.g. "
+                             "car:0,0,142)")
         if colour in table:
             raise InputError(f"{path} line {number}: colour {colour} is already {table[colour]!r}")
         table[colour] = name  # type: ignore[index]
@@ -83,13 +95,23 @@ def read_labelmap(path: str | os.PathLike) -> dict[Colour, str | None]:
     return table
 
 
-def _colour_mask(path: Path, lookup: dict[int, int]) -> np.ndarray:
+def _colour_mask(path: Path, lookup: dict[int, int], expected: tuple[int, int]) -> np.ndarray:
+    """The mask's colours as class values; its size is checked against its image's from both headers
+    before a pixel is decoded (so a small file declaring a huge canvas costs nothing)."""
+    try:
+        header = read_image_header(path, what="mask")
+    except InputError as error:
+        raise ItemError(str(error)) from None
+    if (header.width, header.height) != expected:
+        raise ItemError(f"mask {path} is {header.width}x{header.height} but its image is "
+                        f"{expected[0]}x{expected[1]}")
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.int64)
-    except (OSError, ValueError) as error:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ItemError(f"mask {path} cannot be read ({error})") from None
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    del rgb
     colours, inverse = np.unique(packed, return_inverse=True)
     values = np.empty(len(colours), dtype=np.uint8)
     for index, colour in enumerate(colours.tolist()):
@@ -105,8 +127,12 @@ def read_colour_masks(
     table: dict[Colour, str | None],
     source: str,
     categories: Sequence[str] | None = None,
+    refused: Sequence[ItemProblem] = (),
 ) -> ImportedSet:
-    """An `ImportedSet` of (image, colour mask) pairs under a colour -> class table (None = ignore)."""
+    """An `ImportedSet` of (image, colour mask) pairs under a colour -> class table (None = ignore).
+
+    `refused` are files the pairing would not read (links out of their folder), reported first.
+    """
     all_names = [name for name in table.values() if name is not None]
     names = select_classes(list(dict.fromkeys(all_names)), categories, source)
     lookup = {
@@ -115,13 +141,10 @@ def read_colour_masks(
     }
 
     def entries() -> Iterator[LabelledItem | ItemProblem]:
+        yield from refused
         for image, mask_path in pairs:
             try:
-                mask = _colour_mask(mask_path, lookup)
-                width, height = image_size(image)
-                if mask.shape != (height, width):
-                    raise ItemError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                                    f"{width}x{height}")
+                mask = _colour_mask(mask_path, lookup, image_size(image))
             except ItemError as error:
                 yield ItemProblem(str(image), str(error))
             else:

@@ -1,7 +1,8 @@
 """Choosing the reader for what the user pointed at (`rns add-support` and `rns eval` options).
 
 One place decides which export a combination of options means, so the commands stay thin and agree:
-`--coco FILE --images DIR`, `--labelme DIR`, `--label-studio FILE --images DIR`, `--yolo DIR`, and
+`--coco FILE --images DIR`, `--labelme DIR` (with `--images DIR` when LabelMe saved apart from the
+images), `--label-studio FILE --images DIR`, `--yolo DIR`, and
 colour masks: `--images DIR --masks DIR` with `--labelmap FILE` or `--labels voc`.
 """
 
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rns.errors import InputError
-from rns.formats.items import ImportedSet, parse_categories
+from rns.formats.confine import OUTSIDE_LINK
+from rns.formats.items import ImportedSet, ItemProblem, parse_categories
 
 VOC = "voc"
 
@@ -55,7 +57,7 @@ def open_import(request: ImportRequest) -> ImportedSet:
     needs_images = kind in ("--coco", "--label-studio", "--labelmap", "--labels voc")
     if needs_images and request.images_dir is None:
         raise InputError(f"{kind} needs --images DIR, the folder of the labelled images")
-    if not needs_images and request.images_dir is not None:
+    if not needs_images and kind != "--labelme" and request.images_dir is not None:
         raise InputError(f"{kind} finds its images itself; leave out --images")
     needs_masks = kind in ("--labelmap", "--labels voc")
     if needs_masks != (request.masks_dir is not None):
@@ -68,7 +70,7 @@ def open_import(request: ImportRequest) -> ImportedSet:
     if request.labelme is not None:
         from rns.formats.labelme import read_labelme
 
-        return read_labelme(request.labelme, categories)
+        return read_labelme(request.labelme, categories, request.images_dir)
     if request.label_studio is not None:
         from rns.formats.label_studio import read_label_studio
 
@@ -80,8 +82,11 @@ def open_import(request: ImportRequest) -> ImportedSet:
     from rns.formats.colour_masks import read_colour_masks, read_labelmap, voc_colours
     from rns.support import pair_by_stem
 
-    pairs = pair_by_stem(request.images_dir, request.masks_dir)  # type: ignore[arg-type]
+    outside: list[Path] = []
+    pairs = pair_by_stem(request.images_dir, request.masks_dir, refused=outside)  # type: ignore[arg-type]
+    refused = [ItemProblem(str(path), OUTSIDE_LINK) for path in outside]
     if request.voc:
-        return read_colour_masks(pairs, voc_colours(), "the VOC class list", categories)
+        return read_colour_masks(pairs, voc_colours(), "the VOC class list", categories, refused)
     assert request.labelmap is not None
-    return read_colour_masks(pairs, read_labelmap(request.labelmap), str(request.labelmap), categories)
+    table = read_labelmap(request.labelmap)
+    return read_colour_masks(pairs, table, str(request.labelmap), categories, refused)

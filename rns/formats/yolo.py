@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -31,10 +32,11 @@ from rns.atomic import fsync_directory
 from rns.errors import InputError
 from rns.formats import _deps
 from rns.formats.coco import image_size
+from rns.formats.confine import Confinement, is_regular_file
+from rns.formats.fields import class_name, describe, file_level
 from rns.formats.instances import connected_instances, fill_polygon, instance_polygon
 from rns.formats.items import ImportedSet, ItemError, ItemProblem, LabelledItem, new_mask, select_classes
 from rns.imageio import IMAGE_EXTENSIONS
-from rns.mask_conventions import clean_class_name
 
 DATA_YAML = "data.yaml"
 COORDINATE_DIGITS = 6  # a millionth of the side: sub-pixel for images up to 500k pixels wide
@@ -119,29 +121,99 @@ def link_or_copy(source: Path, target: Path) -> None:
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _class_names(folder: Path) -> list[str]:
+MAX_DATA_YAML_BYTES = 1 << 20
+"""data.yaml names classes and folders: a few KB. A larger file is not one (and is not parsed)."""
+
+MAX_LABEL_FILE_BYTES = 64 << 20
+"""One image's label file: 64 MB is millions of vertices, far beyond any real annotation."""
+
+
+def _read_inside(path: Path, dataset: Confinement, limit: int, what: str) -> bytes:
+    """A file of the dataset: a plain file inside its folder (links followed), at most `limit` bytes.
+
+    Raises `ItemError`; the missing case says "not found" only for a name that lies inside the folder.
+    """
+    if not dataset.contains(path):
+        raise ItemError(dataset.outside_reason(str(path), what))
+    if not path.exists():
+        raise ItemError(f"{what} {path} not found")
+    if not is_regular_file(path):
+        raise ItemError(f"{what} {path} is not a plain file (a folder, pipe or device)")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise ItemError(f"{what} {path} cannot be read ({error.strerror or error})") from None
+    if len(data) > limit:
+        raise ItemError(f"{what} {path} is over {limit:,} bytes; that is not a YOLO {what}")
+    return data
+
+
+def _no_alias_loader(yaml: ModuleType) -> type:
+    """PyYAML's safe loader refusing aliases (`*name`): a few hundred bytes of aliases expand to gigabytes,
+    and a data.yaml never needs one."""
+
+    class NoAliasLoader(yaml.SafeLoader):  # type: ignore[name-defined,misc]
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def _names_list(names: object, path: Path) -> list[object]:
+    if isinstance(names, dict):
+        keys = {}
+        for key in names:
+            numbered = isinstance(key, int) or (isinstance(key, str) and key.isdigit())
+            if isinstance(key, bool) or not numbered:
+                raise InputError(f"{path}: 'names' must number the classes 0..N-1, not {describe(key)}")
+            keys[int(key)] = key
+        if sorted(keys) != list(range(len(names))):
+            raise InputError(f"{path}: 'names' must number the classes 0..N-1")
+        return [names[keys[index]] for index in range(len(keys))]
+    if not isinstance(names, list) or not names:
+        raise InputError(f"{path}: no 'names' list of classes")
+    return names
+
+
+def _class_names(folder: Path, dataset: Confinement) -> list[str]:
     yaml = _deps.yaml()
     path = folder / DATA_YAML
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path} not found; give the folder of a YOLO dataset (with data.yaml)") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        text = _read_inside(path, dataset, MAX_DATA_YAML_BYTES, "data.yaml").decode("utf-8-sig")
+        document = yaml.load(text, Loader=_no_alias_loader(yaml))  # noqa: S506 - a safe loader, aliases off
+    except ItemError as error:
+        if not path.exists() and dataset.contains(path):
+            raise InputError(f"{path} not found; give the folder of a YOLO dataset (with data.yaml)") \
+                from None
+        raise InputError(f"{error}; give the folder of a YOLO dataset (with data.yaml)") from None
+    except UnicodeDecodeError as error:
         raise InputError(f"{path}: not readable YAML ({error})") from None
-    names = document.get("names") if isinstance(document, dict) else None
-    if isinstance(names, dict):
-        if sorted(int(k) for k in names) != list(range(len(names))):
-            raise InputError(f"{path}: 'names' must number the classes 0..N-1")
-        names = [names[k] for k in sorted(names, key=int)]
-    if not isinstance(names, list) or not names:
-        raise InputError(f"{path}: no 'names' list of classes")
-    return [clean_class_name(str(name)) for name in names]
+    except RecursionError:
+        raise InputError(f"{path}: not readable YAML (nested too deep)") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not readable YAML ({' '.join(str(error).split())})") from None
+    names = _names_list(document.get("names") if isinstance(document, dict) else None, path)
+    try:
+        return [class_name(name, f"class {index} of 'names'") for index, name in enumerate(names)]
+    except ItemError as error:
+        raise file_level(error, path) from None
 
 
 def read_yolo(folder: str | os.PathLike, categories: Sequence[str] | None = None) -> ImportedSet:
-    """An `ImportedSet` of a YOLO segmentation dataset: every image under images/ with its label file."""
+    """An `ImportedSet` of a YOLO segmentation dataset: every image under images/ with its label file.
+
+    Only files inside `folder` are read: a link in images/ or labels/ (or data.yaml) leading elsewhere is
+    refused for its item.
+    """
     folder = Path(folder)
-    all_names = _class_names(folder)
+    if not folder.is_dir():
+        raise InputError(f"YOLO folder {folder} does not exist or is not a folder: check --yolo")
+    dataset = Confinement([folder])
+    all_names = _class_names(folder, dataset)
     names = select_classes(all_names, categories, str(folder / DATA_YAML))
     images = sorted(p for p in (folder / "images").rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
 
@@ -149,7 +221,11 @@ def read_yolo(folder: str | os.PathLike, categories: Sequence[str] | None = None
         for image in images:
             relative = image.relative_to(folder / "images").with_suffix(".txt")
             try:
-                mask = _read_labels(folder / "labels" / relative, image, all_names, names)
+                if not dataset.contains(image):
+                    raise ItemError(dataset.outside_reason(image.name, "image"))
+                if not is_regular_file(image):
+                    raise ItemError("not a plain file (a folder, pipe or device named like an image)")
+                mask = _read_labels(folder / "labels" / relative, image, all_names, names, dataset)
             except ItemError as error:
                 yield ItemProblem(str(image), str(error))
             else:
@@ -158,13 +234,14 @@ def read_yolo(folder: str | os.PathLike, categories: Sequence[str] | None = None
     return ImportedSet(source=str(folder), class_names=names, entries=entries)
 
 
-def _read_labels(path: Path, image: Path, all_names: list[str], names: list[str]) -> np.ndarray:
+def _read_labels(path: Path, image: Path, all_names: list[str], names: list[str], dataset: Confinement,
+                 ) -> np.ndarray:
     width, height = image_size(image)
-    mask = new_mask(height, width)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ItemError(f"label file {path} not found") from None
+        lines = _read_inside(path, dataset, MAX_LABEL_FILE_BYTES, "label file").decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ItemError(f"label file {path} is not UTF-8 text") from None
+    mask = new_mask(height, width)
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
@@ -177,6 +254,9 @@ def _read_labels(path: Path, image: Path, all_names: list[str], names: list[str]
             raise ItemError(f"{path} line {number}: class {class_index} is not in data.yaml's names")
         if values.size < 6 or values.size % 2:
             raise ItemError(f"{path} line {number}: a polygon needs at least 3 (x, y) pairs")
+        if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+            raise ItemError(f"{path} line {number}: coordinates must be numbers from 0 to 1 (fractions of "
+                            "the image's width and height)")
         if all_names[class_index] not in names:
             continue
         polygon = values.reshape(-1, 2) * np.array([width, height])

@@ -50,7 +50,7 @@ def test_add_support_from_coco_adds_the_good_images_and_lists_the_rest(tmp_path:
 @pytest.mark.parametrize(
     ("options", "added", "problems", "classes"),
     [
-        (["--labelme", DATA / "labelme"], 2, 1, "road, car, person"),
+        (["--labelme", DATA / "labelme", "--images", DATA / "images"], 2, 1, "road, car, person"),
         (["--label-studio", DATA / "label_studio" / "export.json", "--images", DATA / "images"], 2, 1,
          "road, car"),
         (["--labelmap", DATA / "cvat" / "labelmap.txt", "--images", DATA / "cvat" / "JPEGImages", "--masks",
@@ -84,7 +84,7 @@ def test_add_support_import_with_only_problems_leaves_no_memory(tmp_path: Path, 
     [
         (["--coco", DATA / "coco" / "instances.json", "--images", DATA / "images", "--class", "car"],
          "--class cannot be combined with --coco"),
-        (["--labelme", DATA / "labelme", "--images", DATA / "images"], "--labelme finds its images itself"),
+        (["--yolo", DATA / "labelme", "--images", DATA / "images"], "--yolo finds its images itself"),
         (["--images", DATA / "images", "--masks", DATA / "images", "--labels", "0=a", "--categories", "a"],
          "--categories selects classes of an export"),
         (["--label-studio", DATA / "label_studio" / "export.json"], "--label-studio needs --images DIR"),

@@ -141,7 +141,9 @@ def test_coco_image_of_another_size_is_an_item_problem(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- LabelMe
 def test_labelme_polygon_rectangle_circle_and_embedded_image() -> None:
-    names, items, problems = items_and_problems(ImportRequest(labelme=DATA / "labelme"))
+    # LabelMe saved apart from its images (imagePath "../images/street1.jpg"): --images names their folder
+    request = ImportRequest(labelme=DATA / "labelme", images_dir=DATA / "images")
+    names, items, problems = items_and_problems(request)
     assert names == ["road", "car", "person"]
     road, car, person = 0, 1, 2
     first = items["street1.jpg"].mask  # image found through imagePath, relative to the JSON
@@ -160,7 +162,8 @@ def test_labelme_polygon_rectangle_circle_and_embedded_image() -> None:
 
 
 def test_labelme_missing_image_is_an_item_problem(tmp_path: Path) -> None:
-    shutil.copy(DATA / "labelme" / "street1.json", tmp_path / "lonely.json")
+    document = json.loads((DATA / "labelme" / "street1.json").read_text())
+    (tmp_path / "lonely.json").write_text(json.dumps({**document, "imagePath": "street1.jpg"}))
     _, items, problems = items_and_problems(ImportRequest(labelme=tmp_path))
     assert not items and "is missing" in problems[0].reason
 
