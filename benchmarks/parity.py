@@ -1,12 +1,16 @@
 """rns against the official Retrieve-and-Segment code, stage by stage, on the `../shared/parity` fixture.
 
-    python benchmarks/parity.py [--other 6] [--threads 2]
+    python benchmarks/parity.py [--setting full|partial-visual|partial-text|no-text|all] [--other 6]
+                                [--threads 2]
 
-Prints one row per stage (the measured figure over the fixture's images: worst and mean), then the
-solver question of issue 11: from the same initial weights, how often the fast solver's patch labels equal
-the exact 700-step AdamW loop's, on the fixture's training sets and on `--other` further CamVid test
-images run through rns itself; and the head fit's time next to the backbone's. Weights: the fixture's
-seeded random ViT-B-16 (identical on both sides; no accuracy meaning).
+Prints one row per stage (the measured figure over the fixture's images: worst and mean). `--setting`
+picks the paper's full-support setting (the default) or one of its partial-support experiments (classes
+without examples, classes without a name, no text), each reached through rns's ordinary interface;
+`all` prints the four tables. The full setting then answers the solver question of issue 11: from the
+same initial weights, how often the fast solver's patch labels equal the exact 700-step AdamW loop's, on
+the fixture's training sets and on `--other` further CamVid test images run through rns itself; and the
+head fit's time next to the backbone's. Weights: the fixture's seeded random ViT-B-16 (identical on both
+sides; no accuracy meaning).
 """
 
 from __future__ import annotations
@@ -33,43 +37,41 @@ def worst_mean(values: list[float], fmt: str = "{:.6f}") -> str:
     return f"min {fmt.format(min(values))}, mean {fmt.format(statistics.mean(values))}"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--other", type=int, default=6, help="further CamVid test images for the solver check"
-    )
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    reason = stages.missing_reason()
-    if reason:
-        print(f"cannot run: {reason}")
-        return 2
-    torch.set_num_threads(args.threads)
-    fixture = stages.Fixture()
-    from rns.backbone import build_backbone
-    from rns.imageio import load_image
+def setting_table(fixture, backbone, full_memory, work: Path, features) -> None:
+    """The stage table of one partial-support setting (dense features and supports: the full fixture's)."""
+    rows: list[tuple[str, str, str]] = []
+    prior = stages.neutral_prior_stage(fixture)
+    if prior is not None:
+        rows.append(("neutral text prior", "cosine to the reference's (nameless classes)", f"{prior:.6f}"))
+    rows += fixture_rows(fixture)
+    memory = stages.setting_memory(full_memory, fixture, work / f"{fixture.setting}.zarr")
 
-    work = Path(tempfile.mkdtemp(prefix="rns-parity-"))
-    checkpoint = stages.make_reference_checkpoint(work / "vitb16_seed0.pt")
-    same_weights = stages.checkpoint_sha256(checkpoint) == fixture.index["checkpoint"]["sha256"]
-    backbone = build_backbone("ViT-B-16", checkpoint=checkpoint, variant="maskclip", device="cpu")
-    rows: list[tuple[str, str, str]] = [("weights", "sha256 equal to the fixture's", str(same_weights))]
+    def segmenter_for_seed(seed: int):
+        return stages.reference_segmenter(backbone, fixture, memory, seed)
 
-    dense = [stages.dense_stage(backbone, fixture, name) for name in fixture.test_names]
-    rows.append(
-        (
-            "resize, grid",
-            "resized size and grid equal",
-            f"{sum(d['same_grid'] and d['resized'] == d['reference_resized'] for d in dense)}/{len(dense)}"
-            f" ({dense[0]['resized'][1]}x{dense[0]['resized'][0]} -> {dense[0]['grid'][0]}x"
-            f"{dense[0]['grid'][1]})",
-        )
+    ends = [
+        stages.end_to_end_stage(segmenter_for_seed, fixture, name, features(name))
+        for name in fixture.test_names
+    ]
+    rows += end_rows(ends)
+    print(
+        f"\n# setting {fixture.setting}: {describe(fixture)} ({len(fixture.test_names)} test images; "
+        "rns default options, reached through its ordinary interface)"
     )
-    rows.append(("dense features", "per-patch cosine", worst_mean([d["cos_min"] for d in dense])))
-    supports = [stages.support_stage(backbone, fixture, name) for name in fixture.support_names]
-    rows.append(
-        ("support prototypes", "cosine per (image, class)", worst_mean([s["cos_min"] for s in supports]))
-    )
+    print_table(rows, ends)
+
+
+def describe(fixture) -> str:
+    if fixture.without_examples:
+        return "no examples of " + ", ".join(fixture.classes[c] for c in fixture.without_examples)
+    if fixture.without_text:
+        return "no name for " + ", ".join(fixture.classes[c] for c in fixture.without_text)
+    return "no text at all (use_text false)"
+
+
+def fixture_rows(fixture) -> list[tuple[str, str, str]]:
+    """Rows of the stages fed the fixture's own inputs: relevance to the head fit."""
+    rows: list[tuple[str, str, str]] = []
     per_image = [stages.per_image_stage(fixture, name) for name in fixture.test_names]
     rows.append(("relevance", "max abs difference", f"{max(p['relevance_max_diff'] for p in per_image):.1e}"))
     rows.append(
@@ -83,12 +85,14 @@ def main() -> int:
         )
     )
     training = [stages.training_set_stage(fixture, name) for name in fixture.test_names]
+    samples = statistics.mean(t["reference_samples"] for t in training)
     rows.append(
         (
             "training set",
             "samples, labels, kinds equal",
-            f"{sum(_same_training_set(t) for t in training)}/{len(training)}; "
-            f"features max diff {max(t['features_max_diff'] for t in training):.1e}",
+            f"{sum(_same_training_set(t) for t in training)}/{len(training)} (mean {samples:.1f} samples); "
+            f"features max diff {max(t['features_max_diff'] for t in training):.1e}, "
+            f"targets max diff {max(t['targets_max_diff'] for t in training):.1e}",
         )
     )
     rows.append(
@@ -111,32 +115,25 @@ def main() -> int:
     rows.append(
         ("fit (700 AdamW)", "patch labels equal", worst_mean([h["patch_agree"] for h in heads], "{:.4f}"))
     )
+    return rows
 
-    memory = stages.build_reference_memory(backbone, fixture, work / "memory.zarr")
 
-    def segmenter_for_seed(seed: int):
-        return stages.reference_segmenter(backbone, fixture, memory, seed)
-
-    ends = [stages.end_to_end_stage(segmenter_for_seed, fixture, name) for name in fixture.test_names]
-    rows.append(
+def end_rows(ends) -> list[tuple[str, str, str]]:
+    return [
         (
             "end to end",
             "pixels equal to the reference (seed 0)",
             worst_mean([e.agree for e in ends], "{:.4f}"),
-        )
-    )
-    rows.append(
+        ),
         (
             "(reference noise)",
             "reference seed 0 vs seed 1",
             worst_mean([e.seed_agree for e in ends], "{:.4f}"),
-        )
-    )
+        ),
+    ]
 
-    print(
-        f"# rns vs the official RNS code ({len(fixture.test_names)} test images, "
-        f"{len(fixture.support_names)} supports; seeded random ViT-B-16, MaskCLIP)"
-    )
+
+def print_table(rows: list[tuple[str, str, str]], ends) -> None:
     print("| stage | measured | rns |")
     print("|---|---|---|")
     for stage, what, value in rows:
@@ -147,11 +144,94 @@ def main() -> int:
             f"(reference seeds: {100 * end.seed_agree:.2f} %)"
         )
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", choices=[*stages.SETTINGS, "all"], default="full")
+    parser.add_argument(
+        "--other", type=int, default=6, help="further CamVid test images for the solver check"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    reason = stages.missing_reason()
+    if reason:
+        print(f"cannot run: {reason}")
+        return 2
+    torch.set_num_threads(args.threads)
+    fixture = stages.Fixture()
+    from rns.backbone import build_backbone
+
+    work = Path(tempfile.mkdtemp(prefix="rns-parity-"))
+    checkpoint = stages.make_reference_checkpoint(work / "vitb16_seed0.pt")
+    same_weights = stages.checkpoint_sha256(checkpoint) == fixture.index["checkpoint"]["sha256"]
+    backbone = build_backbone("ViT-B-16", checkpoint=checkpoint, variant="maskclip", device="cpu")
+    print(f"weights: sha256 equal to the fixture's: {same_weights}")
+    if args.setting in ("full", "all"):
+        memory = full_table(fixture, backbone, work, args.other)
+    else:
+        memory = stages.build_reference_memory(backbone, fixture, work / "memory.zarr")
+    features = dense_cache(backbone)
+    for setting in stages.SETTINGS[1:]:
+        if args.setting in (setting, "all"):
+            setting_table(stages.Fixture(setting), backbone, memory, work, features)
+    return 0
+
+
+def dense_cache(backbone):
+    """Dense features per test image, computed once for every setting."""
+    from rns.imageio import load_image
+
+    cache = {}
+
+    def features_of(name: str):
+        if name not in cache:
+            cache[name] = backbone.dense_features(load_image(stages.image_path(name, "test")))
+        return cache[name]
+
+    return features_of
+
+
+def full_table(fixture, backbone, work: Path, other_count: int):
+    """The full setting: every stage from the photos, then the solver check. Returns the memory."""
+    from rns.imageio import load_image
+
+    rows: list[tuple[str, str, str]] = []
+
+    dense = [stages.dense_stage(backbone, fixture, name) for name in fixture.test_names]
+    rows.append(
+        (
+            "resize, grid",
+            "resized size and grid equal",
+            f"{sum(d['same_grid'] and d['resized'] == d['reference_resized'] for d in dense)}/{len(dense)}"
+            f" ({dense[0]['resized'][1]}x{dense[0]['resized'][0]} -> {dense[0]['grid'][0]}x"
+            f"{dense[0]['grid'][1]})",
+        )
+    )
+    rows.append(("dense features", "per-patch cosine", worst_mean([d["cos_min"] for d in dense])))
+    supports = [stages.support_stage(backbone, fixture, name) for name in fixture.support_names]
+    rows.append(
+        ("support prototypes", "cosine per (image, class)", worst_mean([s["cos_min"] for s in supports]))
+    )
+    rows += fixture_rows(fixture)
+
+    memory = stages.build_reference_memory(backbone, fixture, work / "memory.zarr")
+
+    def segmenter_for_seed(seed: int):
+        return stages.reference_segmenter(backbone, fixture, memory, seed)
+
+    ends = [stages.end_to_end_stage(segmenter_for_seed, fixture, name) for name in fixture.test_names]
+    rows += end_rows(ends)
+    print(
+        f"\n# setting full: rns vs the official RNS code ({len(fixture.test_names)} test images, "
+        f"{len(fixture.support_names)} supports; seeded random ViT-B-16, MaskCLIP)"
+    )
+    print_table(rows, ends)
+
     print("\n# fast solver vs the 700-step AdamW loop, same initial weights (patch labels equal)")
     fast_fixture = [stages.head_stage(fixture, name, "fast")["patch_agree"] for name in fixture.test_names]
     print(f"fixture training sets: {worst_mean(fast_fixture, '{:.4f}')}")
     other = sorted((stages.CAMVID / "test" / "images").glob("*.jpg"))
-    other = [p for p in other if p.stem not in fixture.test_names][: args.other]
+    other = [p for p in other if p.stem not in fixture.test_names][:other_count]
     exact = segmenter_for_seed(0)
     fast = stages.reference_segmenter(backbone, fixture, memory, 0, solver="fast")
     agree, backbone_s, fit_exact_s, fit_fast_s = [], [], [], []
@@ -181,7 +261,7 @@ def main() -> int:
             " "
             f"fast {1000 * statistics.median(fit_fast_s):.0f} ms"
         )
-    return 0
+    return memory
 
 
 if __name__ == "__main__":

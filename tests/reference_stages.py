@@ -3,6 +3,10 @@
 Each function feeds rns the fixture's own inputs for one stage and returns what it measured, so that a
 failing stage is told apart from an upstream one. `tests/test_reference_parity.py` asserts on these
 figures and `benchmarks/parity.py` prints them as a table. The fixture's README states every rule.
+
+Four settings (`SETTINGS`): the paper's full support, and its partial-support experiments, each a folder of
+`../shared/parity` on the same images and weights: classes without examples (`partial-visual`), classes
+without a name (`partial-text`), no text at all (`no-text`). `Fixture(setting)` loads one of them.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rns.adapt import AdaptConfig, ArraySource, ClassText, SupportSet, nearest_rows
+from rns.adapt.anchors import neutral_text_prior
 from rns.adapt.head import SAMPLE_KINDS, HeadProblem, LinearHead
 from rns.adapt.method import plan_head
-from rns.adapt.relevance import class_relevance
 from rns.adapt.solvers import fit_head
 from rns.adapt.zero_shot import zero_shot_logits
 
@@ -31,6 +35,7 @@ SHARED = Path(os.environ.get("RNS_SHARED", REPO.parent / "shared"))
 PARITY = SHARED / "parity"
 CAMVID = SHARED / "data" / "camvid"
 TERM_MULTIPLIERS = {"retrieved": 1.0, "anchor": 1.5, "pseudo": 0.2}
+SETTINGS = ("full", "partial-visual", "partial-text", "no-text")
 
 
 def missing_reason() -> str | None:
@@ -50,27 +55,58 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class Fixture:
-    """The reference's outputs, loaded lazily from `../shared/parity`."""
+    """The reference's outputs in one setting, from `../shared/parity` (`full`) or its setting folder.
 
-    def __init__(self, root: Path = PARITY) -> None:
-        self.root = root
-        self.index = json.loads((root / "index.json").read_text())
+    A setting folder holds what differs from the full fixture (memory, per-image stages, label maps); the
+    test images' dense features and shapes are the full fixture's, merged in by `test`. Loaded arrays are
+    kept, so the tests and the benchmark read each file once.
+    """
+
+    def __init__(self, setting: str = "full", root: Path = PARITY) -> None:
+        if setting not in SETTINGS:
+            raise ValueError(f"unknown parity setting {setting!r}: one of {', '.join(SETTINGS)}")
+        self.setting = setting
+        self.full_root = root
+        self.root = root if setting == "full" else root / setting
+        self.full_index = json.loads((root / "index.json").read_text())
+        self.index = json.loads((self.root / "index.json").read_text())
         self.classes: list[str] = list(self.index["classes"])
-        self.memory = dict(np.load(root / "memory.npz"))
+        self.memory = dict(np.load(self.root / "memory.npz"))
+        self._tests: dict[str, dict[str, np.ndarray]] = {}
 
     @property
     def support_names(self) -> list[str]:
-        return [item["name"] for item in self.index["support_images"]]
+        return [item["name"] for item in self.full_index["support_images"]]
 
     @property
     def test_names(self) -> list[str]:
         return [item["name"] for item in self.index["test_images"]]
 
+    @property
+    def without_examples(self) -> list[int]:
+        """Classes the memory holds no example of (the reference's `drop_classes`)."""
+        return sorted(int(c) for c in self.memory.get("classes_without_examples", ()))
+
+    @property
+    def without_text(self) -> list[int]:
+        """Classes without a name (their text row in the fixture is the neutral prior)."""
+        return sorted(int(c) for c in self.memory.get("classes_without_text", ()))
+
+    @property
+    def config(self) -> AdaptConfig:
+        """rns's settings for this fixture: the defaults, with text off where the reference ran without."""
+        return AdaptConfig(use_text=bool(self.index.get("use_text", True)))
+
     def support(self, name: str) -> dict[str, np.ndarray]:
-        return dict(np.load(self.root / f"support_{name}.npz"))
+        return dict(np.load(self.full_root / f"support_{name}.npz"))
 
     def test(self, name: str) -> dict[str, np.ndarray]:
-        return dict(np.load(self.root / f"test_{name}.npz"))
+        if name not in self._tests:
+            data = dict(np.load(self.full_root / f"test_{name}.npz"))
+            if self.setting != "full":
+                data.update(np.load(self.root / f"test_{name}.npz"))  # features etc. stay the full's
+            self._tests[name] = data
+        return self._tests[name]
 
     def labels(self, name: str, seed: int = 0) -> np.ndarray:
         suffix = "" if seed == 0 else f"_seed{seed}"
@@ -78,8 +114,11 @@ class Fixture:
 
     @cached_property
     def text(self) -> ClassText:
+        """The class texts as rns holds them: None for a class without a name."""
+        nameless = set(self.without_text)
+        rows = self.memory["text_embeddings"]
         return ClassText.from_list(
-            [torch.from_numpy(v) for v in self.memory["text_embeddings"]], self.classes
+            [None if c in nameless else torch.from_numpy(v) for c, v in enumerate(rows)], self.classes
         )
 
     @cached_property
@@ -180,11 +219,17 @@ def fixture_support_set(fixture: Fixture, rows: np.ndarray) -> SupportSet:
 
 
 def per_image_stage(fixture: Fixture, name: str) -> dict[str, object]:
-    """Relevance, zero-shot labels and retrieved rows, from the fixture's features and memory."""
+    """Relevance, zero-shot labels and retrieved rows, from the fixture's features and memory.
+
+    Relevance is the one rns's plan computes for the head; the zero-shot pass scores a nameless class with
+    rns's neutral prior, as the reference scores it with the prior it stores in that class's text row.
+    """
     reference = fixture.test(name)
     queries = torch.from_numpy(reference["features"]).reshape(-1, reference["features"].shape[-1])
-    relevance = class_relevance(queries, fixture.text, AdaptConfig().relevance_temperature).numpy()
-    zero_shot = zero_shot_logits(queries, fixture.text).argmax(dim=1).numpy()
+    support = fixture_support_set(fixture, reference["retrieved_rows"].astype(np.int64))
+    relevance = plan_head(queries, fixture.text, support, fixture.config).relevance.numpy()
+    scoring = fixture.text.with_prior(neutral_text_prior(fixture.text, "cpu"))
+    zero_shot = zero_shot_logits(queries, scoring).argmax(dim=1).numpy()
     finite = fixture.finite_rows
     source = ArraySource(fixture.memory["support_rows"][finite], finite % len(fixture.classes))
     rows = finite[nearest_rows(queries, source, AdaptConfig().k)]
@@ -197,13 +242,24 @@ def per_image_stage(fixture: Fixture, name: str) -> dict[str, object]:
     }
 
 
+def neutral_prior_stage(fixture: Fixture) -> float | None:
+    """Lowest cosine of rns's neutral text prior to the reference's text row of each nameless class."""
+    if not fixture.without_text:
+        return None
+    prior = neutral_text_prior(fixture.text, "cpu").numpy()
+    return float(cosine(fixture.memory["text_embeddings"][fixture.without_text], prior).min())
+
+
 def reference_problem(fixture: Fixture, name: str) -> HeadProblem:
     """The head's training set exactly as the reference built it, in rns's form (weights include 1/M)."""
     reference = fixture.test(name)
     kinds = torch.from_numpy(reference["train_kind"].astype(np.int64))
     multipliers = torch.tensor([TERM_MULTIPLIERS[kind] for kind in SAMPLE_KINDS])[kinds]
     weights = torch.from_numpy(reference["train_weights"]) * multipliers / len(kinds)
-    targets = F.one_hot(torch.from_numpy(reference["train_labels"]), len(fixture.classes)).float()
+    if "train_targets" in reference:  # the settings' fixtures: soft rows for pseudo anchors
+        targets = torch.from_numpy(reference["train_targets"]).float()
+    else:
+        targets = F.one_hot(torch.from_numpy(reference["train_labels"]), len(fixture.classes)).float()
     return HeadProblem(torch.from_numpy(reference["train_features"]), targets, weights.float(), kinds)
 
 
@@ -212,7 +268,7 @@ def training_set_stage(fixture: Fixture, name: str) -> dict[str, object]:
     reference = fixture.test(name)
     queries = torch.from_numpy(reference["features"]).reshape(-1, reference["features"].shape[-1])
     support = fixture_support_set(fixture, reference["retrieved_rows"].astype(np.int64))
-    problem = plan_head(queries, fixture.text, support, AdaptConfig()).problem
+    problem = plan_head(queries, fixture.text, support, fixture.config).problem
     expected = reference_problem(fixture, name)
     same_size = problem is not None and len(problem) == len(expected)
     if not same_size:
@@ -220,6 +276,7 @@ def training_set_stage(fixture: Fixture, name: str) -> dict[str, object]:
             "samples": 0 if problem is None else len(problem),
             "reference_samples": len(expected),
             "features_max_diff": float("inf"),
+            "targets_max_diff": float("inf"),
             "labels_equal": False,
             "kinds_equal": False,
             "weights_max_rel_diff": float("inf"),
@@ -229,6 +286,7 @@ def training_set_stage(fixture: Fixture, name: str) -> dict[str, object]:
         "samples": len(problem),
         "reference_samples": len(expected),
         "features_max_diff": float((problem.features - expected.features).abs().max()),
+        "targets_max_diff": float((problem.targets - expected.targets).abs().max()),
         "labels_equal": bool(torch.equal(problem.targets.argmax(1), expected.targets.argmax(1))),
         "kinds_equal": bool(torch.equal(problem.kinds, expected.kinds)),
         "weights_max_rel_diff": float(weight_diff.max()),
@@ -272,6 +330,36 @@ def build_reference_memory(backbone, fixture: Fixture, path: Path):
     return memory
 
 
+def setting_memory(full_memory, fixture: Fixture, path: Path):
+    """The full fixture's memory as a user of this setting would hold it, in a copy at `path`.
+
+    Classes without examples are removed (`SupportMemory.remove_class`: what masks that never label them
+    give); classes without a name are re-stored with no text, as `rns add-support --no-text` stores them
+    (the same rows under the same content key: only the class's text changes). In `no-text` every class is
+    nameless, so rns meets a memory with no text at all, and the fixture's classes list has no background.
+    """
+    import shutil
+
+    from support_memory import SupportMemory
+
+    shutil.copytree(full_memory.path, path)
+    memory = SupportMemory.open(path)
+    for c in fixture.without_examples:
+        memory.remove_class(fixture.classes[c])
+    nameless = [fixture.classes[c] for c in fixture.without_text]
+    if fixture.setting == "no-text":
+        nameless = list(fixture.classes)
+    for source in memory.sources():
+        names = [n for n in source.class_names if n in nameless]
+        if names:
+            vectors, _ = memory.rows(memory.source_rows(source.source_id))
+            memory.put_source(
+                source.source_id, vectors, list(source.class_names), fingerprint=memory.fingerprint,
+                content_key=source.content_key, class_texts=dict.fromkeys(names),
+            )
+    return memory
+
+
 def reference_segmenter(backbone, fixture: Fixture, memory, seed: int, solver: str = "adamw"):
     """A Segmenter in the paper's setting (the fixture's classes, no background), head seeded with `seed`."""
     from rns.pipeline import Segmenter, SegmentOptions
@@ -289,9 +377,18 @@ class EndToEnd:
     seed_agree: float
 
 
-def end_to_end_stage(segmenter_for_seed, fixture: Fixture, name: str) -> EndToEnd:
-    """rns's final label map (head seeded as the reference's was) against the reference's, pixel by pixel."""
+def end_to_end_stage(segmenter_for_seed, fixture: Fixture, name: str, features=None) -> EndToEnd:
+    """rns's final label map (head seeded as the reference's was) against the reference's, pixel by pixel.
+
+    `features`: the image's dense features from the same backbone, when a caller computed them once for
+    several settings; otherwise the segmenter computes them from the photo.
+    """
+    from rns.imageio import load_image
+
     index = fixture.test_names.index(name)
     segmenter = segmenter_for_seed(index)
-    labels = segmenter.segment(image_path(name, "test")).labels
+    if features is None:
+        labels = segmenter.segment(image_path(name, "test")).labels
+    else:
+        labels = segmenter.segment_features(load_image(image_path(name, "test")), features).labels
     return EndToEnd(name, float((labels == fixture.labels(name, 0)).mean()), fixture.seed_agreement(name))

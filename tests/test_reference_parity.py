@@ -121,3 +121,53 @@ def test_end_to_end_label_maps(backbone, reference_memory, name):
 
     result = stages.end_to_end_stage(segmenter_for_seed, FIXTURE, name)
     assert result.agree >= result.seed_agree - 0.01, result
+
+
+# ------------------------------------------------------------------ the partial-support settings, end to end
+SETTING_FIXTURES = {s: stages.Fixture(s) for s in stages.SETTINGS if s != "full"} if REASON is None else {}
+SETTING_CASES = [(s, name) for s, fixture in SETTING_FIXTURES.items() for name in fixture.test_names]
+
+
+@pytest.fixture(scope="module")
+def dense_features(backbone):
+    """Each test image's dense features, computed once for all settings (the same backbone and photo)."""
+    cache = {}
+
+    def features_of(name: str):
+        if name not in cache:
+            from rns.imageio import load_image
+
+            cache[name] = backbone.dense_features(load_image(stages.image_path(name, "test")))
+        return cache[name]
+
+    return features_of
+
+
+@pytest.fixture(scope="module")
+def setting_memories(reference_memory, tmp_path_factory):
+    """Per setting, the memory a user of that setting holds (see `stages.setting_memory`), built once."""
+    cache = {}
+
+    def memory_of(setting: str):
+        if setting not in cache:
+            path = tmp_path_factory.mktemp("memory") / f"{setting}.zarr"
+            cache[setting] = stages.setting_memory(reference_memory, SETTING_FIXTURES[setting], path)
+        return cache[setting]
+
+    return memory_of
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting,name", SETTING_CASES, ids=[f"{s}-{n}" for s, n in SETTING_CASES])
+def test_end_to_end_label_maps_per_setting(backbone, setting_memories, dense_features, setting, name):
+    """Each setting reached through rns's ordinary interface (classes no mask labels, `--no-text` classes,
+    a memory without any text), with rns's default options: final label maps agree with the reference at
+    least as well as the reference agrees with itself over two head seeds, minus one point."""
+    fixture = SETTING_FIXTURES[setting]
+    memory = setting_memories(setting)
+
+    def segmenter_for_seed(seed: int):
+        return stages.reference_segmenter(backbone, fixture, memory, seed)
+
+    result = stages.end_to_end_stage(segmenter_for_seed, fixture, name, dense_features(name))
+    assert result.agree >= result.seed_agree - 0.01, result

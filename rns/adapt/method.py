@@ -41,12 +41,15 @@ def missing_class_error(name: str) -> InputError:
 def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> ClassRoles:
     """Decide, per class, between fused visual anchors, pseudo anchors and nothing; refuse unlearnable ones.
 
-    The reference's rule: a class some query retrieved gets fused anchors from its class-level prototype
-    (the mean of its retrieved rows stands in for a missing one); a class with examples in the memory that
-    no query retrieved gets nothing in this image; a class with text and no examples at all gets pseudo
-    anchors (kept only if zero-shot predicts it here). rns additions: a class without text keeps its
-    visual anchors even when not retrieved, having nothing else; `anchors_need_retrieval=False` gives
-    anchors to every class with examples.
+    The reference's rule (`core/rns.py:139-192`): a class some query retrieved gets fused anchors from its
+    class-level prototype (the mean of its retrieved rows stands in for a missing one); a class with
+    examples in the memory that no query retrieved gets nothing in this image, named or not; a class with
+    text and no examples at all gets pseudo anchors (kept only if zero-shot predicts it here); a class
+    with neither is refused (the reference could only describe it by the neutral prior, the same vector
+    for every nameless class). rns options: `anchors_need_retrieval=False` gives anchors to every class
+    with examples; `visual_anchors_without_text=True` does so for the classes without text only (rns's
+    earlier rule). `text` is what the adaptation may read: without text (the no-text setting) no class
+    gets pseudo anchors.
     """
     retrieved = torch.zeros(support.num_classes, dtype=torch.bool, device=support.labels.device)
     retrieved[support.labels] = True
@@ -59,7 +62,7 @@ def class_roles(text: ClassText, support: SupportSet, config: AdaptConfig) -> Cl
             visual[c] = support.class_vectors[c] if has_examples else torch.nn.functional.normalize(
                 support.vectors[support.labels == c].mean(dim=0), dim=-1)
         elif has_examples:
-            if not has_text or not config.anchors_need_retrieval:
+            if not config.anchors_need_retrieval or (config.visual_anchors_without_text and not has_text):
                 visual[c] = support.class_vectors[c]
         elif has_text:
             pseudo.append(c)
@@ -119,22 +122,38 @@ class HeadPlan:
     pseudo_from_image: list[int]
 
 
+def is_text_free(text: ClassText, config: AdaptConfig) -> bool:
+    """The no-text setting: text switched off (`use_text=False`) or no class has any."""
+    return not config.use_text or text.dim is None
+
+
 def plan_head(queries: torch.Tensor, text: ClassText, support: SupportSet, config: AdaptConfig) -> HeadPlan:
-    """Steps 2-5: relevance, fused anchors, pseudo anchors, stacked into the head's training problem."""
+    """Steps 2-5: relevance, fused anchors, pseudo anchors, stacked into the head's training problem.
+
+    Where a class has no name, the neutral text prior stands in for its text wherever text is read
+    (zero-shot labels, fused anchors, pseudo targets), as in the reference (`main_eval.py:291-303`).
+    In the no-text setting (`is_text_free`) the head trains on the retrieved rows alone
+    (`main_eval.py:308-332`), unless `visual_anchors_without_text` adds the visual prototypes.
+    """
     device, dim = queries.device, queries.shape[1]
-    work_text = text if config.use_text else text.without_text()
+    text_free = is_text_free(text, config)
+    work_text = text.without_text() if text_free else text
+    prior = None if text_free else neutral_text_prior(work_text, device)
+    scoring_text = work_text.with_prior(prior)
     roles = class_roles(work_text, support, config)
-    relevance = class_relevance(queries, work_text, config.relevance_temperature, config.use_relevance)
-    prior = neutral_text_prior(work_text, device)
-    anchors = build_anchor_set(roles.visual, work_text, config.lambdas, prior, dim, device)
+    relevance = class_relevance(queries, work_text, config.relevance_temperature, config.use_relevance,
+                                config.nameless_relevance)
+    anchors = AnchorSet.empty(dim, device)
+    if not text_free or config.visual_anchors_without_text:
+        anchors = build_anchor_set(roles.visual, work_text, config.lambdas, prior, dim, device)
     pseudo = AnchorSet.empty(dim, device)
     pseudo_targets = torch.zeros(0, text.num_classes, device=device)
     protos: dict[int, torch.Tensor] = {}
     if roles.pseudo:
-        zero_shot_labels = zero_shot_logits(queries, work_text, config.temperature).argmax(dim=1)
+        zero_shot_labels = zero_shot_logits(queries, scoring_text, config.temperature).argmax(dim=1)
         protos = pseudo_prototypes(queries, zero_shot_labels, roles.pseudo, work_text)
         pseudo = build_anchor_set(protos, work_text, config.lambdas, prior, dim, device)
-        soft_logits = config.temperature * text_similarity(pseudo.features, work_text)
+        soft_logits = config.temperature * text_similarity(pseudo.features, scoring_text)
         pseudo_targets = torch.softmax(soft_logits, dim=1)
     problem = None
     if support.num_rows or len(anchors) or len(pseudo):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 Solver = Literal["fast", "adamw"]
 Weighting = Literal["global", "per_term"]
+NamelessRelevance = Literal["uniform", "mean"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,16 @@ class ClassText:
         """The same classes with every text removed (the "no text" ablation)."""
         return ClassText(tuple(None for _ in self.vectors), self.names)
 
+    def with_prior(self, prior: torch.Tensor | None) -> ClassText:
+        """The same classes with every nameless class described by `prior` (`[d]`), the neutral text prior.
+
+        The reference replaces a nameless class's text by the prior everywhere text is read (zero-shot
+        labels, fused anchors, pseudo targets), so that each class has a column to score. None: unchanged.
+        """
+        if prior is None:
+            return self
+        return ClassText(tuple(prior.reshape(1, -1) if v is None else v for v in self.vectors), self.names)
+
 
 @dataclass(frozen=True)
 class SupportSet:
@@ -138,8 +149,14 @@ class SupportSet:
 class AdaptConfig:
     """Every setting of the adaptation; the defaults are the reference settings of the method.
 
-    The ablation switches: `use_text=False` ignores all text (anchors are the visual prototypes alone,
-    uniform relevance, no pseudo prototypes); `use_relevance=False` weighs all classes equally;
+    `use_text=False` is the reference's `use_text: false` setting, also taken whenever no class has text
+    (an image-only backbone, or a memory whose classes all have no name): no fused anchors, uniform
+    relevance, the head trained on the retrieved rows alone; a class without examples is then refused.
+    `visual_anchors_without_text=True` (an rns option) adds, in that setting, each class's class-level
+    prototype as one anchor, retrieved or not. `nameless_relevance` decides relevance when some class has
+    no name: "uniform" (the reference: every class weighs the same), or "mean" (an rns option: the named
+    classes are scored and a nameless one gets their mean weight).
+    The ablation switches: `use_relevance=False` weighs all classes equally;
     `use_retrieval=False` makes the retrieval step return every support row instead of the nearest ones;
     a single value in `lambdas` keeps one fused anchor per class.
     """
@@ -162,6 +179,8 @@ class AdaptConfig:
     # "global": sample weights L1-normalised over all samples (the reference); "per_term": within each term.
     weighting: Weighting = "global"
     use_text: bool = True
+    visual_anchors_without_text: bool = False
+    nameless_relevance: NamelessRelevance = "uniform"
     use_relevance: bool = True
     use_retrieval: bool = True
     # Anchors only for visual classes that some query actually retrieved (as the reference code does);
@@ -178,6 +197,10 @@ class AdaptConfig:
             raise ValueError(f"lambdas must be a non-empty list of values in [0, 1], got {self.lambdas}")
         if self.solver not in ("fast", "adamw"):
             raise ValueError(f"solver must be 'fast' or 'adamw', got {self.solver!r}")
+        if self.nameless_relevance not in ("uniform", "mean"):
+            raise ValueError(
+                f"nameless_relevance must be 'uniform' or 'mean', got {self.nameless_relevance!r}"
+            )
         if self.weighting not in ("global", "per_term"):
             raise ValueError(f"weighting must be 'global' or 'per_term', got {self.weighting!r}")
         if self.steps < 1 or self.fast_steps < 1:

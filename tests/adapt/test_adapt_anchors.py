@@ -64,11 +64,14 @@ def test_class_roles_follow_the_reference_unless_asked_otherwise() -> None:
     # 0: retrieved; 1: stored, not retrieved; 2: rows only; 3: no text, stored, not retrieved
     support = _support([True, True, False, True], [0, 0, 2])
     roles = class_roles(text, support, AdaptConfig())
-    # the reference: a class with examples that no query retrieved gets nothing here (not pseudo anchors)
-    assert sorted(roles.visual) == [0, 2, 3] and roles.pseudo == []
+    # the reference: a class with examples that no query retrieved gets nothing here (not pseudo anchors),
+    # whether it has a name (1) or not (3: the mixed case of a nameless class absent from this image)
+    assert sorted(roles.visual) == [0, 2] and roles.pseudo == []
     assert torch.allclose(roles.visual[2], support.vectors[2])  # rows' mean stands in for a prototype
     everyone = class_roles(text, support, AdaptConfig(anchors_need_retrieval=False))
     assert sorted(everyone.visual) == [0, 1, 2, 3] and everyone.pseudo == []
+    earlier_rule = class_roles(text, support, AdaptConfig(visual_anchors_without_text=True))
+    assert sorted(earlier_rule.visual) == [0, 2, 3]  # rns's option: a nameless class keeps its anchors
     no_examples = _support([True, False, False, True], [0, 0])
     assert class_roles(text, no_examples, AdaptConfig()).pseudo == [1, 2]  # text, no examples at all
 

@@ -64,9 +64,16 @@ def test_relevance_favours_the_classes_the_image_shows() -> None:
     assert torch.allclose(weights, torch.softmax(10.0 * image, dim=0), atol=1e-6)
 
 
-def test_relevance_gives_a_class_without_text_the_mean_weight() -> None:
+def test_relevance_is_uniform_as_soon_as_a_class_has_no_name() -> None:
+    """The reference (`core/rns.py:102-104`): with any nameless class, no class is scored."""
     text = ClassText.from_list([basis(3, 0), basis(3, 1), None])
     weights = class_relevance(F.normalize(torch.tensor([[1.0, 0.2, 0.5]]), dim=-1), text)
+    assert torch.allclose(weights, torch.full((3,), 1 / 3))
+
+
+def test_relevance_option_gives_a_class_without_text_the_mean_weight() -> None:
+    text = ClassText.from_list([basis(3, 0), basis(3, 1), None])
+    weights = class_relevance(F.normalize(torch.tensor([[1.0, 0.2, 0.5]]), dim=-1), text, nameless="mean")
     assert torch.isclose(weights.sum(), torch.tensor(1.0))
     assert torch.isclose(weights[2], weights[:2].mean())
     assert not torch.isclose(weights[0], weights[1])
