@@ -19,6 +19,8 @@ from rns.backbone.efficientnet_weights import IMAGENET_TAG, LITE_MODELS
 from rns.errors import InputError
 
 CLIP_EXAMPLE = "ViT-B-16"
+DEFAULT_MODEL = "ViT-B-16"
+MODEL_ENV = "RNS_MODEL"
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,14 @@ def family_of(model: str) -> BackboneFamily:
     return next(family for family in FAMILIES if family.owns(model))
 
 
-def model_has_text(model: str) -> bool:
-    return family_of(model).has_text
+def resolve_model_name(model: str | None) -> str:
+    """The model a command will build: the argument, else $RNS_MODEL, else the default."""
+    return model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def model_has_text(model: str | None) -> bool:
+    """Whether the model a command will build (resolved as `resolve_model_name`) reads class names."""
+    return family_of(resolve_model_name(model)).has_text
 
 
 class NoTextError(InputError):
