@@ -27,6 +27,7 @@ from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.backbone.families import no_text_error
 from rns.backbone.geometry import ImageGeometry
+from rns.background_evidence import background_taught
 from rns.errors import DeviceError, InputError
 from rns.fingerprints import check_memory_fingerprint
 from rns.imageio import load_image
@@ -116,7 +117,7 @@ class Segmenter:
         self.options = options or SegmentOptions()
         # An image-only backbone (EfficientNet-Lite) reads no class name: the method's no-text setting.
         self.has_text = bool(getattr(backbone, "has_text", True))
-        if not self.has_text and self.options.background and not _background_taught(memory, classes):
+        if not self.has_text and self.options.background and not background_taught(memory, classes):
             # Background is learned from examples alone here; with none, every pixel takes an asked class.
             self.options = replace(self.options, background=False)
         # The background threshold applies to pixels, after upsampling; the per-image adaptation runs without
@@ -379,20 +380,6 @@ def build_segmenter(
         proposer = build_region_proposer(options.regions, sam_checkpoint=options.sam_checkpoint,
                                          device=str(backbone.device))  # fmt: skip
     return Segmenter(backbone, classes, memory=memory, options=options, region_proposer=proposer)
-
-
-def _background_taught(memory: SupportMemory | None, classes: list[str] | str | None) -> bool:
-    """Whether the memory holds examples that would map to background: a stored "background" class, or a
-    stored class the user did not ask for (asking for none means all of them)."""
-    if memory is None or memory.n_prototypes == 0:
-        return False
-    stored = {info.name.casefold() for info in memory.classes()}
-    if BACKGROUND in stored:
-        return True
-    if not classes:
-        return False
-    asked = parse_class_list(classes) if isinstance(classes, str) else clean_class_list(list(classes))
-    return bool(stored - {name.casefold() for name in asked})
 
 
 def open_memory_if_present(memory_path: str | os.PathLike | None) -> SupportMemory | None:
