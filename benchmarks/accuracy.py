@@ -221,6 +221,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--short-side", type=int, default=None, help="EfficientNet-Lite input short side")
     parser.add_argument("--grid-stride", type=int, default=None, help="EfficientNet-Lite feature grid stride")
     parser.add_argument("--notext-regions", default="superpixels", help="'none' leaves out the regions row")
+    parser.add_argument("--anchor-weight", type=float, default=None,
+                        help="notext table: add an RNS row with this AdaptConfig.anchor_weight")
+    parser.add_argument("--patch-knn", action="store_true",
+                        help="notext table: add a kNN vote over every support patch (not the memory's rows)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--shots", default="1,5,20")
     parser.add_argument("--region-shots", default="1,5")

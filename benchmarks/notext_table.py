@@ -63,6 +63,40 @@ def knn_vote_labels(memory, features: torch.Tensor, geometry, names: list[str], 
     return _to_pixels(votes.argmax(1), features, geometry, len(names))
 
 
+def support_patches(cache: FeatureCache, split, indices: list[int], names: list[str]):
+    """Every labelled patch of the chosen support images as one row: `[n, d]` features, `[n]` classes.
+
+    A patch takes the majority label of the pixels it covers (mask resized like the photo); unlabelled
+    (255) majorities are left out. The memory keeps one mean row per (image, class) instead.
+    """
+    from rns.backbone.geometry import pad_labels, resize_labels
+
+    rows, labels = [], []
+    for index in indices:
+        image, mask = load_image(split.images[index]), load_mask(split.masks[index])
+        geometry = cache.backbone.geometry(image.width, image.height)
+        features = cache(split.images[index])
+        gh, gw, dim = features.shape
+        stride = geometry.patch
+        resized = pad_labels(resize_labels(mask, geometry.resized), geometry.padded, 255)
+        blocks = resized.reshape(gh, stride, gw, stride).transpose(0, 2, 1, 3).reshape(gh * gw, -1)
+        counts = np.stack([(blocks == c).sum(1) for c in range(len(names))], axis=1)
+        keep = counts.sum(1) > blocks.shape[1] // 2
+        rows.append(features.reshape(-1, dim)[torch.from_numpy(keep)])
+        labels.append(torch.from_numpy(counts.argmax(1)[keep]))
+    return torch.cat(rows).float(), torch.cat(labels)
+
+
+def patch_knn_labels(patches, features: torch.Tensor, geometry, names: list[str], k: int = 10) -> np.ndarray:
+    """Each query patch takes the majority class of its k nearest support patches."""
+    rows, classes = patches
+    queries = features.reshape(-1, features.shape[-1]).float()
+    nearest = (queries @ rows.T).topk(min(k, rows.shape[0]), dim=1).indices
+    votes = torch.zeros(queries.shape[0], len(names)).scatter_add_(1, classes[nearest],
+                                                                    torch.ones(nearest.shape))
+    return _to_pixels(votes.argmax(1), features, geometry, len(names))
+
+
 def run_notext_table(args, backbone, names, queries, train) -> None:
     cache = FeatureCache(backbone)
     config = AdaptConfig()
@@ -75,12 +109,18 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
         proposer = build_region_proposer("superpixels", device=str(backbone.device))
     else:
         rows = rows[:3]
+    extra_anchor = getattr(args, "anchor_weight", None)
+    if extra_anchor is not None:
+        rows.append(f"RNS, no text, anchor weight {extra_anchor:g}")
+    if getattr(args, "patch_knn", False):
+        rows.append("patch kNN (k=10, every support patch a row)")
     results = {name: {b: [] for b in args.shots} for name in rows}
     seconds: dict[str, list[float]] = {name: [] for name in rows}
     for shots in args.shots:
         for seed in args.seeds:
             chosen = draw_supports(train, len(names), shots, seed)
             memory = build_memory(cache, train, chosen, names)
+            patches = support_patches(cache, train, chosen, names) if rows[-1].startswith("patch") else None
             segmenters = {
                 "RNS, no text": Segmenter(backbone, names, memory=memory,
                                           options=SegmentOptions(background=False, adapt=config)),
@@ -89,6 +129,12 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
                 segmenters["RNS, no text + superpixels"] = Segmenter(
                     backbone, names, memory=memory, region_proposer=proposer,
                     options=SegmentOptions(background=False, regions="superpixels", adapt=config))
+            if extra_anchor is not None:
+                from dataclasses import replace
+
+                anchored = replace(config, anchor_weight=extra_anchor)
+                segmenters[f"RNS, no text, anchor weight {extra_anchor:g}"] = Segmenter(
+                    backbone, names, memory=memory, options=SegmentOptions(background=False, adapt=anchored))
             matrices = {name: ConfusionMatrix(len(names)) for name in rows}
             for image_path, mask_path in zip(queries.images, queries.masks, strict=True):
                 truth = load_mask(mask_path)
@@ -101,6 +147,8 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
                         predicted = prototype_labels(memory, features, geometry, names)
                     elif name == rows[1]:
                         predicted = knn_vote_labels(memory, features, geometry, names, config.k)
+                    elif name.startswith("patch"):
+                        predicted = patch_knn_labels(patches, features, geometry, names)
                     else:
                         predicted = segmenters[name].segment_features(image, features).labels
                     seconds[name].append(time.perf_counter() - start)
