@@ -231,7 +231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not (args.data / "classes.txt").exists():
-        sys.exit(f"CamVid not found at {args.data}: pass --data DIR (see ../shared/data/camvid/README.md)")
+        sys.exit(f"CamVid not found at {args.data}: pass --data DIR (or set RNS_SHARED)")
     torch.manual_seed(0)
     backbone, smoke = open_backbone(args)
     args.smoke = smoke
