@@ -27,14 +27,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from rns.atomic import atomic_write, atomic_write_json, fsync_directory
-from rns.errors import InputError
 from rns.legend_font import legend_texts
+from rns.output_specs import DEFAULT_SAVE, SAVE_KINDS, needs_probabilities, parse_save  # noqa: F401
 from rns.palette import class_colour, hex_colour, png_palette
 from rns.rle import encode_rle
 from rns.segmentation import Segmentation
-
-SAVE_KINDS: tuple[str, ...] = ("labels", "overlay", "summary", "probs", "rle")
-DEFAULT_SAVE: frozenset[str] = frozenset({"labels", "overlay", "summary"})
 
 SUFFIXES: Mapping[str, str] = {
     "labels": ".labels.png",
@@ -48,35 +45,6 @@ DEFAULT_OVERLAY_ALPHA = 0.5
 IMAGE_SUMMARY_FORMAT = "rns.image-summary/1"
 CLASSES_FORMAT = "rns.classes/1"
 PROBS_SCALE = 255  # stored value = round(probability * 255); read back as value / 255
-
-
-def parse_save(spec: str | Iterable[str]) -> frozenset[str]:
-    """The set of output kinds from `--save` ("labels,overlay", "all", or an iterable of names).
-
-    Raises `InputError` for an unknown name, listing the valid ones.
-    """
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
-    chosen: set[str] = set()
-    for raw in names:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        if name == "all":
-            chosen.update(SAVE_KINDS)
-        elif name in SAVE_KINDS:
-            chosen.add(name)
-        else:
-            raise InputError(
-                f"unknown output {raw.strip()!r} in --save: choose from {', '.join(SAVE_KINDS)}, all"
-            )
-    if not chosen:
-        raise InputError(f"--save names no output: choose from {', '.join(SAVE_KINDS)}, all")
-    return frozenset(chosen)
-
-
-def needs_probabilities(save: Iterable[str]) -> bool:
-    """Whether the segmenter must keep per-class probabilities for these outputs (they are large)."""
-    return "probs" in set(save)
 
 
 def output_paths(out_dir: str | os.PathLike, stem: str, save: Iterable[str]) -> dict[str, Path]:
