@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import click
 
 from rns.errors import RnsError
@@ -15,6 +17,25 @@ def _hint(error: Exception) -> str:
     return ""
 
 
+def usage_line(error: click.UsageError) -> str:
+    """A click usage error as one line: what was wrong, a suggestion only when it is close, where help is.
+
+    click prints four lines (usage, a help hint, a blank, the error) and suggests every option within its
+    loose similarity cutoff, so `--clases` got "did you mean --classes, --steps"; here only a near match
+    (difflib ratio >= 0.8) is offered.
+    """
+    command = error.ctx.command_path if error.ctx is not None else "rns"
+    if isinstance(error, click.NoSuchOption):
+        close = difflib.get_close_matches(error.option_name, sorted(error.possibilities or ()), n=1,
+                                          cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        message = f"no such option {error.option_name}{hint}"
+    else:
+        message = error.format_message()
+        message = (message[:1].lower() + message[1:]).rstrip(".")
+    return f"{command}: error: {' '.join(message.split())}; see '{command} --help'"
+
+
 def run_with_user_errors(group: click.Group, argv: list[str] | None) -> int:
     """Run the click group; a user error prints `rns: error: <one line>` and returns 2."""
     try:
@@ -25,6 +46,9 @@ def run_with_user_errors(group: click.Group, argv: list[str] | None) -> int:
     except click.exceptions.Abort:
         click.echo("rns: aborted", err=True)
         return 130
+    except click.UsageError as error:
+        click.echo(usage_line(error), err=True)
+        return 2
     except click.ClickException as error:
         error.show()
         return 2
