@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from synthetic_images import two_texture_image
 
@@ -91,12 +92,15 @@ def test_quiet_prints_only_the_final_line(tmp_path, capsys):
     photo(folder / "a.png")
     photo(folder / "b.png", seed=1)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / ".rns.lock").write_text("999999999")  # left by a run killed long ago: its pid is gone
     code, stdout, err = rns(["segment", str(folder), "--classes", "car", "--zero-shot", "--out", str(out),
                              "-q", *TINY], capsys)
     assert code == 0, err
     assert stdout == ""
     (line,) = err.strip().splitlines()
     assert line.startswith("2 segmented, 0 already done, 0 failed") and str(out) in line
+    assert not (out / ".rns.lock").exists()  # item 13: no hidden lock file stays behind
     code, _, err = rns(["segment", str(folder / "a.png"), "--classes", "car", "--zero-shot", "--out",
                         str(tmp_path / "one"), "-q", *TINY], capsys)
     (line,) = err.strip().splitlines()
@@ -117,3 +121,16 @@ def test_add_support_prints_the_name_the_memory_keeps_and_progress_lines_in_a_lo
     assert "Sky" not in out and "classes: sky" in out and "(sky)" in out
     progress = [line for line in err.splitlines() if line.startswith("extracting")]
     assert progress == ["extracting 1/2", "extracting 2/2"]  # stderr here is not a terminal
+
+
+def test_the_output_lock_refuses_a_second_holder_and_leaves_no_file(tmp_path):
+    from rns.outlock import OutputFolderBusyError, output_folder_lock
+
+    with output_folder_lock(tmp_path):
+        assert (tmp_path / ".rns.lock").read_text() == str(os.getpid())
+        with pytest.raises(OutputFolderBusyError, match="in use by another rns run"), \
+                output_folder_lock(tmp_path):
+            pass
+    assert not (tmp_path / ".rns.lock").exists()
+    with output_folder_lock(tmp_path):  # and it can be taken again
+        pass
