@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
+import signal
+import sys
 
 import click
 
@@ -43,8 +47,8 @@ def run_with_user_errors(group: click.Group, argv: list[str] | None) -> int:
     except (RnsError, MemoryStoreError) as error:
         click.echo(f"rns: error: {error}{_hint(error)}", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("rns: aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C; the run has already said what is left
+        click.echo("rns: interrupted", err=True)
         return 130
     except click.UsageError as error:
         click.echo(usage_line(error), err=True)
@@ -56,3 +60,23 @@ def run_with_user_errors(group: click.Group, argv: list[str] | None) -> int:
         click.echo("rns: interrupted", err=True)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def interrupt_ends_shutdown() -> None:
+    """Once the command has returned, Ctrl-C ends the process at once with 130 and one line.
+
+    Python joins worker threads (thread pools, the memory's I/O) after `main` returns; a Ctrl-C there
+    used to print "Exception ignored in threading._shutdown" with a traceback and exit 0. The command's
+    work is complete by then (every commit and output was written before it returned), so stopping is
+    safe; the exit code still says that the process was interrupted.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os.write(2, b"rns: interrupted while shutting down (the command had finished its work)\n")
+        os._exit(130)
+
+    with contextlib.suppress(ValueError):  # not the main thread: leave Python's own handling
+        signal.signal(signal.SIGINT, stop)

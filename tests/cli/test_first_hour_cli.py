@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +137,62 @@ def test_the_output_lock_refuses_a_second_holder_and_leaves_no_file(tmp_path):
     assert not (tmp_path / ".rns.lock").exists()
     with output_folder_lock(tmp_path):  # and it can be taken again
         pass
+
+
+def test_ctrl_c_says_how_many_images_are_left_and_that_a_rerun_resumes(tmp_path):
+    """Item 10. The second input is a named pipe, so the run is sure to be mid-way when Ctrl-C comes."""
+    first = photo(tmp_path / "in" / "a.png")
+    pipe = tmp_path / "in" / "slow.png"
+    os.mkfifo(pipe)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    argv = ["segment", str(first), str(pipe), "--classes", "car", "--zero-shot", "--out", str(out), "-q",
+            *TINY]
+    code = "import sys; from rns.cli import main; main(sys.argv[1:])"
+    process = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / ".rns.lock").exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+    finally:
+        with open(pipe, "wb") as writer:  # unblocks the loader thread reading the pipe
+            writer.write(first.read_bytes())
+        _, err = process.communicate(timeout=240)
+    assert process.returncode == 130, err
+    assert re.search(r"interrupted: [12] of 2 image\(s\) left; the same command again resumes", err), err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_ctrl_c_after_the_work_is_done_exits_130_without_a_traceback():
+    """Item 10: Ctrl-C while Python joins leftover threads at exit (as after add-support) ends at once."""
+    probe = ("import threading, time\n"
+             "threading.Thread(target=time.sleep, args=(60,)).start()  # a pool still being joined at exit\n"
+             "from rns.cli import main\nprint('ready', flush=True)\nmain(['--version'])\n")
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-c", probe], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(1.5)  # main has returned and the interpreter waits for the thread
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip() == "rns: interrupted while shutting down (the command had finished its work)"
+
+
+def test_a_rerun_after_saving_more_outputs_redoes_nothing(tmp_path, capsys):
+    """Item 6: outputs saved by an earlier `--save all` run do not make a plain rerun redo the images."""
+    folder = tmp_path / "in"
+    photo(folder / "a.png")
+    photo(folder / "b.png", seed=1)
+    out = tmp_path / "out"
+    base = ["segment", str(folder), "--classes", "car", "--zero-shot", "--out", str(out), "-q", *TINY]
+    code, _, err = rns([*base, "--save", "all"], capsys)
+    assert code == 0 and "2 segmented" in err, err
+    code, _, err = rns(base, capsys)
+    assert code == 0 and err.startswith("0 segmented, 2 already done"), err
+    code, _, err = rns([*base, "--save", "labels,probs"], capsys)  # the probs are there too
+    assert code == 0 and err.startswith("0 segmented, 2 already done"), err
