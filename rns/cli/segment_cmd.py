@@ -116,11 +116,30 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         import_ray(ray_address)
     from rich.console import Console
 
-    from rns.adapt import AdaptConfig
-    from rns.formats.run_export import export_run
-    from rns.pipeline import SegmentOptions, build_segmenter
     from rns.progress import FinalLineProgress, JsonLinesProgress, RichProgress
     from rns.runner import run_folder
+
+    err = Console(stderr=True)
+    single = len(images) == 1
+    request = None
+    if ray_address is None:  # a rerun with nothing left to do decides so before the model loads
+        from rns.paths import default_memory_path
+        from rns.resume_plan import memory_identity, nothing_to_do, request_fingerprint
+
+        asked = dict(classes=classes, zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
+                     no_background=no_background, background_threshold=background_threshold, solver=solver,
+                     steps=steps, weighting=weighting, k=k, seed=seed, model=model, pretrained=pretrained,
+                     checkpoint=checkpoint, variant=variant, device=device.lower(),
+                     memory=str(default_memory_path(memory_path)))
+        request = request_fingerprint(asked, [checkpoint, sam_checkpoint],
+                                      memory_identity(default_memory_path(memory_path), zero_shot))
+        recorded = None if force else nothing_to_do(images, out_dir, kinds, request)
+        if recorded is not None:
+            observer = JsonLinesProgress(sys.stdout) if json_lines else FinalLineProgress(err)
+            report = run_folder(recorded, images, out_dir, save=kinds, observer=observer, request=request)
+            return _finish(report, images, exports, json_lines, quiet, err)
+    from rns.adapt import AdaptConfig
+    from rns.pipeline import SegmentOptions, build_segmenter
 
     adapt = AdaptConfig(k=k, seed=seed, solver=solver, weighting=weighting,
                         background_threshold=background_threshold, **({"steps": steps} if steps else {}))
@@ -129,8 +148,6 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                              keep_probabilities=needs_probabilities(kinds), adapt=adapt)
     segmenter = build_segmenter(classes, memory_path=memory_path, model=model, pretrained=pretrained,
                                 checkpoint=checkpoint, variant=variant, device=device, options=options)
-    err = Console(stderr=True)
-    single = len(images) == 1
     if json_lines:
         observer = JsonLinesProgress(sys.stdout)
     elif quiet or single:
@@ -140,12 +157,21 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         err.print(_describe(segmenter), highlight=False, markup=False, soft_wrap=True)
     if ray_address is None:
         report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer,
-                            batch_size=batch)
+                            batch_size=batch, request=request)
     else:
         from rns.ray_run import run_folder_on_ray
 
         report = run_folder_on_ray(segmenter, images, out_dir, address=ray_address, workers=ray_workers,
                                    save=kinds, force=force, observer=observer)  # fmt: skip
+    return _finish(report, images, exports, json_lines, quiet, err, segmenter)
+
+
+def _finish(report: RunReport, images: list, exports: frozenset[str], json_lines: bool, quiet: bool,
+            err: Console, segmenter: object | None = None) -> int:
+    """Exports, the closing lines and the exit code. `segmenter` None: nothing was left to segment."""
+    from rns.formats.run_export import export_run
+
+    single = len(images) == 1
     exported = export_run(report.out_dir, images, report.class_names, exports,
                           failed=[failure.path for failure in report.failures]) if exports else None
     if single and report.failures:
@@ -155,7 +181,9 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         if exported is not None:
             sys.stdout.write(json.dumps({"event": "export", **_export_json(exported)}) + "\n")
         return report.exit_code
-    if single and not quiet:
+    if segmenter is None:  # the final line said it all: every image was already done
+        pass
+    elif single and not quiet:
         err.print(f"{images[0].path.name}: {_describe(segmenter)}", highlight=False, markup=False,
                   soft_wrap=True)  # fmt: skip
         err.print(f"  {_shares(report)} -> {report.out_dir}", highlight=False, markup=False, soft_wrap=True)

@@ -266,7 +266,7 @@ def stage_progress() -> Iterator[ProgressCallback]:
     """A rich progress bar on stderr fed by `rns.support`'s `progress(stage, done, total)` callbacks.
 
     It draws only on a terminal and disappears when done. In a log or a pipe it prints one line per image
-    extracted as it happens (each can take many seconds on a CPU), and one line when a check ends.
+    extracted as it happens (each can take many seconds on a CPU).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -278,7 +278,7 @@ def stage_progress() -> Iterator[ProgressCallback]:
 
         def update(stage: str, done: int, total: int) -> None:
             if not console.is_terminal:
-                if stage == "extracting" or done == total:
+                if stage == "extracting":  # the slow stage; checking takes milliseconds per image
                     click.echo(f"{stage} {done}/{total}", err=True)
                 return
             if stage not in tasks:

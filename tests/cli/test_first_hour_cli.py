@@ -196,3 +196,26 @@ def test_a_rerun_after_saving_more_outputs_redoes_nothing(tmp_path, capsys):
     assert code == 0 and err.startswith("0 segmented, 2 already done"), err
     code, _, err = rns([*base, "--save", "labels,probs"], capsys)  # the probs are there too
     assert code == 0 and err.startswith("0 segmented, 2 already done"), err
+
+
+def test_a_rerun_with_nothing_to_do_loads_no_model(tmp_path, capsys):
+    """Item 7: what is done is decided before the model loads; the rerun imports no torch, shows no 0/0."""
+    folder = tmp_path / "in"
+    photo(folder / "a.png")
+    photo(folder / "b.png", seed=1)
+    out = tmp_path / "out"
+    argv = ["segment", str(folder), "--classes", "car", "--zero-shot", "--out", str(out), *TINY]
+    code, _, err = rns(argv, capsys)
+    assert code == 0, err
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    probe = ("import json, sys\nfrom rns.cli.errors import run_with_user_errors\nfrom rns.cli import cli\n"
+             "code = run_with_user_errors(cli, json.loads(sys.argv[1]))\n"
+             "print(json.dumps([code, 'torch' in sys.modules]))\n")
+    done = subprocess.run([sys.executable, "-c", probe, json.dumps(argv)], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert json.loads(done.stdout) == [0, False], done.stderr
+    assert done.stderr.strip() == f"0 segmented, 2 already done, 0 failed in 0.0 s; outputs in {out}"
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 2
+    # a changed setting is not taken for done: it builds the model and redoes both
+    code, _, err = rns([*argv, "--classes", "car,road", "-q"], capsys)
+    assert code == 0 and err.startswith("2 segmented"), err
