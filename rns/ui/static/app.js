@@ -10,7 +10,10 @@ const state = {
   // Corrections accumulate per photo across teaches, by class name (ids change with the class list):
   // teaching a photo again replaces its example in the memory, so it must carry every earlier fix too.
   corrections: null, correctionNames: [], taught: [],
-  picked: 1, palette: [], busy: false, folder: [], folderIndex: -1, lastSegment: null,
+  // The class to correct with is kept by name (`pickedName`); `picked` is its id in the current list, -1
+  // when the list no longer has it. Colours come from the server by class name (the same as in files).
+  picked: 1, pickedName: null, colours: [], palette: [], busy: false, folder: [], folderIndex: -1,
+  lastSegment: null,
 };
 window.rnsUi = state; // for the browser tests and for debugging in the console
 
@@ -63,8 +66,12 @@ async function api(path, form, method = "POST") {
 }
 
 // ---------------------------------------------------------------------------------- opening photos
-async function openFile(file) {
+async function openFile(file, fromFolder = false) {
   showError("");
+  if (!fromFolder) { // an uploaded or dropped photo is not the folder's: the picker names none
+    state.folderIndex = -1;
+    $("folder-select").value = "";
+  }
   busy(`Opening ${file.name}…`);
   try {
     const form = new FormData();
@@ -121,19 +128,58 @@ async function segment(reason = "Segmenting") {
   busy(`${reason}…`);
   try {
     const result = await requestWithPhoto("/api/segment", (form) => form.append("classes", $("classes").value));
-    state.classes = result.classes;
+    state.classes = result.classes.slice();
+    state.colours = result.colours.slice();
     state.labels = await RnsPng.decodeIds(result.labels);
     state.touched = new Uint8Array(state.labels.length);
     state.lastSegment = result;
-    if (state.picked >= state.classes.length) state.picked = Math.min(1, state.classes.length - 1);
+    state.predicted = state.labels.slice(); // the model's own answer, before the corrections are drawn
+    const kept = applyCorrections();
+    if (kept.length) await fetchColours();
+    if (state.pickedName === null) state.pickedName = state.classes[Math.min(1, state.classes.length - 1)];
+    state.picked = state.classes.indexOf(state.pickedName);
     drawOverlay();
     renderLegend(result.fractions);
-    const how = result.computed_features ? "features computed" : "cached features";
-    done(`Segmented in ${result.seconds.toFixed(2)} s (${how}, ${result.mode}).`);
+    const how = result.computed_features ? "computed this photo's features" : "reused this photo's features";
+    const what = result.mode === "zero-shot" ? "text only: the memory has no examples of these classes"
+      : `adapted to the memory's examples (${result.memory_prototypes} prototypes)`;
+    let note = kept.length ? ` Your corrections of ${kept.join(", ")} are kept (not in the class list; Teach teaches them).` : "";
+    if (state.picked < 0) note += ` "${state.pickedName}" is not in the list any more: pick a class in the legend to correct.`;
+    done(`Segmented in ${result.seconds.toFixed(2)} s (${how}; ${what}).${note}`);
   } catch (error) {
     done("");
     showError(error.message);
   }
+}
+
+// The photo's corrections (all of them, taught or not) drawn over a fresh segmentation, so corrected
+// regions stay in view after a teach. A corrected class missing from the list is added to the legend
+// (and is taught); returns those names.
+function applyCorrections() {
+  const kept = [];
+  const used = new Set();
+  if (state.corrections) for (const c of state.corrections) if (c !== 255) used.add(c);
+  const ids = state.correctionNames.map((name, index) => {
+    let id = state.classes.indexOf(name);
+    if (id < 0 && used.has(index)) { id = state.classes.push(name) - 1; kept.push(name); }
+    return id;
+  });
+  const { corrections, labels, touched } = state;
+  if (!corrections) return kept;
+  for (let i = 0; i < corrections.length; i++) {
+    const c = corrections[i];
+    if (c !== 255 && ids[c] >= 0) { labels[i] = ids[c]; touched[i] = 1; }
+  }
+  return kept;
+}
+
+// Colours of the current class list from the server (by class name), for classes the page added.
+async function fetchColours() {
+  const form = new FormData();
+  form.append("classes", state.classes.join(","));
+  try {
+    state.colours = (await api("/api/colours", form)).colours;
+  } catch (_) { /* keep the fallback colours */ }
 }
 
 // Send the photo by id; if the server no longer holds it, upload it again once.
@@ -154,7 +200,7 @@ async function requestWithPhoto(path, addFields) {
 
 // ---------------------------------------------------------------------------------- drawing
 function colour(id) {
-  const hex = state.palette[id] || "#808080";
+  const hex = state.colours[id] || state.palette[id] || "#808080";
   return [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
 }
 
@@ -197,11 +243,15 @@ function renderLegend(fractions) {
     item.className = id === state.picked ? "picked" : "";
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    swatch.style.background = state.palette[id] || "#808080";
+    swatch.style.background = state.colours[id] || state.palette[id] || "#808080";
     const share = fractions && name in fractions ? ` ${(100 * fractions[name]).toFixed(1)}%` : "";
     item.append(swatch, document.createTextNode(`${name}${share}`));
     item.title = "click to correct with this class";
-    item.addEventListener("click", () => { state.picked = id; renderLegend(fractions); });
+    item.addEventListener("click", () => {
+      Object.assign(state, { picked: id, pickedName: name });
+      showError("");
+      renderLegend(fractions);
+    });
     legend.append(item);
   });
 }
@@ -250,6 +300,10 @@ let painting = false;
 function correctAt(event) {
   const at = pixelAt(event);
   if (!at || !state.labels || state.busy) return;
+  if (state.picked < 0) {
+    showError("pick a class in the legend (or add one) to correct with");
+    return;
+  }
   if (document.querySelector("input[name=tool]:checked").value === "regions") assignRegion(at.index);
   else paintBrush(at.x, at.y);
   showHover(at);
@@ -260,7 +314,7 @@ function showHover(at) {
   if (at && state.labels) $("hover").textContent = `(${at.x}, ${at.y}): ${state.classes[state.labels[at.index]]}`;
 }
 
-function addClass() {
+async function addClass() {
   const name = splitClasses($("new-class").value)[0];
   if (!name || !state.labels) return;
   if (!state.classes.includes(name)) {
@@ -268,8 +322,11 @@ function addClass() {
     const typed = splitClasses($("classes").value);
     if (!typed.includes(name)) $("classes").value = [...typed, name].join(", ");
   }
-  state.picked = state.classes.indexOf(name);
+  Object.assign(state, { picked: state.classes.indexOf(name), pickedName: name });
   $("new-class").value = "";
+  showError("");
+  await fetchColours();
+  drawOverlay();
   renderLegend(state.lastSegment && state.lastSegment.fractions);
 }
 
@@ -282,14 +339,23 @@ async function teach() {
   const lookup = state.correctionNames.map((name) => classes.indexOf(name));
   const corrections = state.corrections;
   const ids = new Uint8Array(corrections.length);
+  // Background is what no named class covers, never a class of the memory: its pixels stay unlabelled.
+  const background = classes[0] === "background" ? 0 : -1;
   let corrected = 0;
+  let labelled = 0;
   for (let i = 0; i < ids.length; i++) {
     const c = corrections[i];
     if (c !== 255) corrected++;
     ids[i] = c !== 255 ? lookup[c] : whole ? state.labels[i] : 255;
+    if (ids[i] === background) ids[i] = 255;
+    if (ids[i] !== 255) labelled++;
   }
   if (!whole && corrected === 0) {
     showError("nothing corrected yet: pick a class, click regions or paint, then teach");
+    return;
+  }
+  if (labelled === 0) {
+    showError("nothing to teach: background is not taught (it is what no named class covers); correct with a named class");
     return;
   }
   // A photo's support features are computed in the background after its first segment; a quick first
@@ -385,7 +451,7 @@ async function openFolderImage(index) {
     const response = await fetch(`/api/images/${encodeURIComponent(name)}`);
     if (!response.ok) throw new Error((await response.json()).error);
     const blob = await response.blob();
-    await openFile(new File([blob], name, { type: blob.type }));
+    await openFile(new File([blob], name, { type: blob.type }), true);
   } catch (error) {
     showError(error.message);
   }
@@ -402,6 +468,7 @@ async function start() {
       const listing = await api("/api/images", null, "GET");
       state.folder = listing.images;
       $("folder").hidden = false;
+      $("folder-select").append(new Option("(choose a photo)", "", true, true));
       for (const name of listing.images) $("folder-select").append(new Option(name, name));
     }
   } catch (error) {
