@@ -121,23 +121,22 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
 
     err = Console(stderr=True)
     single = len(images) == 1
-    request = None
-    if ray_address is None:  # a rerun with nothing left to do decides so before the model loads
-        from rns.paths import default_memory_path
-        from rns.resume_plan import memory_identity, nothing_to_do, request_fingerprint
+    # A rerun with nothing left to do decides so before the model (or Ray) starts.
+    from rns.paths import default_memory_path
+    from rns.resume_plan import memory_identity, nothing_to_do, request_fingerprint
 
-        asked = dict(classes=classes, zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
-                     no_background=no_background, background_threshold=background_threshold, solver=solver,
-                     steps=steps, weighting=weighting, k=k, seed=seed, model=model, pretrained=pretrained,
-                     checkpoint=checkpoint, variant=variant, device=device.lower(),
-                     memory=str(default_memory_path(memory_path)))
-        request = request_fingerprint(asked, [checkpoint, sam_checkpoint],
-                                      memory_identity(default_memory_path(memory_path), zero_shot))
-        recorded = None if force else nothing_to_do(images, out_dir, kinds, request)
-        if recorded is not None:
-            observer = JsonLinesProgress(sys.stdout) if json_lines else FinalLineProgress(err)
-            report = run_folder(recorded, images, out_dir, save=kinds, observer=observer, request=request)
-            return _finish(report, images, exports, json_lines, quiet, err)
+    asked = dict(classes=classes, zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
+                 no_background=no_background, background_threshold=background_threshold, solver=solver,
+                 steps=steps, weighting=weighting, k=k, seed=seed, model=model, pretrained=pretrained,
+                 checkpoint=checkpoint, variant=variant, device=device.lower(),
+                 memory=str(default_memory_path(memory_path)))
+    request = request_fingerprint(asked, [checkpoint, sam_checkpoint],
+                                  memory_identity(default_memory_path(memory_path), zero_shot))
+    recorded = None if force else nothing_to_do(images, out_dir, kinds, request)
+    if recorded is not None:
+        observer = JsonLinesProgress(sys.stdout) if json_lines else FinalLineProgress(err)
+        report = run_folder(recorded, images, out_dir, save=kinds, observer=observer, request=request)
+        return _finish(report, images, exports, json_lines, quiet, err)
     from rns.adapt import AdaptConfig
     from rns.pipeline import SegmentOptions, build_segmenter
 
@@ -162,7 +161,8 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         from rns.ray_run import run_folder_on_ray
 
         report = run_folder_on_ray(segmenter, images, out_dir, address=ray_address, workers=ray_workers,
-                                   save=kinds, force=force, observer=observer)  # fmt: skip
+                                   save=kinds, force=force, observer=observer,
+                                   request=request)  # fmt: skip
     return _finish(report, images, exports, json_lines, quiet, err, segmenter)
 
 
