@@ -255,7 +255,7 @@ def _lite_with_input(backbone, args):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not (args.data / "classes.txt").exists():
-        sys.exit(f"CamVid not found at {args.data}: pass --data DIR (see ../shared/data/camvid/README.md)")
+        sys.exit(f"CamVid not found at {args.data}: pass --data DIR (or set RNS_SHARED)")
     torch.manual_seed(0)
     backbone, smoke = open_backbone(args)
     args.smoke = smoke

@@ -1,7 +1,7 @@
 """CamVid helpers shared by the benchmark scripts: the split, the support draw, and a feature cache.
 
-The data lives outside the repository (`../shared/data/camvid` beside the repo root, or `--data`); it is
-never copied into the package.
+The data lives outside the repository (`$RNS_SHARED/data/camvid`, by default `../shared/data/camvid` beside
+the repo root, or `--data`); it is never copied into the package.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from rns.prototypes import DEFAULT_POOLING, extract_prototypes
 from support_memory import SourceEntry, SupportMemory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "camvid"
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from shared_data import CAMVID as DEFAULT_DATA  # noqa: E402,F401  (RNS_SHARED, else ../shared)
+
 IGNORE = 255
 
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from shared_data import CAMVID  # noqa: E402  (one variable for every data benchmark: RNS_SHARED, else ../shared)
+
 TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 VOLATILE = {"timings", "seconds", "elapsed", "added_at", "date", "time", "started", "finished", "duration",
             "images_per_second", "memory", "out_dir", "path", "source", "mtime_ns", "wall_seconds", "pid",

@@ -30,7 +30,8 @@ import torch
 from rns.pipeline import SegmentOptions, build_segmenter
 from rns.runner import run_folder
 
-CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from shared_data import CAMVID  # noqa: E402  (one variable for every data benchmark: RNS_SHARED, else ../shared)
 
 
 class Clock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,10 @@ from PIL import Image
 
 from rns.regions import SAM_CHECKPOINT_ENV, SuperpixelProposer, build_region_proposer, pool_regions
 
-DEFAULT_DIR = Path("/work/shared/data/camvid/test/images")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from shared_data import CAMVID  # noqa: E402  (one variable for every data benchmark: RNS_SHARED, else ../shared)
+
+DEFAULT_DIR = CAMVID / "test" / "images"
 
 
 def _time(function, *args) -> tuple[float, object]:

@@ -34,7 +34,9 @@ from rns.ui.config import UiConfig  # noqa: E402
 from rns.ui.session import UiSession  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "camvid"
+sys.path.insert(0, str(ROOT / "tests"))
+from shared_data import CAMVID as DEFAULT_DATA  # noqa: E402  (RNS_SHARED, else ../shared)
+
 CLASSES = ["road", "car", "tree", "building", "sky", "sidewalk", "pedestrian"]
 
 
@@ -48,7 +50,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print the stages of every re-segment")
     args = parser.parse_args()
     if not (args.data / "test" / "images").is_dir():
-        sys.exit(f"CamVid not found at {args.data}; pass --data (see ../shared/data/camvid/README.md)")
+        sys.exit(f"CamVid not found at {args.data}; pass --data (or set RNS_SHARED)")
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -89,6 +89,11 @@ class LabelMapping:
                     f"--labels {spec!r}: {value_text.strip()!r} is not a mask value; values are whole"
                     f" numbers, e.g. {_LABELS_EXAMPLE}"
                 ) from None
+            if value > IGNORE_VALUE:  # a typo for an 8-bit mask, whose values stop at 255
+                raise InputError(
+                    f"--labels {spec!r}: value {value} cannot be in an 8-bit mask (0-255); check the value "
+                    "(a 16-bit mask with more classes: --classes-file FILE, line i naming value i)"
+                )
             cls._add(values, value, name, where=f"--labels {spec!r}")
         if not values:
             raise InputError(f"--labels {spec!r} maps no value; write e.g. {_LABELS_EXAMPLE}")

@@ -11,7 +11,7 @@ Each output kind has one writer and one file name, `<stem>.<kind suffix>`:
 | `rle`     | `<stem>.rle.json`      | COCO RLE (column-major, string counts) of every class present      |
 
 Every file is written atomically (see `rns.atomic`), so a reader never sees half a file. Colours come
-from `rns.palette` by class id, so they agree across files, images and runs.
+from `rns.palette` by class name, so they agree across files, images, runs and the ui.
 """
 
 from __future__ import annotations
@@ -27,14 +27,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from rns.atomic import atomic_write, atomic_write_json, fsync_directory
-from rns.errors import InputError
 from rns.legend_font import legend_texts
-from rns.palette import class_colour, hex_colour, png_palette
+from rns.output_specs import DEFAULT_SAVE, SAVE_KINDS, needs_probabilities, parse_save  # noqa: F401
+from rns.palette import hex_colour, named_colours, png_palette
 from rns.rle import encode_rle
 from rns.segmentation import Segmentation
-
-SAVE_KINDS: tuple[str, ...] = ("labels", "overlay", "summary", "probs", "rle")
-DEFAULT_SAVE: frozenset[str] = frozenset({"labels", "overlay", "summary"})
 
 SUFFIXES: Mapping[str, str] = {
     "labels": ".labels.png",
@@ -48,35 +45,6 @@ DEFAULT_OVERLAY_ALPHA = 0.5
 IMAGE_SUMMARY_FORMAT = "rns.image-summary/1"
 CLASSES_FORMAT = "rns.classes/1"
 PROBS_SCALE = 255  # stored value = round(probability * 255); read back as value / 255
-
-
-def parse_save(spec: str | Iterable[str]) -> frozenset[str]:
-    """The set of output kinds from `--save` ("labels,overlay", "all", or an iterable of names).
-
-    Raises `InputError` for an unknown name, listing the valid ones.
-    """
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
-    chosen: set[str] = set()
-    for raw in names:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        if name == "all":
-            chosen.update(SAVE_KINDS)
-        elif name in SAVE_KINDS:
-            chosen.add(name)
-        else:
-            raise InputError(
-                f"unknown output {raw.strip()!r} in --save: choose from {', '.join(SAVE_KINDS)}, all"
-            )
-    if not chosen:
-        raise InputError(f"--save names no output: choose from {', '.join(SAVE_KINDS)}, all")
-    return frozenset(chosen)
-
-
-def needs_probabilities(save: Iterable[str]) -> bool:
-    """Whether the segmenter must keep per-class probabilities for these outputs (they are large)."""
-    return "probs" in set(save)
 
 
 def output_paths(out_dir: str | os.PathLike, stem: str, save: Iterable[str]) -> dict[str, Path]:
@@ -100,7 +68,7 @@ def write_labels_png(path: str | os.PathLike, seg: Segmentation, *, sync_directo
     if count <= 256:
         height, width = labels.shape
         image = Image.frombytes("P", (width, height), np.ascontiguousarray(labels, dtype=np.uint8).tobytes())
-        image.putpalette(png_palette(count))
+        image.putpalette(png_palette(named_colours(seg.class_names)))
     else:
         image = Image.fromarray(labels.astype(np.uint16))
     return atomic_write(path, lambda handle: image.save(handle, format="PNG"), sync_directory=sync_directory)
@@ -134,7 +102,7 @@ def render_overlay(
         )
     labels = np.asarray(seg.labels)
     photo = image.convert("RGB")
-    colours = np.array([class_colour(i) for i in range(len(seg.class_names))], dtype=np.uint8)
+    colours = np.array(named_colours(seg.class_names), dtype=np.uint8)
     painted = Image.fromarray(colours[labels])
     foreground = Image.fromarray(np.where(labels != 0, 255, 0).astype(np.uint8))
     # PIL's blend and composite run in C: several times faster than float numpy on a 1080p photo.
@@ -159,8 +127,8 @@ def _render_legend(seg: Segmentation, *, width: int, counts: Mapping[str, int] |
         total = max(int(seg.labels.size), 1)
         fractions = {name: float(counts[name]) / total for name in seg.class_names}
     entries = [
-        (class_colour(i), f"{label}  {100.0 * fractions[name]:.1f}%")
-        for i, (name, label) in enumerate(zip(seg.class_names, shown, strict=True))
+        (colour, f"{label}  {100.0 * fractions[name]:.1f}%")
+        for colour, name, label in zip(named_colours(seg.class_names), seg.class_names, shown, strict=True)
     ]
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_height = max(swatch, _text_height(scratch, font)) + pad
@@ -233,8 +201,8 @@ def jsonable(value: object) -> object:
 def class_table(class_names: Sequence[str]) -> list[dict[str, object]]:
     """[{id, name, colour "#rrggbb", rgb [r, g, b]}] in id order: the legend of every file of a run."""
     return [
-        {"id": i, "name": name, "colour": hex_colour(class_colour(i)), "rgb": list(class_colour(i))}
-        for i, name in enumerate(class_names)
+        {"id": i, "name": name, "colour": hex_colour(colour), "rgb": list(colour)}
+        for i, (name, colour) in enumerate(zip(class_names, named_colours(class_names), strict=True))
     ]
 
 

@@ -1,14 +1,18 @@
-"""The fixed colour of each class id, shared by the label PNGs, the overlays and `classes.json`.
+"""The colour of each class, shared by the label PNGs, the overlays, `classes.json` and `rns ui`.
 
-Colours depend only on the class id, never on the image, so class 3 has the same colour in every file of
-a run and across runs. Id 0 (background) is black. The first ids take hand-picked colours that stay apart
-for the common case of a handful of classes; further ids walk the hue circle by the golden angle, which
-keeps successive colours distinct for as many classes as anyone will name.
+A class's colour follows its name, not its place in the list: "car" is the same colour whether it was
+named first (`--classes car,road`) or second (`road, car` in the ui), in every file, run and page.
+Background is black. Each name hashes to one of `SLOTS` colours: the first are hand-picked to stay
+apart, the rest walk the hue circle by the golden angle. Within one class list every class must differ,
+so a name whose slot an earlier name of the list took moves to the next free slot; only then does its
+colour depend on the list. `class_colour(id)` (by position) stays for callers that have no names.
 """
 
 from __future__ import annotations
 
 import colorsys
+import hashlib
+from collections.abc import Sequence
 
 Colour = tuple[int, int, int]
 
@@ -63,16 +67,49 @@ def class_colours(count: int) -> list[Colour]:
     return [class_colour(i) for i in range(count)]
 
 
-def png_palette(count: int) -> list[int]:
-    """A flat 768-entry PIL palette: ids < count get their class colour, the rest black.
+SLOTS = 64
+BACKGROUND_NAME = "background"
+
+
+def _slot_of(name: str) -> int:
+    """The colour slot a name prefers (0..SLOTS-1), from its case- and space-insensitive spelling."""
+    key = " ".join(name.split()).casefold()
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=4).digest(), "big") % SLOTS
+
+
+def named_colours(class_names: Sequence[str]) -> list[Colour]:
+    """The colour of each class of a list, by name: background black, the others distinct.
+
+    Beyond `SLOTS` classes the extra ones take colours by position past the slots (still distinct).
+    """
+    taken: set[int] = set()
+    colours: list[Colour] = []
+    for position, name in enumerate(class_names):
+        if " ".join(name.split()).casefold() == BACKGROUND_NAME:
+            colours.append(BACKGROUND_COLOUR)
+            continue
+        if len(taken) >= SLOTS:
+            colours.append(class_colour(SLOTS + 1 + position))
+            continue
+        slot = _slot_of(name)
+        while slot in taken:
+            slot = (slot + 1) % SLOTS
+        taken.add(slot)
+        colours.append(class_colour(slot + 1))
+    return colours
+
+
+def png_palette(count: int | Sequence[Colour]) -> list[int]:
+    """A flat 768-entry PIL palette: ids < count get their colour (by id, or from the given colours).
 
     A mode "P" PNG holds at most 256 palette entries; ids above 255 cannot be stored in one.
     """
-    if count > 256:
-        raise ValueError(f"a palette PNG holds at most 256 classes, got {count}")
+    colours = class_colours(count) if isinstance(count, int) else list(count)
+    if len(colours) > 256:
+        raise ValueError(f"a palette PNG holds at most 256 classes, got {len(colours)}")
     flat: list[int] = []
     for class_id in range(256):
-        flat.extend(class_colour(class_id) if class_id < count else BACKGROUND_COLOUR)
+        flat.extend(colours[class_id] if class_id < len(colours) else BACKGROUND_COLOUR)
     return flat
 
 

@@ -224,7 +224,10 @@ class Segmenter:
             "backbone": self.backbone.fingerprint,
             "device": self.backbone.device.type,
             "classes": asdict(self.plan),
-            "options": asdict(self.options),
+            # Keeping probabilities changes which files can be written, not a pixel: a run that saved
+            # them (--save probs, --export coco) leaves outputs a plain rerun takes as done (and one asking
+            # for probs redoes only images whose record lacks them). Always False keeps old keys valid.
+            "options": {**asdict(self.options), "keep_probabilities": False},
             "memory": self._memory_identity,
             "regions": self.region_proposer.settings_key() if self.region_proposer is not None else None,
         }

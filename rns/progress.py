@@ -4,7 +4,8 @@
   resumed run's skipped images do not make the estimate wildly optimistic); failures are printed above
   the bar as they happen.
 - `JsonLinesProgress`: one JSON object per line per event (`start`, `image`, `end`) for scripts.
-- `SilentProgress`: nothing (`--quiet`).
+- `FinalLineProgress`: only the final line (`--quiet`).
+- `SilentProgress`: nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +45,37 @@ class SilentProgress:
 
     def on_end(self, report: RunReport) -> None:
         pass
+
+
+def final_line(report: RunReport) -> str:
+    """The run's last line: what was done, and where; after Ctrl-C, how many images are left."""
+    rate = report.images_per_second
+    line = (f"{report.done} segmented, {report.skipped} already done, {report.failed} failed "
+            f"in {report.seconds:.1f} s" + (f" ({rate:.2f} img/s)" if rate else "")
+            + f"; outputs in {report.out_dir}")
+    if report.interrupted:
+        left = report.total - report.done - report.skipped - report.failed
+        line = (f"interrupted: {left} of {report.total} image(s) left; the same command again resumes "
+                f"(finished images are kept). {line}")
+    return line
+
+
+class FinalLineProgress:
+    """`--quiet`: nothing while running, then the final line on stderr (`quiet`: only after Ctrl-C)."""
+
+    def __init__(self, console: Console | None = None, *, quiet: bool = False) -> None:
+        self._console = console or Console(stderr=True)
+        self._silent = quiet
+
+    def on_start(self, total: int, out_dir: Path) -> None:
+        pass
+
+    def on_image(self, event: ImageEvent) -> None:
+        pass
+
+    def on_end(self, report: RunReport) -> None:
+        if not self._silent or report.interrupted:
+            self._console.print(final_line(report), highlight=False, markup=False, soft_wrap=True)
 
 
 class JsonLinesProgress:
@@ -143,11 +175,4 @@ class RichProgress:
 
     def on_end(self, report: RunReport) -> None:
         self._progress.stop()
-        rate = report.images_per_second
-        line = (
-            f"{report.done} segmented, {report.skipped} already done, {report.failed} failed "
-            f"in {report.seconds:.1f} s"
-            + (f" ({rate:.2f} img/s)" if rate else "")
-            + f"; outputs in {report.out_dir}"
-        )
-        self._console.print(line, highlight=False, markup=False)
+        self._console.print(final_line(report), highlight=False, markup=False, soft_wrap=True)

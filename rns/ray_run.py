@@ -68,6 +68,7 @@ def run_folder_on_ray(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     overlay_alpha: float = DEFAULT_OVERLAY_ALPHA,
     background: tuple[int, int, int] = TRANSPARENT_BACKGROUND,
+    request: str | None = None,
 ) -> RunReport:
     """`rns.runner.run_folder` on Ray Data; same arguments and report, plus where and how wide to run.
 
@@ -88,7 +89,8 @@ def run_folder_on_ray(
     create_output_folder(out)
     with output_folder_lock(out), ray_connection(address, num_cpus=local_cpus) as ray:
         pool = _PoolShape(workers, cpus_per_worker, recipe.spec.device)
-        return _run_locked(ray, recipe, job, images, out, force, observer, pool)
+        recorded = {"fingerprint": request, "segmenter": segmenter.settings_key()} if request else None
+        return _run_locked(ray, recipe, job, images, out, force, observer, pool, recorded)
 
 
 class _PoolShape:
@@ -143,10 +145,11 @@ def _run_locked(
     force: bool,
     observer: RunObserver,
     pool: _PoolShape,
+    request: dict[str, str] | None = None,
 ) -> RunReport:
     """`run_folder_on_ray` once it holds the output folder's lock and a Ray connection."""
     remove_stale_temp_files(out)
-    report = RunReport(out_dir=out, total=len(images))
+    report = RunReport(out_dir=out, total=len(images), request=request)
     started = time.perf_counter()
     observer.on_start(len(images), out)
     ordered = _InOrder(report, observer)

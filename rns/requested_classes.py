@@ -43,6 +43,10 @@ def _clean_names(parts: Sequence[str], *, shown: str) -> list[str]:
         name = " ".join(raw.split())
         if not name:
             continue
+        if ";" in name:  # almost surely a list typed with the wrong separator, not one class "car;road"
+            fixed = ",".join(part.strip() for part in shown.replace(";", ",").split(",") if part.strip())
+            raise InputError(f"--classes {shown!r}: class names are separated by commas, not semicolons; "
+                             f"write --classes \"{fixed}\"")
         # Case-insensitive: "car,Car" is one class, shown as first spelled.
         if name.casefold() != BACKGROUND and name.casefold() not in {known.casefold() for known in names}:
             names.append(name)

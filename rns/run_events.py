@@ -71,6 +71,8 @@ class RunReport:
     seconds: float = 0.0
     median_seconds: dict[str, float] = field(default_factory=dict)  # per step, over images done this run
     interrupted: bool = False
+    # What the request was and which segmenter key it gave (see `rns.resume_plan`); None: not recorded.
+    request: dict[str, str] | None = None
 
     @property
     def failed(self) -> int:
@@ -127,6 +129,7 @@ class RunReport:
             },
             "interrupted": self.interrupted,
             "exit_code": self.exit_code,
+            **({"request": self.request} if self.request else {}),
         }
 
 

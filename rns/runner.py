@@ -83,6 +83,7 @@ def run_folder(
     overlay_alpha: float = DEFAULT_OVERLAY_ALPHA,
     background: tuple[int, int, int] = TRANSPARENT_BACKGROUND,
     batch_size: BatchSize = AUTO,
+    request: str | None = None,
 ) -> RunReport:
     """Segment every input into `out_dir`, resuming a previous run; returns the report.
 
@@ -99,6 +100,9 @@ def run_folder(
     The run holds a lock on `out_dir` (see `rns.outlock`): a second run into the same folder is refused
     with `OutputFolderBusyError` rather than mixing outputs of two class lists. A full disk stops the run
     with `OutputWriteError` (one line naming the file); what was finished stays and a rerun resumes.
+
+    `request`: the caller's request fingerprint (`rns.resume_plan`), recorded in `summary.json` with the
+    segmenter's key, so that a rerun of the same request can tell that nothing is left before it loads.
     """
     out = Path(out_dir)
     kinds = parse_save(save)
@@ -108,8 +112,10 @@ def run_folder(
     batch = resolve_batch_size(batch_size, segmenter)  # not in the key: it changes no output
     create_output_folder(out)
     with output_folder_lock(out):
+        recorded = {"fingerprint": request, "segmenter": segmenter.settings_key()} if request else None
         return _run_locked(segmenter, images, out, kinds, key, force, observer, loader_threads, prefetch,
-                           pending_writes, max_pixels, overlay_alpha, background, batch)  # fmt: skip
+                           pending_writes, max_pixels, overlay_alpha, background, batch,
+                           recorded)  # fmt: skip
 
 
 def _run_locked(
@@ -127,10 +133,11 @@ def _run_locked(
     overlay_alpha: float,
     background: tuple[int, int, int],
     batch: int = 1,
+    request: dict[str, str] | None = None,
 ) -> RunReport:
     """`run_folder` once it holds the output folder's lock."""
     remove_stale_temp_files(out)
-    report = RunReport(out_dir=out, total=len(images))
+    report = RunReport(out_dir=out, total=len(images), request=request)
     steps: dict[str, list[float]] = {}
     started = time.perf_counter()
     observer.on_start(len(images), out)

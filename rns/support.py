@@ -334,7 +334,8 @@ def add_checked_supports(
         if progress:
             progress("extracting", done, len(checked))
     commit()
-
+    # Names as the memory keeps them: "Sky" added to a memory that knows "sky" is reported as "sky".
+    stored = {name_key(info.name): info.name for info in memory.classes()}
     return AddReport(
         outcomes=[
             ImageOutcome(
@@ -342,7 +343,7 @@ def add_checked_supports(
                 mask=pair.mask,
                 source_id=pair.source_id,
                 status=statuses[pair.source_id],
-                classes=pair.class_names,
+                classes=[stored.get(name_key(name), name) for name in pair.class_names],
             )
             for pair in checked
         ]

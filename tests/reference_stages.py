@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from shared_data import CAMVID, PARITY, SHARED  # noqa: F401  (RNS_SHARED, else ../shared)
 
 from rns.adapt import AdaptConfig, ArraySource, ClassText, SupportSet, nearest_rows
 from rns.adapt.anchors import neutral_text_prior
@@ -30,10 +30,6 @@ from rns.adapt.method import plan_head
 from rns.adapt.solvers import fit_head
 from rns.adapt.zero_shot import zero_shot_logits
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RNS_SHARED", REPO.parent / "shared"))
-PARITY = SHARED / "parity"
-CAMVID = SHARED / "data" / "camvid"
 TERM_MULTIPLIERS = {"retrieved": 1.0, "anchor": 1.5, "pseudo": 0.2}
 SETTINGS = ("full", "partial-visual", "partial-text", "no-text")
 
@@ -41,9 +37,9 @@ SETTINGS = ("full", "partial-visual", "partial-text", "no-text")
 def missing_reason() -> str | None:
     """Why the parity checks cannot run here, or None when the fixture and CamVid are both present."""
     if not (PARITY / "index.json").is_file():
-        return f"reference parity fixture not found at {PARITY} (../shared/parity)"
+        return f"reference parity fixture not found at {PARITY} (RNS_SHARED=DIR: the folder with parity/)"
     if not (CAMVID / "test" / "images").is_dir():
-        return f"CamVid not found at {CAMVID} (../shared/data/camvid)"
+        return f"CamVid not found at {CAMVID} (RNS_SHARED=DIR sets the folder holding data/camvid)"
     return None
 
 

@@ -20,7 +20,7 @@ from rns.outputs import (
     save_segmentation,
     write_classes_json,
 )
-from rns.palette import class_colour, class_colours
+from rns.palette import class_colours, named_colours
 from rns.rle import counts_to_string, decode_rle, encode_rle, mask_to_counts, string_to_counts
 from rns.segmentation import Segmentation
 
@@ -55,7 +55,7 @@ def test_all_outputs_round_trip(tmp_path):
         assert labels_png.mode == "P"
         palette = labels_png.getpalette()
     assert palette[:3] == [0, 0, 0]  # background black
-    assert tuple(palette[3:6]) == class_colour(1)
+    assert tuple(palette[3:6]) == named_colours(seg.class_names)[1]
     np.testing.assert_array_equal(read_labels_png(paths["labels"]), seg.labels)
 
     with Image.open(paths["overlay"]) as overlay:
@@ -97,7 +97,7 @@ def test_overlay_colours_foreground_and_keeps_background():
     photo = Image.new("RGB", (10, 10), (100, 100, 100))
     overlay = np.asarray(render_overlay(seg, photo, alpha=0.5)).astype(int)
     np.testing.assert_array_equal(overlay[0, 0], [100, 100, 100])
-    expected = (np.array([100, 100, 100]) + np.array(class_colour(1))) / 2
+    expected = (np.array([100, 100, 100]) + np.array(named_colours(['background', 'bus'])[1])) / 2
     assert np.abs(overlay[0, 9] - expected).max() <= 1  # PIL's blend rounds to an integer
 
 
@@ -131,7 +131,15 @@ def test_classes_json(tmp_path):
     table = document["classes"]
     assert [(c["id"], c["name"]) for c in table] == list(enumerate(NAMES))
     assert table[0]["colour"] == "#000000"
-    assert tuple(table[2]["rgb"]) == class_colour(2)
+    assert tuple(table[2]["rgb"]) == named_colours(NAMES)[2]
+
+
+def test_a_class_keeps_its_colour_whatever_its_place_in_the_list():
+    """Issue 26 item 16: car is one colour in `--classes car,road` and in the ui's `road, car`."""
+    first, second = named_colours(["background", "car", "road"]), named_colours(["background", "road", "Car"])
+    assert first[1] == second[2] and first[2] == second[1] and first[0] == second[0] == (0, 0, 0)
+    many = named_colours(["background", *[f"class {i}" for i in range(80)]])
+    assert len(set(many)) == len(many)  # distinct within a list, even past the colour slots
 
 
 def test_palette_is_fixed_and_distinct():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shared_data import CAMVID  # RNS_SHARED, else ../shared
 from test_backbone_real import _real_weights
 
 from rns.backbone import build_backbone
@@ -19,8 +20,6 @@ from rns.mask_conventions import LabelMapping
 from rns.pipeline import Segmenter, SegmentOptions
 from rns.support import add_supports
 from support_memory import SupportMemory
-
-CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
 
@@ -35,7 +34,7 @@ def _miou(segmenter: Segmenter, pairs: list[tuple[Path, Path]], num_classes: int
 def test_examples_from_train_beat_zero_shot_on_test(tmp_path):
     model, pretrained, checkpoint = _real_weights()
     if not (CAMVID / "classes.txt").is_file():
-        pytest.skip(f"CamVid not found at {CAMVID}")
+        pytest.skip(f"CamVid not found at {CAMVID} (RNS_SHARED=DIR sets the folder holding data/camvid)")
     names = LabelMapping.from_classes_file(CAMVID / "classes.txt").class_names
     backbone = build_backbone(model, pretrained, checkpoint)
     train = sorted((CAMVID / "train" / "images").glob("*.jpg"))[::40][:8]

@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
+from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
 
 def camvid_photos(count: int) -> list[Path]:
     """The first `count` CamVid test photos; skips (with the reason) when the data is absent."""
     folder = CAMVID / "test" / "images"
     if not folder.is_dir():
-        pytest.skip(f"CamVid is not at {CAMVID} (see ../shared/data/camvid/README.md)")
+        pytest.skip(f"CamVid is not at {CAMVID} (RNS_SHARED=DIR sets the folder holding data/camvid)")
     return sorted(folder.glob("*.jpg"))[:count]
 
 

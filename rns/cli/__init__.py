@@ -16,9 +16,11 @@ from rns.cli.group import cli
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    from rns.cli.errors import run_with_user_errors
+    from rns.cli.errors import interrupt_ends_shutdown, run_with_user_errors
 
-    sys.exit(run_with_user_errors(cli, argv))
+    code = run_with_user_errors(cli, argv)
+    interrupt_ends_shutdown()
+    sys.exit(code)
 
 
 __all__ = ["cli", "main", "click"]

@@ -61,7 +61,7 @@ def list_command(per_source: bool, memory_path: str | None, as_json: bool) -> No
     if as_json:
         rows = [
             {"name": c.name, "text": c.text if c.has_text else None, "has_text": c.has_text,
-             "prototypes": c.n_prototypes, "sources": c.n_sources}
+             "prototypes": c.n_prototypes, "images": c.n_sources}
             for c in classes
         ]
         click.echo(json.dumps(rows, indent=2))
@@ -69,7 +69,7 @@ def list_command(per_source: bool, memory_path: str | None, as_json: bool) -> No
     if not classes:
         click.echo("the memory holds no classes yet; add some with: rns add-support IMAGE MASK --class NAME")
         return
-    table = [("class", "prototypes", "sources", "text")] + [
+    table = [("class", "prototypes", "images", "text")] + [
         (c.name, str(c.n_prototypes), str(c.n_sources), c.text if c.has_text else _NO_TEXT) for c in classes
     ]
     widths = [max(len(row[i]) for row in table) for i in range(3)]
@@ -99,19 +99,39 @@ def _list_sources(memory, as_json: bool) -> None:
 @memory_option
 @json_option
 def stats_command(memory_path: str | None, as_json: bool) -> None:
-    """Sizes of the memory: prototypes, classes, sources, dimension, backbone fingerprint, bytes on disk.
+    """Sizes of the memory: prototypes, classes, support images, dimension, fingerprint, bytes on disk.
+
+    `n_support_images` counts the photos added; `n_entries` counts what the memory keeps per photo and
+    class (a photo labelling 3 classes is 3 entries, each removable on its own).
 
     \b
     Example:
       rns memory stats --json
     """
-    stats = _open(memory_path).stats()
+    memory = _open(memory_path)
+    stats = _user_named_stats(memory)
     if as_json:
         click.echo(json.dumps(stats, indent=2, default=str))
         return
     for key, value in stats.items():
         shown = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
         click.echo(f"{key}: {shown}")
+
+
+def _user_named_stats(memory) -> dict[str, object]:
+    """The store's stats in the words the rest of rns uses: support images, and entries (image x class)."""
+    from rns.support_ids import image_of_source
+
+    stats = dict(memory.stats())
+    entries = stats.pop("n_sources")
+    images = len({image_of_source(info.source_id) for info in memory.sources()})
+    named: dict[str, object] = {}
+    for key, value in stats.items():
+        named[key] = value
+        if key == "n_classes":
+            named["n_support_images"] = images
+            named["n_entries"] = entries
+    return named
 
 
 @memory_group.command("remove")
@@ -151,7 +171,7 @@ def remove_command(sources: tuple[str, ...], class_names: tuple[str, ...], memor
         info = known[name.casefold()]
         memory.remove_class(info.name)
         click.echo(f"removed class {info.name} ({info.n_prototypes} prototypes from {info.n_sources} "
-                   "sources)")
+                   "support image(s))")
 
 
 @memory_group.command("export")

@@ -77,7 +77,8 @@ Examples:
                    "gains nothing; on a CUDA GPU as many as fit in half its free memory, at most 16. "
                    "Outputs do not depend on it (up to a GPU's last-bit rounding), so changing it never "
                    "redoes finished images.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar; only errors and the final line.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bar; only errors and the final line (what was done, where).")
 @click.option("--json", "json_lines", is_flag=True, help="Machine-readable JSON lines on stdout.")
 @memory_option
 @backbone_options
@@ -89,22 +90,12 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                     memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
-    from rich.console import Console
-
-    from rns.adapt import AdaptConfig
     from rns.batch_size import parse_batch_size
-    from rns.formats.run_export import export_run, parse_export, save_kinds_for
-    from rns.inputs import expand_inputs
-    from rns.outputs import needs_probabilities, parse_save
-    from rns.pipeline import SegmentOptions, build_segmenter
-    from rns.progress import JsonLinesProgress, RichProgress, SilentProgress
-    from rns.runner import run_folder
+    from rns.output_specs import needs_probabilities, parse_export, parse_save, save_kinds_for
+    from rns.requested_classes import parse_class_list
 
-    if ray_address is not None:  # before anything is built or written: Ray is an optional extra
-        from rns.ray_session import import_ray
-
-        import_ray(ray_address)
-    elif ray_workers is not None:
+    # Option values first, with light modules only: a typo is refused in milliseconds, not after torch.
+    if ray_address is None and ray_workers is not None:
         raise InputError("--ray-workers needs --ray; add --ray, or drop --ray-workers")
     exports = parse_export(export)
     batch = parse_batch_size(batch_size)
@@ -112,10 +103,43 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         raise InputError("--batch-size applies to a local run; with --ray each worker segments one image at "
                          "a time (use --ray-workers to size the pool), so drop --batch-size")
     kinds = save_kinds_for(parse_save(save), exports)
-    # Inputs are checked before the model is built, so a typo fails in milliseconds, not seconds.
-    images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
     if no_background and background_threshold is not None:
         raise InputError("--background-threshold needs a background class; drop it or --no-background")
+    parse_class_list(classes)  # "car;road" is refused here, before the model loads
+    from rns.inputs import expand_inputs
+
+    # Inputs are checked before the model is built, so a missing file fails at once, not after seconds.
+    images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
+    if ray_address is not None:  # before anything is built or written: Ray is an optional extra
+        from rns.ray_session import import_ray
+
+        import_ray(ray_address)
+    from rich.console import Console
+
+    from rns.progress import FinalLineProgress, JsonLinesProgress, RichProgress
+    from rns.runner import run_folder
+
+    err = Console(stderr=True)
+    single = len(images) == 1
+    # A rerun with nothing left to do decides so before the model (or Ray) starts.
+    from rns.paths import default_memory_path
+    from rns.resume_plan import memory_identity, nothing_to_do, request_fingerprint
+
+    asked = dict(classes=classes, zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
+                 no_background=no_background, background_threshold=background_threshold, solver=solver,
+                 steps=steps, weighting=weighting, k=k, seed=seed, model=model, pretrained=pretrained,
+                 checkpoint=checkpoint, variant=variant, device=device.lower(),
+                 memory=str(default_memory_path(memory_path)))
+    request = request_fingerprint(asked, [checkpoint, sam_checkpoint],
+                                  memory_identity(default_memory_path(memory_path), zero_shot))
+    recorded = None if force else nothing_to_do(images, out_dir, kinds, request)
+    if recorded is not None:
+        observer = JsonLinesProgress(sys.stdout) if json_lines else FinalLineProgress(err)
+        report = run_folder(recorded, images, out_dir, save=kinds, observer=observer, request=request)
+        return _finish(report, images, exports, json_lines, quiet, err)
+    from rns.adapt import AdaptConfig
+    from rns.pipeline import SegmentOptions, build_segmenter
+
     adapt = AdaptConfig(k=k, seed=seed, solver=solver, weighting=weighting,
                         background_threshold=background_threshold, **({"steps": steps} if steps else {}))
     options = SegmentOptions(zero_shot=zero_shot, background=not no_background, regions=regions,
@@ -123,23 +147,31 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                              keep_probabilities=needs_probabilities(kinds), adapt=adapt)
     segmenter = build_segmenter(classes, memory_path=memory_path, model=model, pretrained=pretrained,
                                 checkpoint=checkpoint, variant=variant, device=device, options=options)
-    err = Console(stderr=True)
-    single = len(images) == 1
     if json_lines:
         observer = JsonLinesProgress(sys.stdout)
     elif quiet or single:
-        observer = SilentProgress()
+        observer = FinalLineProgress(err, quiet=single)  # a lone photo's line is printed below
     else:
         observer = RichProgress(err)
         err.print(_describe(segmenter), highlight=False, markup=False, soft_wrap=True)
     if ray_address is None:
         report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer,
-                            batch_size=batch)
+                            batch_size=batch, request=request)
     else:
         from rns.ray_run import run_folder_on_ray
 
         report = run_folder_on_ray(segmenter, images, out_dir, address=ray_address, workers=ray_workers,
-                                   save=kinds, force=force, observer=observer)  # fmt: skip
+                                   save=kinds, force=force, observer=observer,
+                                   request=request)  # fmt: skip
+    return _finish(report, images, exports, json_lines, quiet, err, segmenter)
+
+
+def _finish(report: RunReport, images: list, exports: frozenset[str], json_lines: bool, quiet: bool,
+            err: Console, segmenter: object | None = None) -> int:
+    """Exports, the closing lines and the exit code. `segmenter` None: nothing was left to segment."""
+    from rns.formats.run_export import export_run
+
+    single = len(images) == 1
     exported = export_run(report.out_dir, images, report.class_names, exports,
                           failed=[failure.path for failure in report.failures]) if exports else None
     if single and report.failures:
@@ -149,10 +181,15 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         if exported is not None:
             sys.stdout.write(json.dumps({"event": "export", **_export_json(exported)}) + "\n")
         return report.exit_code
-    if single and not quiet:
+    if segmenter is None:  # the final line said it all: every image was already done
+        pass
+    elif single and not quiet:
         err.print(f"{images[0].path.name}: {_describe(segmenter)}", highlight=False, markup=False,
                   soft_wrap=True)  # fmt: skip
         err.print(f"  {_shares(report)} -> {report.out_dir}", highlight=False, markup=False, soft_wrap=True)
+    elif single:  # -q: only the final line
+        err.print(f"{images[0].path.name}: {_shares(report)} -> {report.out_dir}", highlight=False,
+                  markup=False, soft_wrap=True)
     _print_failures(report, err)
     if exported is not None and not quiet:
         for kind, path in exported.paths.items():

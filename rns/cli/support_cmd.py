@@ -110,7 +110,6 @@ def add_support_command(
     outside the image) is listed, the rest still added, and the exit code is 1.
     """
     from rns.formats.sources import VOC, ImportRequest
-    from rns.support import add_supports_at
 
     request = ImportRequest(coco=coco, labelme=labelme, label_studio=label_studio, yolo=yolo,
                             labelmap=labelmap, voc=(labels_spec or "").strip().lower() == VOC,
@@ -139,6 +138,7 @@ def add_support_command(
     mapping = _mapping(class_name, labels_spec, classes_file)
     class_texts = _class_texts(mapping, text_prompt, no_text)
     memory_location = default_memory_path(memory_path)
+    from rns.support import add_supports_at  # torch: only once the arguments are known to be good
 
     def load_backbone():
         from rns.backbone import build_backbone
@@ -209,6 +209,11 @@ def _pairs(
         raise InputError(
             f"{len(files)} files given but they must come in IMAGE MASK pairs; {files[-1]} has no partner"
         )
+    for index, path in enumerate(files):  # before torch is imported: a typo fails in milliseconds
+        if not path.is_file():
+            what = "mask" if index % 2 else "image"
+            problem = "is not a file" if path.exists() else "does not exist"
+            raise InputError(f"{what} {path} {problem}: check the path")
     return [(files[i], files[i + 1]) for i in range(0, len(files), 2)]
 
 
@@ -267,7 +272,8 @@ def _status(message: str) -> Iterator[None]:
 def stage_progress() -> Iterator[ProgressCallback]:
     """A rich progress bar on stderr fed by `rns.support`'s `progress(stage, done, total)` callbacks.
 
-    It draws only on a terminal and disappears when done, so logs and pipes get just the summary.
+    It draws only on a terminal and disappears when done. In a log or a pipe it prints one line per image
+    extracted as it happens (each can take many seconds on a CPU).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -278,6 +284,10 @@ def stage_progress() -> Iterator[ProgressCallback]:
         tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int) -> None:
+            if not console.is_terminal:
+                if stage == "extracting":  # the slow stage; checking takes milliseconds per image
+                    click.echo(f"{stage} {done}/{total}", err=True)
+                return
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)

@@ -59,7 +59,7 @@ def ui_command(
     if missing_web_packages():
         raise MissingExtraError(UI_EXTRA_HINT)
     from rns.ui.config import UiConfig
-    from rns.ui.server import build_session, correction_proposer, exposure_warning, serve
+    from rns.ui.server import bind_socket, build_session, correction_proposer, exposure_warning, serve
 
     config = UiConfig(memory_path=memory_path, images_dir=images_dir, max_upload_bytes=max_upload_mb << 20,
                       max_pixels=max_pixels, sam_checkpoint=sam_checkpoint)  # fmt: skip
@@ -67,7 +67,20 @@ def ui_command(
     if warning:
         click.echo(warning, err=True)
     proposer = correction_proposer(config, device)
+    sock = bind_socket(host, port)  # before the model loads: a busy port is reported at once
     click.echo(f"rns ui: loading the model ({model or 'default'})...", err=True)
     session = build_session(config, model=model, pretrained=pretrained, checkpoint=checkpoint,
                             variant=variant, device=device, proposer=proposer)  # fmt: skip
-    serve(session, host, port, lambda url: click.echo(f"rns ui: open {url} in a browser (Ctrl+C stops)"))
+
+    def announce(url: str) -> None:
+        click.echo(f"rns ui: open {url} in a browser (Ctrl+C stops)")
+        if host in ("0.0.0.0", "::"):
+            import socket
+
+            port_number = sock.getsockname()[1]
+            click.echo(f"rns ui: from other machines: http://{socket.gethostname()}:{port_number}/")
+
+    try:
+        serve(session, host, port, announce, sock=sock)
+    finally:
+        sock.close()

@@ -29,34 +29,12 @@ from rns.errors import InputError
 from rns.formats.coco import Category, ExportImage, coco_document
 from rns.formats.yolo import YoloImage, write_dataset
 from rns.inputs import InputImage
+from rns.output_specs import EXPORT_FORMATS, parse_export, save_kinds_for
 from rns.outputs import output_paths, read_labels_png, read_probs_npz
 from rns.segmentation import BACKGROUND
 
-EXPORT_FORMATS: tuple[str, ...] = ("coco", "yolo")
 COCO_NAME = "coco.json"
 YOLO_NAME = "yolo"
-
-
-def parse_export(spec: str | None) -> frozenset[str]:
-    """The formats of `--export` ("coco", "yolo" or "coco,yolo"); empty for None."""
-    if spec is None:
-        return frozenset()
-    names = {part.strip().lower() for part in spec.split(",") if part.strip()}
-    unknown = sorted(names - set(EXPORT_FORMATS))
-    if unknown or not names:
-        raise InputError(f"--export {spec!r}: choose from {', '.join(EXPORT_FORMATS)} (comma-separated)")
-    return frozenset(names)
-
-
-def save_kinds_for(save: Iterable[str], exports: Iterable[str]) -> frozenset[str]:
-    """The per-image outputs a run must keep for its exports (the export is built from them)."""
-    kinds = set(save)
-    exports = set(exports)
-    if exports:
-        kinds.add("labels")
-    if "coco" in exports:
-        kinds.add("probs")
-    return frozenset(kinds)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rns.errors import InputError, RnsError
-from rns.palette import class_colour, hex_colour
+from rns.palette import class_colour, hex_colour, named_colours
 from rns.ui.config import folder_images, resolve_folder_image
 from rns.ui.encoding import decode_mask, labels_png_base64, parse_classes, regions_png_base64
 from rns.ui.photos import ImageTooLargeError, OpenPhoto, PhotoNotOpenError
@@ -104,7 +104,7 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
         answer = {
             **_photo_fields(opened),
             "classes": seg.class_names,
-            "colours": [hex_colour(class_colour(i)) for i in range(len(seg.class_names))],
+            "colours": [hex_colour(colour) for colour in named_colours(seg.class_names)],
             "fractions": seg.fractions(),
             "labels": labels_png_base64(seg.labels),
             "seconds": round(result.seconds, 4),
@@ -136,6 +136,12 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
             "computed_features": outcome.computed_features,
             "memory": outcome.memory,
         }
+
+    @app.post("/api/colours")
+    def colours(classes: Annotated[str, Form()] = "") -> dict[str, Any]:
+        """The colours of a class list (by name, as in every output), for classes the page adds itself."""
+        names = [" ".join(part.split()) for part in classes.split(",") if part.strip()]
+        return {"classes": names, "colours": [hex_colour(colour) for colour in named_colours(names)]}
 
     @app.post("/api/undo")
     def undo() -> dict[str, Any]:

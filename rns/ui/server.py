@@ -55,7 +55,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
+    """The URL a browser on this machine opens: for 0.0.0.0 or :: (every address), the loopback one."""
     host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):  # no browser opens http://0.0.0.0/
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
 
@@ -71,9 +74,14 @@ def _uvicorn_server(session: UiSession, host: str) -> object:
     return uvicorn.Server(config)
 
 
-def serve(session: UiSession, host: str, port: int, announce: Callable[[str], None]) -> None:
-    """Serve until interrupted; `announce` gets the URL once the socket is bound."""
-    sock = bind_socket(host, port)
+def serve(session: UiSession, host: str, port: int, announce: Callable[[str], None],
+          sock: socket.socket | None = None) -> None:
+    """Serve until interrupted; `announce` gets the URL once the socket is bound.
+
+    `sock`: one `bind_socket` made earlier (the CLI binds before loading the model, so a busy port is
+    reported at once).
+    """
+    sock = sock if sock is not None else bind_socket(host, port)
     server = _uvicorn_server(session, host)
     announce(url_of(sock))
     server.run(sockets=[sock])

@@ -15,10 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
 from rns.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, build_backbone, check_weights
 
-CAMVID_TEST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid" / "test"
+CAMVID_TEST = CAMVID / "test"
 ROAD, CAR, IGNORE = 3, 8, 255
 MIN_IOU = {"road": 0.30, "car": 0.15}  # modest: training-free CLIP features, one image, no post-processing
 
@@ -42,7 +43,7 @@ def _real_weights() -> tuple[str, str | None, str | None]:
 
 def _photo_with_road_and_car() -> tuple[Image.Image, np.ndarray]:
     if not (CAMVID_TEST / "images").is_dir() or not (CAMVID_TEST / "masks").is_dir():
-        pytest.skip(f"CamVid test split not found at {CAMVID_TEST}")
+        pytest.skip(f"CamVid test split not found at {CAMVID_TEST} (RNS_SHARED=DIR: the folder with data/)")
     for mask_path in sorted((CAMVID_TEST / "masks").glob("*.png")):
         mask = np.asarray(Image.open(mask_path))
         if (mask == ROAD).mean() > 0.2 and (mask == CAR).mean() > 0.03:

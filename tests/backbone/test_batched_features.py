@@ -8,19 +8,17 @@ CPU; one slow test repeats the label check with a randomly initialised ViT-B-16 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
 from rns.backbone import build_backbone
 from rns.backbone.batching import MAX_AUTO_IMAGES, images_per_forward
 from rns.backbone.geometry import window_starts
 from rns.pipeline import Segmenter, SegmentOptions
 
-CAMVID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid"
 # (width, height): landscape, portrait, panoramas, a strip thinner than a crop (another crop shape), tiny
 SIZES = [(480, 360), (360, 480), (1000, 300), (3000, 200), (40, 40), (1200, 448)]
 
@@ -98,7 +96,7 @@ def _camvid_images(count: int) -> list[Image.Image]:
     folder = CAMVID / "test" / "images"
     paths = sorted(folder.glob("*.jpg"))[:count]
     if len(paths) < count:
-        pytest.skip(f"CamVid test images not found under {folder} (see ../shared/data/camvid/README.md)")
+        pytest.skip(f"CamVid test images not found under {folder} (RNS_SHARED=DIR: the folder with data/)")
     return [Image.open(path).convert("RGB") for path in paths]
 
 

@@ -48,7 +48,7 @@ def test_list_shows_counts_and_text(filled: dict, capsys) -> None:
     code, out, err = run(["memory", "list", "--memory", str(filled["path"])], capsys)
     assert code == 0, err
     lines = [line.split() for line in out.splitlines()]
-    assert lines[0] == ["class", "prototypes", "sources", "text"]
+    assert lines[0] == ["class", "prototypes", "images", "text"]
     assert lines[1:] == [
         ["road", "2", "2", "road"],
         ["bus", "2", "2", "bus"],
@@ -62,18 +62,22 @@ def test_list_shows_counts_and_text(filled: dict, capsys) -> None:
         "text": None,
         "has_text": False,
         "prototypes": 1,
-        "sources": 1,
+        "images": 1,
     }
     assert rows["road"]["text"] == "road"
 
 
 def test_stats_text_and_json(filled: dict, capsys) -> None:
     code, out, _ = run(["memory", "stats", "--memory", str(filled["path"])], capsys)
+    out_text = out
     assert code == 0 and "n_prototypes: 5" in out and f"dim: {DIM}" in out and '"model": "fake"' in out
     code, out, _ = run(["memory", "stats", "--json", "--memory", str(filled["path"])], capsys)
     stats = json.loads(out)
-    # One source (entry) per (image, class): two streets of road+bus and one backpack.
-    assert (stats["n_prototypes"], stats["n_classes"], stats["n_sources"]) == (5, 3, 5)
+    # Three support images; one entry per (image, class): two streets of road+bus and one backpack.
+    assert (stats["n_prototypes"], stats["n_classes"], stats["n_support_images"], stats["n_entries"]) == (
+        5, 3, 3, 5)
+    assert "n_sources" not in stats
+    assert "n_support_images: 3" in out_text and "n_entries: 5" in out_text
     assert stats["bytes_on_disk"] > 0
 
 
@@ -85,7 +89,7 @@ def test_remove_by_image_file_by_id_and_by_class(filled: dict, capsys) -> None:
     assert out.strip() == f"removed source {street_image} (2 prototypes: road, bus)"
 
     code, out, _ = run(["memory", "remove", "--class", "bus", *memory_args], capsys)
-    assert code == 0 and out.strip() == "removed class bus (1 prototypes from 1 sources)"
+    assert code == 0 and out.strip() == "removed class bus (1 prototypes from 1 support image(s))"
     memory = SupportMemory.open(filled["path"], create=False)
     assert [c.name for c in memory.classes()] == ["road", "my-backpack"]
 

@@ -18,6 +18,7 @@ pytest.importorskip("pycocotools", reason="the formats extra is not installed: p
 pytest.importorskip("cv2", reason="the formats extra is not installed: pip install 'rns[formats]'")
 
 from pycocotools.coco import COCO  # noqa: E402
+from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
 from rns.formats.coco import Category, ExportImage, coco_document, read_coco  # noqa: E402
 from rns.formats.instances import connected_instances, fill_polygon  # noqa: E402
@@ -29,7 +30,6 @@ from rns.mask_conventions import LabelMapping  # noqa: E402
 from rns.support import add_supports  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
-CAMVID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid"
 NUM_IMAGES = 6  # spread over the train split: about 140 instances of 100 px or more, holes and all
 MIN_INSTANCE = 100
 MIN_IOU = 0.98
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def camvid() -> tuple[list[str], list[tuple[Path, Path]]]:
     if not (CAMVID / "classes.txt").is_file():
-        pytest.skip(f"CamVid not found at {CAMVID} (see the data README); the round trip needs real masks")
+        pytest.skip(f"CamVid not found at {CAMVID} (RNS_SHARED=DIR: the folder with data/)")
     names = LabelMapping.from_classes_file(CAMVID / "classes.txt").class_names
     images = sorted((CAMVID / "train" / "images").glob("*.jpg"))
     chosen = images[:: max(1, len(images) // NUM_IMAGES)][:NUM_IMAGES]

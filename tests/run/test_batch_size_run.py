@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
@@ -23,7 +24,6 @@ from rns.errors import InputError
 from rns.runner import run_folder
 from rns.segmentation import Segmentation
 
-CAMVID = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "camvid"
 TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 # What changes from run to run in the JSON files: timings, and the size of files that hold timings.
 VOLATILE = {"seconds", "timings", "finished_at", "out_dir"}
@@ -64,7 +64,7 @@ def output_files(out: Path) -> dict[str, bytes]:
 def camvid_run(tmp_path_factory) -> Path:
     """A folder of 5 CamVid test photos (one turned portrait) and one corrupt file, and a 1-image memory."""
     if not (CAMVID / "classes.txt").is_file():
-        pytest.skip(f"CamVid not found at {CAMVID} (see ../shared/data/camvid/README.md)")
+        pytest.skip(f"CamVid not found at {CAMVID} (RNS_SHARED=DIR sets the folder holding data/camvid)")
     root = tmp_path_factory.mktemp("batch-run")
     photos = root / "photos"
     photos.mkdir()

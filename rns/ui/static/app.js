@@ -10,7 +10,10 @@ const state = {
   // Corrections accumulate per photo across teaches, by class name (ids change with the class list):
   // teaching a photo again replaces its example in the memory, so it must carry every earlier fix too.
   corrections: null, correctionNames: [], taught: [],
-  picked: 1, palette: [], busy: false, folder: [], folderIndex: -1, lastSegment: null,
+  // The class to correct with is kept by name (`pickedName`); `picked` is its id in the current list, -1
+  // when the list no longer has it. Colours come from the server by class name (the same as in files).
+  picked: 1, pickedName: null, colours: [], palette: [], busy: false, folder: [], folderIndex: -1,
+  lastSegment: null,
 };
 window.rnsUi = state; // for the browser tests and for debugging in the console
 
@@ -63,8 +66,12 @@ async function api(path, form, method = "POST") {
 }
 
 // ---------------------------------------------------------------------------------- opening photos
-async function openFile(file) {
+async function openFile(file, fromFolder = false) {
   showError("");
+  if (!fromFolder) { // an uploaded or dropped photo is not the folder's: the picker names none
+    state.folderIndex = -1;
+    $("folder-select").value = "";
+  }
   busy(`Opening ${file.name}…`);
   try {
     const form = new FormData();
@@ -121,15 +128,24 @@ async function segment(reason = "Segmenting") {
   busy(`${reason}…`);
   try {
     const result = await requestWithPhoto("/api/segment", (form) => form.append("classes", $("classes").value));
-    state.classes = result.classes;
+    state.classes = result.classes.slice();
+    state.colours = result.colours.slice();
     state.labels = await RnsPng.decodeIds(result.labels);
     state.touched = new Uint8Array(state.labels.length);
     state.lastSegment = result;
-    if (state.picked >= state.classes.length) state.picked = Math.min(1, state.classes.length - 1);
+    state.predicted = state.labels.slice(); // the model's own answer, before the corrections are drawn
+    const kept = applyCorrections();
+    if (kept.length) await fetchColours();
+    if (state.pickedName === null) state.pickedName = state.classes[Math.min(1, state.classes.length - 1)];
+    state.picked = state.classes.indexOf(state.pickedName);
     drawOverlay();
     renderLegend(result.fractions);
-    const how = result.computed_features ? "features computed" : "cached features";
-    done(`Segmented in ${result.seconds.toFixed(2)} s (${how}, ${result.mode}).`);
+    const how = result.computed_features ? "computed this photo's features" : "reused this photo's features";
+    const what = result.mode === "zero-shot" ? "text only: the memory has no examples of these classes"
+      : `adapted to the memory's examples (${result.memory_prototypes} prototypes)`;
+    let note = kept.length ? ` Your corrections of ${kept.join(", ")} are kept (not in the class list; Teach teaches them).` : "";
+    if (state.picked < 0) note += ` "${state.pickedName}" is not in the list any more: pick a class in the legend to correct.`;
+    done(`Segmented in ${result.seconds.toFixed(2)} s (${how}; ${what}).${note}`);
   } catch (error) {
     done("");
     showError(error.message);
@@ -154,7 +170,7 @@ async function requestWithPhoto(path, addFields) {
 
 // ---------------------------------------------------------------------------------- drawing
 function colour(id) {
-  const hex = state.palette[id] || "#808080";
+  const hex = state.colours[id] || state.palette[id] || "#808080";
   return [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
 }
 
@@ -197,126 +213,17 @@ function renderLegend(fractions) {
     item.className = id === state.picked ? "picked" : "";
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    swatch.style.background = state.palette[id] || "#808080";
+    swatch.style.background = state.colours[id] || state.palette[id] || "#808080";
     const share = fractions && name in fractions ? ` ${(100 * fractions[name]).toFixed(1)}%` : "";
     item.append(swatch, document.createTextNode(`${name}${share}`));
     item.title = "click to correct with this class";
-    item.addEventListener("click", () => { state.picked = id; renderLegend(fractions); });
+    item.addEventListener("click", () => {
+      Object.assign(state, { picked: id, pickedName: name });
+      showError("");
+      renderLegend(fractions);
+    });
     legend.append(item);
   });
-}
-
-// ---------------------------------------------------------------------------------- correcting
-function pixelAt(event) {
-  const rect = $("overlay-canvas").getBoundingClientRect();
-  const x = Math.floor(((event.clientX - rect.left) / rect.width) * state.width);
-  const y = Math.floor(((event.clientY - rect.top) / rect.height) * state.height);
-  if (x < 0 || y < 0 || x >= state.width || y >= state.height) return null;
-  return { x, y, index: y * state.width + x };
-}
-
-function correctPixel(index, nameIndex) {
-  state.labels[index] = state.picked;
-  state.touched[index] = 1;
-  state.corrections[index] = nameIndex;
-}
-
-function pickedNameIndex() {
-  const name = state.classes[state.picked];
-  if (!state.correctionNames.includes(name)) state.correctionNames.push(name);
-  return state.correctionNames.indexOf(name);
-}
-
-function assignRegion(index) {
-  const region = state.regions[index];
-  const { starts, pixels } = state.regionPixels;
-  const nameIndex = pickedNameIndex();
-  for (let k = starts[region]; k < starts[region + 1]; k++) correctPixel(pixels[k], nameIndex);
-}
-
-function paintBrush(x, y) {
-  const radius = Number($("brush-size").value) / 2;
-  const nameIndex = pickedNameIndex();
-  for (let dy = -Math.ceil(radius); dy <= radius; dy++) {
-    for (let dx = -Math.ceil(radius); dx <= radius; dx++) {
-      const px = x + dx, py = y + dy;
-      if (dx * dx + dy * dy > radius * radius || px < 0 || py < 0 || px >= state.width || py >= state.height) continue;
-      correctPixel(py * state.width + px, nameIndex);
-    }
-  }
-}
-
-let painting = false;
-function correctAt(event) {
-  const at = pixelAt(event);
-  if (!at || !state.labels || state.busy) return;
-  if (document.querySelector("input[name=tool]:checked").value === "regions") assignRegion(at.index);
-  else paintBrush(at.x, at.y);
-  showHover(at);
-  drawOverlay();
-}
-
-function showHover(at) {
-  if (at && state.labels) $("hover").textContent = `(${at.x}, ${at.y}): ${state.classes[state.labels[at.index]]}`;
-}
-
-function addClass() {
-  const name = splitClasses($("new-class").value)[0];
-  if (!name || !state.labels) return;
-  if (!state.classes.includes(name)) {
-    state.classes.push(name);
-    const typed = splitClasses($("classes").value);
-    if (!typed.includes(name)) $("classes").value = [...typed, name].join(", ");
-  }
-  state.picked = state.classes.indexOf(name);
-  $("new-class").value = "";
-  renderLegend(state.lastSegment && state.lastSegment.fractions);
-}
-
-// ---------------------------------------------------------------------------------- teaching
-async function teach() {
-  if (!state.labels) return;
-  showError("");
-  const whole = $("whole-photo").checked;
-  const classes = [...state.classes, ...state.correctionNames.filter((name) => !state.classes.includes(name))];
-  const lookup = state.correctionNames.map((name) => classes.indexOf(name));
-  const corrections = state.corrections;
-  const ids = new Uint8Array(corrections.length);
-  let corrected = 0;
-  for (let i = 0; i < ids.length; i++) {
-    const c = corrections[i];
-    if (c !== 255) corrected++;
-    ids[i] = c !== 255 ? lookup[c] : whole ? state.labels[i] : 255;
-  }
-  if (!whole && corrected === 0) {
-    showError("nothing corrected yet: pick a class, click regions or paint, then teach");
-    return;
-  }
-  // A photo's support features are computed in the background after its first segment; a quick first
-  // teach may still wait for them.
-  busy(state.taught.length ? "Teaching…" : "Teaching (the photo's support features may still be computing)…");
-  let result;
-  try {
-    // Name only the classes the mask labels: a taught mask replaces this photo's examples of every class
-    // it names (as in `rns add-support`), so naming others would delete their examples of this photo.
-    const used = [...new Set(ids)].filter((id) => id !== 255).sort((a, b) => a - b);
-    const remap = new Uint8Array(256).fill(255);
-    used.forEach((id, index) => { remap[id] = index; });
-    const compact = ids.map((id) => remap[id]);
-    const mask = await RnsPng.encodeGrey(state.width, state.height, compact);
-    result = await requestWithPhoto("/api/teach", (form) => {
-      form.append("mask", mask, "mask.png");
-      form.append("classes", used.map((id) => classes[id]).join(","));
-    });
-  } catch (error) {
-    done("");
-    showError(error.message);
-    return;
-  }
-  state.taught.push(corrections.slice());
-  showMemory(result.memory);
-  done(`Taught (${result.status}: ${result.classes.join(", ")}).`);
-  await segment(`Taught (${result.status}) in ${result.seconds.toFixed(2)} s; segmenting again`);
 }
 
 async function undo() {
@@ -385,7 +292,7 @@ async function openFolderImage(index) {
     const response = await fetch(`/api/images/${encodeURIComponent(name)}`);
     if (!response.ok) throw new Error((await response.json()).error);
     const blob = await response.blob();
-    await openFile(new File([blob], name, { type: blob.type }));
+    await openFile(new File([blob], name, { type: blob.type }), true);
   } catch (error) {
     showError(error.message);
   }
@@ -402,6 +309,7 @@ async function start() {
       const listing = await api("/api/images", null, "GET");
       state.folder = listing.images;
       $("folder").hidden = false;
+      $("folder-select").append(new Option("(choose a photo)", "", true, true));
       for (const name of listing.images) $("folder-select").append(new Option(name, name));
     }
   } catch (error) {
