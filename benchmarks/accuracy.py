@@ -6,6 +6,8 @@ ignored. Every method runs on the same cached dense features, so the tables comp
     python benchmarks/accuracy.py                        # real weights (open_clip cache or --checkpoint)
     python benchmarks/accuracy.py --smoke                # wiring run on the tiny random model (not accuracy)
     python benchmarks/accuracy.py --tables fewshot --shots 1,5 --seeds 0,1,2 --queries 100
+    python benchmarks/accuracy.py --model efficientnet-lite0     # no text: the notext table
+    python benchmarks/accuracy.py --model efficientnet-lite0 --split val --short-side 360  # settings on val
 
 Without real weights the script says so and prints no number that looks like accuracy.
 """
@@ -34,6 +36,7 @@ from camvid import (  # noqa: E402
     load_split,
     open_backbone,
 )
+from notext_table import run_notext_table  # noqa: E402
 
 from rns.adapt import AdaptConfig  # noqa: E402
 from rns.backbone import VARIANTS, build_backbone  # noqa: E402
@@ -210,7 +213,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variant", default=None, help="variant for the few-shot and region tables")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--smoke", action="store_true", help="tiny random model: wiring only, not accuracy")
-    parser.add_argument("--tables", default="zero-shot,fewshot,regions")
+    parser.add_argument("--tables", default=None,
+                        help="default zero-shot,fewshot,regions; notext for a backbone without text")
+    parser.add_argument("--split", default="test", choices=("test", "val"),
+                        help="queries from this split (choose settings on val, report test once)")
+    parser.add_argument("--every", type=int, default=1, help="every n-th query image of the split")
+    parser.add_argument("--short-side", type=int, default=None, help="EfficientNet-Lite input short side")
+    parser.add_argument("--grid-stride", type=int, default=None, help="EfficientNet-Lite feature grid stride")
+    parser.add_argument("--notext-regions", default="superpixels", help="'none' leaves out the regions row")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--shots", default="1,5,20")
     parser.add_argument("--region-shots", default="1,5")
@@ -218,7 +228,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=None, help="first N test images (default: all 233)")
     parser.add_argument("--sam-checkpoint", default=None, help="adds a SAM row to the regions table")
     args = parser.parse_args(argv)
-    args.tables = [t.strip() for t in args.tables.split(",") if t.strip()]
+    args.tables = [t.strip() for t in (args.tables or "").split(",") if t.strip()]
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     args.shots = [int(b) for b in args.shots.split(",")]
     args.region_shots = [int(b) for b in args.region_shots.split(",")]
@@ -228,6 +238,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _lite_with_input(backbone, args):
+    """The same EfficientNet-Lite with another input size or grid (for choosing them on the val split)."""
+    from rns.backbone.efficientnet import LiteInput, build_efficientnet_lite
+
+    base = LiteInput()
+    settings = LiteInput(short_side=args.short_side or base.short_side,
+                         grid_stride=args.grid_stride or base.grid_stride)
+    return build_efficientnet_lite(backbone.spec, settings=settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not (args.data / "classes.txt").exists():
@@ -235,8 +255,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     backbone, smoke = open_backbone(args)
     args.smoke = smoke
+    if args.short_side or args.grid_stride:
+        backbone = _lite_with_input(backbone, args)
+    if not args.tables:
+        has_text = getattr(backbone, "has_text", True)
+        args.tables = ["zero-shot", "fewshot", "regions"] if has_text else ["notext"]
     names = class_names(args.data)
-    queries = load_split(args.data, "test", args.queries)
+    queries = load_split(args.data, args.split, args.queries)
+    if args.every > 1:
+        queries = type(queries)(queries.name, queries.images[::args.every], queries.masks[::args.every])
     train = load_split(args.data, "train")
     print(banner(backbone, smoke))
     if "zero-shot" in args.tables:
@@ -245,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         table_few_shot(args, backbone, names, queries, train)
     if "regions" in args.tables:
         table_regions(args, backbone, names, queries, train)
+    if "notext" in args.tables:
+        run_notext_table(args, backbone, names, queries, train)
     if smoke:
         print("\nSMOKE RUN: random weights; the tables above are NOT accuracy.")
 

@@ -33,7 +33,9 @@ def check_memory_fingerprint(memory: Any, backbone_fingerprint: dict[str, Any],
     stored_format = stored.get("format")
     current_format = backbone_fingerprint.get("format")
     both_known = isinstance(stored_format, int) and isinstance(current_format, int)
-    older = both_known and stored_format < current_format
+    # Formats count per backbone family: an EfficientNet-Lite memory is not an "older" CLIP one.
+    same_family = stored.get("family") == backbone_fingerprint.get("family")
+    older = both_known and same_family and stored_format < current_format
     if older:
         raise InputError(
             f"memory {memory.path} was built by an older rns (feature format {stored_format}, now "

@@ -25,6 +25,7 @@ from rns.adapt import AdaptConfig, ClassText, SupportSet, retrieve_support, scor
 from rns.adapt.method import missing_class_error
 from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
+from rns.backbone.families import no_text_error
 from rns.backbone.geometry import ImageGeometry
 from rns.errors import DeviceError, InputError
 from rns.fingerprints import check_memory_fingerprint
@@ -114,20 +115,29 @@ class Segmenter:
     ) -> None:
         self.backbone = backbone
         self.options = options or SegmentOptions()
+        # An image-only backbone (EfficientNet-Lite) reads no class name: the method's no-text setting.
+        self.has_text = bool(getattr(backbone, "has_text", True))
+        if not self.has_text and self.options.background and not _background_taught(memory, classes):
+            # Background is learned from examples alone here; with none, every pixel takes an asked class.
+            self.options = replace(self.options, background=False)
         # The background threshold applies to pixels, after upsampling; the per-image adaptation runs without
         # it (its patch labels are not used). Both forms are made here, once, not per image.
-        self._adapt_config = replace(self.options.adapt, background_threshold=None)
+        self._adapt_config = replace(self.options.adapt, background_threshold=None,
+                                     use_text=self.options.adapt.use_text and self.has_text)
         self._pixel_threshold = self.options.adapt.background_threshold if self.options.background else None
         self.memory = None if self.options.zero_shot else memory
         if self.memory is not None:
             check_memory_fingerprint(self.memory, backbone.fingerprint)
         asked = self._asked_classes(classes, memory)
+        if self.options.zero_shot and not self.has_text:
+            raise no_text_error(backbone.spec.model, asked[0], "cannot be found zero-shot (--zero-shot)")
         # As asked (before background and the memory's spelling): what rebuilds this segmenter elsewhere.
         self.requested_classes = tuple(asked)
         self.plan = plan_classes(asked, memory, background=self.options.background)
         self.region_proposer = region_proposer
         self.text = ClassText.from_list(
-            [None if words is None else backbone.encode_text(list(words)) for words in self.plan.prompts],
+            [None if words is None or not self.has_text else backbone.encode_text(list(words))
+             for words in self.plan.prompts],
             list(self.plan.names),
         )
         self._class_index = (
@@ -175,7 +185,11 @@ class Segmenter:
         if self._class_index is not None:
             visual = {label for label in self._class_index.values() if label is not None}
         for label, prompts in enumerate(self.plan.prompts):
-            if prompts is None and label not in visual:
+            if label in visual:
+                continue
+            if not self.has_text:
+                raise no_text_error(self.backbone.spec.model, self.plan.names[label])
+            if prompts is None:
                 raise missing_class_error(self.plan.names[label])
 
     # -- public API --------------------------------------------------------------------------------------
@@ -371,6 +385,20 @@ def build_segmenter(
         proposer = build_region_proposer(options.regions, sam_checkpoint=options.sam_checkpoint,
                                          device=str(backbone.device))  # fmt: skip
     return Segmenter(backbone, classes, memory=memory, options=options, region_proposer=proposer)
+
+
+def _background_taught(memory: SupportMemory | None, classes: list[str] | str | None) -> bool:
+    """Whether the memory holds examples that would map to background: a stored "background" class, or a
+    stored class the user did not ask for (asking for none means all of them)."""
+    if memory is None or memory.n_prototypes == 0:
+        return False
+    stored = {info.name.casefold() for info in memory.classes()}
+    if BACKGROUND in stored:
+        return True
+    if not classes:
+        return False
+    asked = parse_class_list(classes) if isinstance(classes, str) else clean_class_list(list(classes))
+    return bool(stored - {name.casefold() for name in asked})
 
 
 def open_memory_if_present(memory_path: str | os.PathLike | None) -> SupportMemory | None:

@@ -33,6 +33,8 @@ class ClipBackbone:
     class name are compared by inner product.
     """
 
+    has_text = True  # the backbone-family capability: class names can be read (zero-shot, --text)
+
     def __init__(self, model: torch.nn.Module, tokenizer, spec: BackboneSpec, weights_label: str,
                  weights_identity: dict, device: torch.device, text_cache_dir: Path | None = None) -> None:
         from open_clip.model import get_model_preprocess_cfg

@@ -1,4 +1,5 @@
-"""Building a `ClipBackbone`: which model, which weights, which device.
+"""Building a backbone: which model, which weights, which device (`build_from_spec` picks the family from
+`rns.backbone.families`; the open_clip family's builder is here).
 
 `BackboneSpec` says *what* to build (and is what a pipeline records); `build_backbone` turns it into a
 frozen model. Weights are located first (`weights.py`: cache lookups, file checks, no loading), so that an
@@ -17,17 +18,24 @@ import contextlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from rns.backbone.clip import ClipBackbone
 from rns.backbone.dense import WindowConfig
+from rns.backbone.families import family_of
 from rns.backbone.spec import (
     BackboneSpec,
 )
 from rns.backbone.weights import RANDOM_SEED, WeightsSource, locate_weights, unavailable_message
 from rns.devices import resolve_device
 from rns.errors import InputError, WeightsUnavailableError
+
+if TYPE_CHECKING:
+    from rns.backbone.efficientnet import EfficientNetLiteBackbone
+
+    Backbone = ClipBackbone | EfficientNetLiteBackbone
 
 TINY_TEST_MODEL = "rns-tiny-test"  # model_configs/rns-tiny-test.json: a few-MB model for tests
 
@@ -48,8 +56,10 @@ def register_model_configs() -> None:
 def build_backbone(model: str | None = None, pretrained: str | None = None,
                    checkpoint: str | os.PathLike | None = None, variant: str | None = None,
                    device: str | None = "auto", window: WindowConfig | None = None, *,
-                   text_cache_dir: Path | None = None) -> ClipBackbone:
-    """Build a frozen `ClipBackbone`; arguments left as None come from RNS_* variables or the defaults.
+                   text_cache_dir: Path | None = None) -> Backbone:
+    """Build a frozen backbone (a `ClipBackbone`, or e.g. `efficientnet-lite0`'s image-only one).
+
+    Arguments left as None come from RNS_* variables or the defaults.
 
     `pretrained="random"` builds seeded random weights (tests only, labelled so). Raises
     `WeightsUnavailableError` when a tag is neither cached nor downloadable, `InputError` for a bad
@@ -59,8 +69,13 @@ def build_backbone(model: str | None = None, pretrained: str | None = None,
     return build_from_spec(spec, text_cache_dir=text_cache_dir)
 
 
-def build_from_spec(spec: BackboneSpec, *, text_cache_dir: Path | None = None) -> ClipBackbone:
-    """Build the backbone a `BackboneSpec` describes (see `build_backbone`)."""
+def build_from_spec(spec: BackboneSpec, *, text_cache_dir: Path | None = None) -> Backbone:
+    """Build the backbone a `BackboneSpec` describes, by its family (see `rns.backbone.families`)."""
+    return family_of(spec.model).build(spec, text_cache_dir=text_cache_dir)
+
+
+def build_clip_from_spec(spec: BackboneSpec, *, text_cache_dir: Path | None = None) -> ClipBackbone:
+    """The open_clip family's builder (see `build_backbone`)."""
     import open_clip
 
     register_model_configs()

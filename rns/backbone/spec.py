@@ -11,11 +11,10 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from rns.backbone.dense import DEFAULT_VARIANT, WindowConfig, check_variant
+from rns.backbone.families import DEFAULT_MODEL, MODEL_ENV, family_of, resolve_model_name  # noqa: F401 (re-exported)
 
-DEFAULT_MODEL = "ViT-B-16"
 DEFAULT_PRETRAINED = "laion2b_s34b_b88k"
 
-MODEL_ENV = "RNS_MODEL"
 PRETRAINED_ENV = "RNS_PRETRAINED"
 CHECKPOINT_ENV = "RNS_CHECKPOINT"
 VARIANT_ENV = "RNS_VARIANT"
@@ -39,9 +38,11 @@ class BackboneSpec:
         """Fill what the caller left out from the environment, then from the defaults."""
         if checkpoint is None and pretrained is None:
             checkpoint = os.environ.get(CHECKPOINT_ENV) or None
+        model = resolve_model_name(model)
         return cls(
-            model=model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
-            pretrained=pretrained or os.environ.get(PRETRAINED_ENV) or DEFAULT_PRETRAINED,
+            model=model,
+            # Each family has its own default weights (a CLIP tag means nothing to EfficientNet-Lite).
+            pretrained=pretrained or os.environ.get(PRETRAINED_ENV) or family_of(model).default_pretrained,
             checkpoint=str(checkpoint) if checkpoint else None,
             variant=check_variant(variant or os.environ.get(VARIANT_ENV) or DEFAULT_VARIANT),
             device=device or "auto",

@@ -36,20 +36,24 @@ device_option = click.option(
 model_option = click.option(
     "--model",
     default=None,
-    help="open_clip model name (default ViT-B-16, or $RNS_MODEL). For rns's own tests only: "
+    help="Backbone (default ViT-B-16, or $RNS_MODEL): an open_clip model name (image + text), or "
+    "efficientnet-lite0/1/2 (image only, ImageNet weights installed with rns: works offline, but every class "
+    "needs examples and there is no zero-shot). For rns's own tests only: "
     f"`--model {TEST_MODEL} --pretrained random`, a tiny random-weight model whose masks mean nothing.",
 )
 pretrained_option = click.option(
     "--pretrained",
     default=None,
-    help="open_clip pretrained tag (default laion2b_s34b_b88k, or $RNS_PRETRAINED); `random` gives "
+    help="Weights tag (default laion2b_s34b_b88k for CLIP, imagenet for efficientnet-lite, or "
+    "$RNS_PRETRAINED); `random` gives "
     "untrained weights, for tests only.",
 )
 variant_option = click.option(
     "--variant",
     type=click.Choice(VARIANTS),
     default=None,
-    help="Dense-feature variant of the last block (default maskclip, the paper's; or $RNS_VARIANT). A "
+    help="CLIP models: dense-feature variant of the last block (default maskclip, the paper's; or "
+    "$RNS_VARIANT). A "
     "memory only accepts features made with the variant it was built with.",
 )
 checkpoint_option = click.option(

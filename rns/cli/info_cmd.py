@@ -16,6 +16,11 @@ from rns.paths import default_memory_path
 
 
 def _model_line(name: str) -> str:
+    from rns.backbone.families import family_of
+
+    family = family_of(name)
+    if family.models:
+        return f"{name} ({family.name}: {family.summary})"
     import open_clip
 
     from rns.backbone.registry import register_model_configs
@@ -53,10 +58,12 @@ def info(model: str | None, pretrained: str | None, checkpoint: str | None, vari
       rns info
       rns info --checkpoint ~/models/ViT-B-16-laion2b.bin
     """
-    from rns.backbone import BackboneSpec, check_weights
+    from rns.backbone import BackboneSpec
+    from rns.backbone.families import family_of
 
     spec = BackboneSpec.resolve(model, pretrained, checkpoint, variant, device)
-    weights = check_weights(spec.model, spec.pretrained, spec.checkpoint)
+    family = family_of(spec.model)
+    weights = family.check_weights(spec.model, spec.pretrained, spec.checkpoint)
     memory = default_memory_path(memory_path)
     window = spec.window
     rows = [
@@ -65,9 +72,23 @@ def info(model: str | None, pretrained: str | None, checkpoint: str | None, vari
         ("offline use", f"{'yes' if weights.available_offline else 'no'}: {weights.detail}"),
         ("device", _device_line(spec.device)),
         ("memory", f"{memory} ({_memory_state(memory)})"),
-        ("features", f"{spec.variant} (choices: {', '.join(VARIANTS)}; set RNS_VARIANT to change)"),
-        ("window", f"short side {window.short_side} px, crop {window.crop} px, stride {window.stride} px"),
     ]
+    if family.has_text:
+        rows += [
+            ("features", f"{spec.variant} (choices: {', '.join(VARIANTS)}; set RNS_VARIANT to change)"),
+            ("window", f"short side {window.short_side} px, crop {window.crop} px, "
+                       f"stride {window.stride} px"),
+        ]
+    else:
+        from rns.backbone.efficientnet import LiteInput
+
+        lite = LiteInput()
+        rows += [
+            ("features", f"multi-scale (stride 8, 16, 32), short side {lite.short_side} px, grid stride "
+                         f"{lite.grid_stride} px"),
+            ("text", "none: every class needs examples (no zero-shot, no --text); use a CLIP model for "
+                     "those"),
+        ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name + ':':<{width + 1}} {value}")

@@ -128,6 +128,11 @@ def add_support_command(
     if categories is not None:
         raise InputError("--categories selects classes of an export: use it with --coco, --labelme, "
                          "--label-studio, --yolo, --labelmap or --labels voc")
+    if text_prompt is not None:
+        from rns.backbone.families import model_has_text, no_text_error, resolve_model_name
+
+        if not model_has_text(model):
+            raise no_text_error(resolve_model_name(model), class_name or text_prompt, "was given --text")
     pairs = _pairs(files, images_dir, masks_dir)
     mapping = _mapping(class_name, labels_spec, classes_file)
     class_texts = _class_texts(mapping, text_prompt, no_text)

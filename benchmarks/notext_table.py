@@ -1,0 +1,127 @@
+"""The few-shot table for a backbone without text (EfficientNet-Lite): baselines against RNS, on CamVid.
+
+Rows (all on the same cached features and the same memory per draw):
+- nearest class prototype: each patch takes the class whose mean stored row (the memory's class prototype)
+  is closest;
+- kNN vote: each patch takes the majority class of its `k` nearest stored rows (the very rows RNS
+  retrieves, k = `AdaptConfig.k`), ties to the nearest;
+- RNS, no text: retrieval + per-image head, the pipeline's no-text setting;
+- RNS, no text + superpixels: the same over superpixel regions.
+
+Used by `benchmarks/accuracy.py --tables notext` (the default for an image-only backbone).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from camvid import FeatureCache, build_memory, draw_supports
+
+from rns.adapt import AdaptConfig
+from rns.evaluation import ConfusionMatrix
+from rns.imageio import load_image, load_mask
+from rns.pipeline import Segmenter, SegmentOptions
+from rns.upsample import upsample_probabilities
+
+
+def _class_of_rows(memory, rows: np.ndarray, names: list[str]) -> np.ndarray:
+    _, memory_ids = memory.rows(rows.reshape(-1))
+    by_id = {info.id: names.index(info.name) for info in memory.classes()}
+    return np.array([by_id[int(i)] for i in memory_ids]).reshape(rows.shape)
+
+
+def _to_pixels(labels: torch.Tensor, features: torch.Tensor, geometry, num_classes: int) -> np.ndarray:
+    gh, gw, _ = features.shape
+    one_hot = F.one_hot(labels, num_classes).float().reshape(gh, gw, -1)
+    return upsample_probabilities(one_hot, geometry.original, geometry=geometry)[0]
+
+
+def prototype_labels(memory, features: torch.Tensor, geometry, names: list[str]) -> np.ndarray:
+    """Each patch takes the class of its nearest class prototype (mean of the class's stored rows)."""
+    ids, vectors = memory.class_prototypes()
+    by_id = {info.id: names.index(info.name) for info in memory.classes()}
+    owners = torch.tensor([by_id[int(i)] for i in ids])
+    queries = features.reshape(-1, features.shape[-1]).float()
+    best = (queries @ F.normalize(torch.from_numpy(np.asarray(vectors, np.float32)), dim=-1).T).argmax(1)
+    return _to_pixels(owners[best], features, geometry, len(names))
+
+
+def knn_vote_labels(memory, features: torch.Tensor, geometry, names: list[str], k: int) -> np.ndarray:
+    """Each patch takes the majority class of its k nearest stored rows (ties: the nearer row's class)."""
+    queries = features.reshape(-1, features.shape[-1]).cpu().numpy()
+    found = memory.search(queries, k)
+    classes = torch.from_numpy(_class_of_rows(memory, np.maximum(found.rows, 0), names))
+    valid = torch.from_numpy(found.rows >= 0)
+    votes = torch.zeros(classes.shape[0], len(names))
+    rank_bonus = torch.linspace(1e-3, 0, k).expand_as(classes)  # the nearest row wins a tie
+    votes.scatter_add_(1, classes, valid.float() * (1.0 + rank_bonus))
+    return _to_pixels(votes.argmax(1), features, geometry, len(names))
+
+
+def run_notext_table(args, backbone, names, queries, train) -> None:
+    cache = FeatureCache(backbone)
+    config = AdaptConfig()
+    proposer = None
+    rows = ["nearest class prototype", f"kNN vote (k={config.k})", "RNS, no text",
+            "RNS, no text + superpixels"]
+    if "superpixels" in getattr(args, "notext_regions", "superpixels"):
+        from rns.regions import build_region_proposer
+
+        proposer = build_region_proposer("superpixels", device=str(backbone.device))
+    else:
+        rows = rows[:3]
+    results = {name: {b: [] for b in args.shots} for name in rows}
+    seconds: dict[str, list[float]] = {name: [] for name in rows}
+    for shots in args.shots:
+        for seed in args.seeds:
+            chosen = draw_supports(train, len(names), shots, seed)
+            memory = build_memory(cache, train, chosen, names)
+            segmenters = {
+                "RNS, no text": Segmenter(backbone, names, memory=memory,
+                                          options=SegmentOptions(background=False, adapt=config)),
+            }
+            if proposer is not None:
+                segmenters["RNS, no text + superpixels"] = Segmenter(
+                    backbone, names, memory=memory, region_proposer=proposer,
+                    options=SegmentOptions(background=False, regions="superpixels", adapt=config))
+            matrices = {name: ConfusionMatrix(len(names)) for name in rows}
+            for image_path, mask_path in zip(queries.images, queries.masks, strict=True):
+                truth = load_mask(mask_path)
+                features = cache(image_path)
+                image = load_image(image_path)
+                geometry = backbone.geometry(image.width, image.height)
+                for name in rows:
+                    start = time.perf_counter()
+                    if name == rows[0]:
+                        predicted = prototype_labels(memory, features, geometry, names)
+                    elif name == rows[1]:
+                        predicted = knn_vote_labels(memory, features, geometry, names, config.k)
+                    else:
+                        predicted = segmenters[name].segment_features(image, features).labels
+                    seconds[name].append(time.perf_counter() - start)
+                    matrices[name].update(truth, predicted)
+            for name in rows:
+                results[name][shots].append(100.0 * matrices[name].scores(names).miou)
+            line = ", ".join(f"{name} {results[name][shots][-1]:.1f}" for name in rows)
+            print(f"  B={shots} seed={seed}: {len(chosen)} support images; {line}", file=sys.stderr,
+                  flush=True)
+    seeds = ",".join(map(str, args.seeds))
+    print(f"\n## No-text few-shot mIoU on CamVid {queries.name} ({len(queries.images)} images), "
+          f"{backbone.spec.model}, supports from train, B images per class, mean ± std over seeds {seeds}")
+    print("| method | " + " | ".join(f"B={b}" for b in args.shots) + " | s/img after the backbone |")
+    print("|---|" + "---|" * (len(args.shots) + 1))
+    for name in rows:
+        cells = []
+        for shots in args.shots:
+            values = results[name][shots]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
+        print(f"| {name} | " + " | ".join(cells) + f" | {statistics.median(seconds[name]):.3f} |")
+    forward = statistics.median(cache.seconds.values())
+    print(f"\nbackbone forward median {1000 * forward:.0f} ms per image ({backbone.spec.model}, this CPU, "
+          "one run)")
