@@ -46,13 +46,16 @@ def audit_memory(
     start = time.perf_counter()
     segmenter = Segmenter(backbone, None, memory=memory, options=options)
     names = segmenter.class_names
+    # The segmenter's own settings, which may differ from those asked (an image-only backbone runs
+    # without text, and without background when no example teaches it).
+    background = segmenter.options.background
     request = PhotoRequest(
         text=segmenter.text,
-        class_index=memory_class_index(memory, segmenter.plan, background=options.background),
+        class_index=memory_class_index(memory, segmenter.plan, background=background),
         num_classes=len(names),
-        config=options.adapt,
-        unmapped=0 if options.background else None,
-        pixel_threshold=options.adapt.background_threshold if options.background else None,
+        config=segmenter._adapt_config,
+        unmapped=0 if background else None,
+        pixel_threshold=segmenter._pixel_threshold,
     )
     table = RowTable.read(memory)
     found = find_photos([info for info in memory.sources() if info.n_prototypes > 0])
