@@ -26,12 +26,15 @@ from rns.paths import default_memory_path
               help="Record the scores in the memory (one commit); demote the flagged entries in retrieval.")
 @click.option("--weight", type=click.FloatRange(min=0.0, max=1.0, max_open=True), default=0.0,
               show_default=True, help="With --apply: the flagged entries' retrieval weight (0 = excluded).")
+@click.option("--solver", type=click.Choice(["fast", "adamw"]), default="fast", show_default=True,
+              help="Head fit of the audit's segmentations: fast (70 steps, ~10x cheaper) or adamw (the "
+                   "700 steps segmenting uses).")
 @click.option("--no-background", "no_background", is_flag=True,
               help="Segment with no background class (masks that label every pixel, e.g. CamVid).")
 def audit_command(memory_path: str | None, model: str | None, pretrained: str | None,
                   checkpoint: str | None, variant: str | None, device: str, as_json: bool, sheet: Path | None,
                   threshold: float | None, min_evidence: int | None, apply_: bool, weight: float,
-                  no_background: bool) -> None:
+                  solver: str, no_background: bool) -> None:
     """Leave-one-out over the memory's support photos: score every entry, list those that hurt.
 
     Each support photo (read again from the path it was added from; photos gone are skipped and
@@ -60,7 +63,7 @@ def audit_command(memory_path: str | None, model: str | None, pretrained: str | 
     report = audit_memory(
         memory, backbone, options=SegmentOptions(background=not no_background),
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-        min_evidence=DEFAULT_MIN_EVIDENCE if min_evidence is None else min_evidence,
+        min_evidence=DEFAULT_MIN_EVIDENCE if min_evidence is None else min_evidence, solver=solver,
     )
     click.echo(report.dumps() if as_json else report.table(), nl=True)
     if sheet is not None:
