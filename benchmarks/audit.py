@@ -18,6 +18,7 @@ pixel).
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 import tempfile
@@ -42,7 +43,7 @@ from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
 from rns.support import add_supports  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
-THRESHOLDS = (0.25, 0.5, 1.0, 2.0, 4.0)
+THRESHOLDS = (0.1, 0.25, 0.5, 1.0, 2.0)
 MIN_EVIDENCE = (1, 2, 3)
 OPTIONS = SegmentOptions(background=False, adapt=AdaptConfig(solver="fast"))
 
@@ -72,6 +73,12 @@ def evaluate(backbone, memory: SupportMemory, names: list[str], split, cache: Fe
             labels = segmenter.segment_features(image, cache(image_path)).labels
         matrix.update(load_mask(mask_path), labels)
     return 100.0 * matrix.scores(names).miou
+
+
+def precision_at_truth(scored: list, truth: set, key) -> float:
+    """Share of the len(truth) lowest-scored items that are truly corrupted (1.0: the score separates)."""
+    ranked = sorted((item for item in scored if item.score is not None), key=lambda item: item.score)
+    return len({key(item) for item in ranked[: len(truth)]} & truth) / len(truth) if truth else float("nan")
 
 
 def precision_recall(flagged: set, truth: set) -> tuple[float, float]:
@@ -142,33 +149,39 @@ def main() -> None:
     def entry_key(entry) -> tuple[str, str]:
         return entry.image, entry.class_name.casefold()
 
-    print("\nrule (threshold points, min evidence) on the corrupted memory, val split:")
-    print("  threshold  evidence  flagged  entry P / R    photo P / R    val mIoU after --apply")
-    rows = []
     bad_report = reports["corrupted"]
-    for threshold in THRESHOLDS:
-        for evidence in MIN_EVIDENCE:
-            bad_report.threshold, bad_report.min_evidence = threshold, evidence
-            ids = bad_report.flagged_sources()
-            flagged = {entry_key(e) for e in bad_report.entries if e.source_id in ids}
-            flagged_photos = {image for image, _ in flagged}
-            apply_audit(bad, bad_report)
-            miou = evaluate(backbone, bad, names, val, cache)
-            entry_pr, photo_pr = precision_recall(flagged, bad_entries), precision_recall(flagged_photos,
-                                                                                          bad_photos)
-            rows.append((miou, threshold, evidence, len(flagged), entry_pr, photo_pr))
-            print(f"  {threshold:9g}  {evidence:8d}  {len(flagged):7d}  {entry_pr[0]:.2f} / {entry_pr[1]:.2f}"
-                  f"    {photo_pr[0]:.2f} / {photo_pr[1]:.2f}    {miou:.2f}")
-    best = max(rows, key=lambda row: (row[0], row[1]))
-    _, threshold, evidence, n_flagged, entry_pr, photo_pr = best
+    at_entries = precision_at_truth(bad_report.entries, bad_entries, entry_key)
+    at_photos = precision_at_truth(bad_report.photos, bad_photos, lambda photo: photo.image)
+    print(f"\nranking of the corrupted memory: of the {len(bad_entries)} lowest entry scores, "
+          f"{at_entries:.2f} are corrupted entries; of the {len(bad_photos)} lowest photo scores, "
+          f"{at_photos:.2f} are corrupted photos")
+    print("\nrule (threshold points, min evidence, whole photos) on the corrupted memory, val split:")
+    print("  threshold  evidence  photos  flagged  entry P / R    photo P / R    val mIoU after --apply")
+    rows = []
+    for threshold, evidence, whole in itertools.product(THRESHOLDS, MIN_EVIDENCE, (True, False)):
+        bad_report.threshold, bad_report.min_evidence, bad_report.whole_photos = threshold, evidence, whole
+        ids = bad_report.flagged_sources()
+        flagged = {entry_key(e) for e in bad_report.entries if e.source_id in ids}
+        flagged_photos = {image for image, _ in flagged}
+        apply_audit(bad, bad_report)
+        miou = evaluate(backbone, bad, names, val, cache)
+        entry_pr, photo_pr = precision_recall(flagged, bad_entries), precision_recall(flagged_photos,
+                                                                                      bad_photos)
+        rows.append((miou, threshold, evidence, whole, len(flagged), entry_pr, photo_pr))
+        print(f"  {threshold:9g}  {evidence:8d}  {'yes' if whole else 'no':>6}  {len(flagged):7d}  "
+              f"{entry_pr[0]:.2f} / {entry_pr[1]:.2f}"
+              f"    {photo_pr[0]:.2f} / {photo_pr[1]:.2f}    {miou:.2f}")
+    best = max(rows, key=lambda row: (round(row[0], 2), row[1]))
+    _, threshold, evidence, whole, n_flagged, entry_pr, photo_pr = best
     results = {}
     for label, memory in (("corrupted", bad), ("clean", clean)):
         report = reports[label]
-        report.threshold, report.min_evidence = threshold, evidence
+        report.threshold, report.min_evidence, report.whole_photos = threshold, evidence, whole
         demoted = apply_audit(memory, report)
         results[label] = (demoted, {split.name: evaluate(backbone, memory, names, split, cache)
                                     for split in (val, test)})  # fmt: skip
-    print(f"\nchosen on val: threshold {threshold:g} points, min evidence {evidence}; corrupted memory: "
+    print(f"\nchosen on val: threshold {threshold:g} points, min evidence {evidence}, whole photos "
+          f"{'yes' if whole else 'no'}; corrupted memory: "
           f"{n_flagged} entries flagged, entry precision {entry_pr[0]:.2f} recall {entry_pr[1]:.2f} "
           f"({len(bad_entries)} corrupted entries), photo precision {photo_pr[0]:.2f} "
           f"recall {photo_pr[1]:.2f}")

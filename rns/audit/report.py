@@ -112,6 +112,7 @@ class AuditReport:
     photos: list[PhotoScore] = field(default_factory=list)
     threshold: float = DEFAULT_THRESHOLD
     min_evidence: int = DEFAULT_MIN_EVIDENCE
+    whole_photos: bool = True  # also flag every entry of a photo whose examples hurt together
 
     def hurting(self) -> list[EntryScore]:
         """Flagged entries, worst first."""
@@ -120,6 +121,8 @@ class AuditReport:
 
     def hurting_photos(self) -> list[PhotoScore]:
         """Photos whose examples, left out together, raise the IoU of those retrieving them; worst first."""
+        if not self.whole_photos:
+            return []
         flagged = [p for p in self.photos
                    if len(p.source_ids) > 1 and p.hurts(self.threshold, self.min_evidence)]  # fmt: skip
         return sorted(flagged, key=lambda p: (p.score or 0.0, -p.retrieved_by))

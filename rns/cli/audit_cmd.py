@@ -22,6 +22,8 @@ from rns.paths import default_memory_path
                    "average (default 1).")
 @click.option("--min-evidence", type=click.IntRange(min=1), default=None, metavar="N",
               help="Flag only entries that at least N other support photos retrieve (default 2).")
+@click.option("--entries-only", is_flag=True,
+              help="Flag single entries only, never all the examples of a photo that hurt together.")
 @click.option("--apply", "apply_", is_flag=True,
               help="Record the scores in the memory (one commit); demote the flagged entries in retrieval.")
 @click.option("--weight", type=click.FloatRange(min=0.0, max=1.0, max_open=True), default=0.0,
@@ -33,8 +35,8 @@ from rns.paths import default_memory_path
               help="Segment with no background class (masks that label every pixel, e.g. CamVid).")
 def audit_command(memory_path: str | None, model: str | None, pretrained: str | None,
                   checkpoint: str | None, variant: str | None, device: str, as_json: bool, sheet: Path | None,
-                  threshold: float | None, min_evidence: int | None, apply_: bool, weight: float,
-                  solver: str, no_background: bool) -> None:
+                  threshold: float | None, min_evidence: int | None, entries_only: bool, apply_: bool,
+                  weight: float, solver: str, no_background: bool) -> None:
     """Leave-one-out over the memory's support photos: score every entry, list those that hurt.
 
     Each support photo (read again from the path it was added from; photos gone are skipped and
@@ -65,6 +67,7 @@ def audit_command(memory_path: str | None, model: str | None, pretrained: str | 
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         min_evidence=DEFAULT_MIN_EVIDENCE if min_evidence is None else min_evidence, solver=solver,
     )
+    report.whole_photos = not entries_only
     click.echo(report.dumps() if as_json else report.table(), nl=True)
     if sheet is not None:
         from rns.audit.sheet import write_sheet
