@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=30, help="test photos (held out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rule", default=None, metavar="T,E,WHOLE",
+                        help="use this rule for the final table instead of the val-best one, e.g. 0.5,2,yes "
+                             "(the grid is still printed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     backbone, smoke = open_backbone(args)
@@ -172,6 +175,10 @@ def main() -> None:
               f"{entry_pr[0]:.2f} / {entry_pr[1]:.2f}"
               f"    {photo_pr[0]:.2f} / {photo_pr[1]:.2f}    {miou:.2f}")
     best = max(rows, key=lambda row: (round(row[0], 2), row[1]))
+    if args.rule:
+        given = args.rule.split(",")
+        wanted = (float(given[0]), int(given[1]), given[2] == "yes")
+        best = next(row for row in rows if (row[1], row[2], row[3]) == wanted)
     _, threshold, evidence, whole, n_flagged, entry_pr, photo_pr = best
     results = {}
     for label, memory in (("corrupted", bad), ("clean", clean)):
@@ -180,7 +187,8 @@ def main() -> None:
         demoted = apply_audit(memory, report)
         results[label] = (demoted, {split.name: evaluate(backbone, memory, names, split, cache)
                                     for split in (val, test)})  # fmt: skip
-    print(f"\nchosen on val: threshold {threshold:g} points, min evidence {evidence}, whole photos "
+    print(f"\n{'given' if args.rule else 'chosen on val'}: threshold {threshold:g} points, min evidence "
+          f"{evidence}, whole photos "
           f"{'yes' if whole else 'no'}; corrupted memory: "
           f"{n_flagged} entries flagged, entry precision {entry_pr[0]:.2f} recall {entry_pr[1]:.2f} "
           f"({len(bad_entries)} corrupted entries), photo precision {photo_pr[0]:.2f} "

@@ -19,7 +19,7 @@ from rns.paths import default_memory_path
               help="Also write a PNG contact sheet of the worst entries (photo with the mask tinted).")
 @click.option("--threshold", type=click.FloatRange(min=0.0), default=None, metavar="POINTS",
               help="Flag entries that cost the photos retrieving them at least this many IoU points on "
-                   "average (default 1).")
+                   "average (default 0.5).")
 @click.option("--min-evidence", type=click.IntRange(min=1), default=None, metavar="N",
               help="Flag only entries that at least N other support photos retrieve (default 2).")
 @click.option("--entries-only", is_flag=True,
