@@ -19,6 +19,7 @@ on the way; every problem is an `InputError` with one line naming the file and t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,20 @@ class LabelMapping:
                 " map each value once"
             )
         values[value] = name
+
+    # ----------------------------------------------------------------- recording
+    def to_meta(self) -> str:
+        """This mapping as a short JSON string, recorded with each memory entry (`rns memory audit` reads
+        the mask again and needs to know what its values meant)."""
+        values = {str(value): name for value, name in sorted(self.values.items())}
+        return json.dumps({"binary": self.binary, "values": values}, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_meta(cls, text: str) -> LabelMapping:
+        """The mapping `to_meta` recorded; ValueError when `text` is not one."""
+        record = json.loads(text)
+        values = {int(value): str(name) for value, name in record["values"].items()}
+        return cls(values=values, binary=bool(record["binary"]))
 
     # ----------------------------------------------------------------- queries
     @property

@@ -33,6 +33,7 @@ from rns.fingerprints import check_memory_fingerprint
 from rns.imageio import load_image
 from rns.paths import cache_dir, default_memory_path
 from rns.requested_classes import background_words, clean_class_list, parse_class_list
+from rns.retrieval_weights import WeightedSource, weighted_source
 from rns.segmentation import BACKGROUND, Segmentation
 from rns.timing import StageClock
 from rns.upsample import upsample_probabilities
@@ -146,15 +147,20 @@ class Segmenter:
             else None
         )
         self._check_every_class_has_evidence()
+        # What retrieval reads: the memory itself, or the memory seen through the retrieval weights that
+        # `rns memory audit --apply` stored (only when some entry has one below 1).
+        self._rows_source = weighted_source(self.memory) if self._class_index is not None else None
         # The class-level prototypes depend on the memory, not the image: merged once per run.
         self._prototypes = (
-            merged_class_prototypes(self.memory, self._class_index, len(self.plan.names),
+            merged_class_prototypes(self._rows_source, self._class_index, len(self.plan.names),
                                     0 if self.options.background else None)  # fmt: skip
             if self._class_index is not None
             else None
         )
         self._description = self._describe()
         self._memory_identity = self.memory.content_id() if self._class_index is not None else None
+        if isinstance(self._rows_source, WeightedSource):
+            self._memory_identity = f"{self._memory_identity}+{self._rows_source.identity()}"
 
     # -- construction helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -319,7 +325,7 @@ class Segmenter:
             return None
         return retrieve_support(
             queries,
-            self.memory,
+            self._rows_source,
             self._class_index,
             len(self.plan.names),
             self.options.adapt,

@@ -406,7 +406,7 @@ def _extract_entries(
                                                 geometry, pooling)
     rows = vectors.cpu().numpy().astype(np.float32, copy=False)
     texts = {name_key(name): text for name, text in (class_texts or {}).items()}
-    meta = {"image": str(pair.image), "mask": str(pair.mask),
+    meta = {"image": str(pair.image), "mask": str(pair.mask), "labels": mapping.to_meta(),
             "added": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
     entries = []
     for row, position in enumerate(positions):

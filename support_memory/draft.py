@@ -215,6 +215,25 @@ class Draft:
         self._drop_empty_classes()
         self.changed = True
 
+    def update_meta(self, source_id: str, updates: dict[str, str | None]) -> None:
+        """Merge `updates` into a source's meta (None deletes a key); its rows and identity stay unchanged."""
+        source = self.manifest.sources.get(source_id)
+        if source is None:
+            raise UnknownEntryError(
+                f"memory {self.path} has no source {source_id!r}; name one of the source ids the memory lists"
+            )
+        meta = dict(source.meta)
+        for key, value in updates.items():
+            if value is None:
+                meta.pop(key, None)
+            else:
+                meta[key] = value
+        if meta == source.meta:
+            return
+        self.manifest.sources[source_id] = replace(source, meta=meta)
+        self.touched.add(source_id)
+        self.changed = True
+
     def _prune(self, source: SourceRecord, class_ids: set[int]) -> None:
         """Drop a source's rows of `class_ids` (the source goes when nothing is left)."""
         names = {name_key(self.manifest.classes[c].name) for c in class_ids}

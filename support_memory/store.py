@@ -292,6 +292,23 @@ class SupportMemory:
 
         return self._write(edit)
 
+    def update_meta(self, updates: Mapping[str, Mapping[str, str | None]]) -> None:
+        """Merge per-source meta in one atomic commit: {source_id: {key: value, or None to delete}}.
+
+        Rows, classes and the content identity stay as they are (meta is what writers attach, e.g. where an
+        example came from or a score it earned); UnknownEntryError names a source the memory does not hold.
+        """
+        clean = {str(sid): {str(k): None if v is None else str(v) for k, v in meta.items()}
+                 for sid, meta in updates.items()}  # fmt: skip
+        if not clean:
+            return
+
+        def edit(draft: Draft) -> None:
+            for source_id, meta in clean.items():
+                draft.update_meta(source_id, meta)
+
+        self._write(edit)
+
     def remove_source(self, source_id: str) -> None:
         """Remove a source and all its prototypes (UnknownEntryError if the memory does not hold it)."""
         self._write(lambda draft: draft.remove_source(source_id))

@@ -26,4 +26,12 @@ def main(argv: list[str] | None = None) -> None:
 __all__ = ["cli", "main", "click"]
 
 # Importing the command modules registers their commands on the group.
-from rns.cli import eval_cmd, info_cmd, memory_cmd, segment_cmd, support_cmd, ui_cmd  # noqa: E402,F401
+from rns.cli import (  # noqa: E402,F401
+    audit_cmd,  # noqa: E402,F401
+    eval_cmd,
+    info_cmd,
+    memory_cmd,
+    segment_cmd,
+    support_cmd,
+    ui_cmd,
+)

@@ -91,7 +91,8 @@ def _list_sources(memory, as_json: bool) -> None:
     for row in rows:
         image = row.image or f"(image {row.source_id.split('#')[0]}, path not recorded)"
         added = row.added or "time not recorded"
-        click.echo(f"{image}  {', '.join(row.classes)}  {row.prototypes} prototype(s)  added {added}  "
+        audit = f"  {row.audit_text()}" if row.audit else ""
+        click.echo(f"{image}  {', '.join(row.classes)}  {row.prototypes} prototype(s)  added {added}{audit}  "
                    f"[id {row.source_id}]")  # fmt: skip
 
 
