@@ -90,3 +90,15 @@ def test_fused_and_plain_updates_both_give_the_torch_adamw_weights(monkeypatch) 
     for head in (fused, plain):
         assert torch.allclose(head.weight, reference.weight, atol=1e-5)
         assert torch.allclose(head.bias, reference.bias, atol=1e-5)
+
+
+def test_a_ray_actor_takes_the_thread_share_the_driver_gives_it(tiny_backbone, tmp_path, caller_threads):
+    """`SegmentWorker` (built here in-process, as Ray builds it in an actor) sets its process's threads."""
+    from rns.pipeline import Segmenter
+    from rns.ray_worker import SegmentWorker, WriteJob, worker_recipe
+
+    recipe = worker_recipe(Segmenter(tiny_backbone, "car"))
+    job = WriteJob(str(tmp_path), frozenset({"labels"}), "key", 1, None, 0.5, (0, 0, 0), str(tmp_path))
+    torch.set_num_threads(2)
+    worker = SegmentWorker(recipe, job, threads=1)
+    assert worker.error is None and torch.get_num_threads() == 1
