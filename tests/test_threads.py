@@ -68,12 +68,13 @@ def test_head_fit_leaves_the_callers_threads_and_fits_the_same_weights_at_any_se
 
 
 def test_head_fit_restores_the_callers_threads_when_it_raises(caller_threads) -> None:
+    from rns.adapt.head import LinearHead
+
     problem = small_problem()
-    # targets for 10 rows, features for 90: the first product raises inside the fit
-    broken = HeadProblem(problem.features, problem.targets[:10], problem.weights, problem.kinds)
+    wrong_start = LinearHead(torch.zeros(7, problem.dim), torch.zeros(7))  # 7 classes, the targets have 11
     torch.set_num_threads(2)
-    with pytest.raises(RuntimeError):
-        fit_head(broken, AdaptConfig())
+    with pytest.raises(RuntimeError):  # raised inside the loop, on one thread
+        fit_head(problem, AdaptConfig(), start=wrong_start)
     assert torch.get_num_threads() == 2
 
 

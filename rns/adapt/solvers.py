@@ -56,7 +56,8 @@ def fit_rescaled_adamw(problem: HeadProblem, config: AdaptConfig, steps: int | N
     With `steps == config.steps` it is the reference itself, computed without autograd. Each step is a
     handful of whole-tensor ops on preallocated buffers (two products, the softmax, the weighted residual,
     and one fused AdamW update where torch has one for the device), since with a problem this small the
-    cost is the number of ops, not their arithmetic.
+    cost is the number of ops, not their arithmetic. The loop runs on the threads its size can use
+    (`rns.threads`: one, for one image's problem) and gives the caller's setting back, also on error.
     """
     steps = config.steps if steps is None else steps
     rate = config.steps / steps
@@ -72,13 +73,15 @@ def fit_rescaled_adamw(problem: HeadProblem, config: AdaptConfig, steps: int | N
     residual, grad = torch.empty_like(logits), torch.empty_like(params)
     update = _fused_update if _has_fused_adamw(params) else _plain_update
     step = torch.zeros((), dtype=torch.float32, device=params.device)
-    for _ in range(steps):
-        torch.mm(inputs, params.T, out=logits)
-        # d/dlogits of sum_i w_i CE(q_i, p_i) = w_i p_i - w_i q_i, since each q_i sums to 1
-        torch.addcmul(negative_targets, torch.softmax(logits, dim=1), weights, out=residual)
-        torch.mm(residual.T, inputs, out=grad)
-        step.add_(1)
-        update(params, grad, first, second, step, lr, beta1, beta2, config.weight_decay)
+    # One op multiplies N x (d + 1) x C numbers: one thread for any problem a single image gives.
+    with stage_threads(inputs.shape[0] * inputs.shape[1] * params.shape[0]):
+        for _ in range(steps):
+            torch.mm(inputs, params.T, out=logits)
+            # d/dlogits of sum_i w_i CE(q_i, p_i) = w_i p_i - w_i q_i, since each q_i sums to 1
+            torch.addcmul(negative_targets, torch.softmax(logits, dim=1), weights, out=residual)
+            torch.mm(residual.T, inputs, out=grad)
+            step.add_(1)
+            update(params, grad, first, second, step, lr, beta1, beta2, config.weight_decay)
     return LinearHead(params[:, :-1].contiguous(), params[:, -1].contiguous())
 
 
@@ -112,9 +115,7 @@ def fit_head(problem: HeadProblem, config: AdaptConfig, start: LinearHead | None
     reference the tests compare it with; trained weights agree to cosine 1 - 1e-14), several times faster
     on a CPU. `start` replaces the seeded initial head (parity tests start from the reference's draw).
     It runs on the threads its size can use (`rns.threads`: one, for a problem of one image) and leaves
-    the caller's torch thread setting as it found it.
+    the caller's torch thread setting as it found it (see `fit_rescaled_adamw`).
     """
     steps = config.steps if config.solver == "adamw" else config.fast_steps
-    # One op multiplies N x (d + 1) x C numbers: one thread for any problem a single image gives.
-    with stage_threads(len(problem) * (problem.dim + 1) * problem.num_classes):
-        return fit_rescaled_adamw(problem, config, steps=steps, start=start)
+    return fit_rescaled_adamw(problem, config, steps=steps, start=start)
