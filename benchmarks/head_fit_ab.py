@@ -1,4 +1,4 @@
-"""The head fit of another checkout (e.g. main) against this one's, alternating in one process, quiet and busy.
+"""Another checkout's head fit (e.g. main's) against this one's, alternating in one process, quiet and busy.
 
     python benchmarks/head_fit_ab.py --baseline ../main [--threads 2] [--runs 5] [--busy 2] [--rows 90]
 
@@ -34,13 +34,14 @@ def synthetic_problem(rows: int, dim: int = 512, classes: int = 11) -> HeadProbl
     features = torch.nn.functional.normalize(torch.randn(rows, dim, generator=generator), dim=1)
     labels = torch.randint(0, classes, (rows,), generator=generator)
     weights = torch.rand(rows, generator=generator)
-    return HeadProblem(features, torch.nn.functional.one_hot(labels, classes).float(), weights / weights.sum(),
-                       torch.zeros(rows, dtype=torch.long))  # fmt: skip
+    targets = torch.nn.functional.one_hot(labels, classes).float()
+    return HeadProblem(features, targets, weights / weights.sum(), torch.zeros(rows, dtype=torch.long))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", type=Path, required=True, help="a checkout holding rns/adapt/solvers.py")
+    parser.add_argument("--baseline", type=Path, required=True,
+                        help="a checkout holding rns/adapt/solvers.py")
     parser.add_argument("--threads", type=int, default=2, help="the caller's torch threads")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--busy", type=int, default=2)
