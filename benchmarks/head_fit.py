@@ -1,6 +1,6 @@
 """Head-fit time and agreement of the solvers on synthetic problems sized like a real image.
 
-    python benchmarks/head_fit.py [--problems 8] [--repeats 3] [--threads 1] [--device cpu]
+    python benchmarks/head_fit.py [--problems 8] [--repeats 3] [--threads 1] [--device cpu] [--busy 2]
 
 Each problem: d=512, 11 classes (background with 3 modes, two pairs of confusable names, one class with no
 examples, one with no name), ~1000 queries, the union of their k=4 nearest stored prototypes (a few
@@ -8,23 +8,32 @@ hundred rows) plus 6 fused anchors per class. For each solver it prints the medi
 query labels equal to the reference's (700-step AdamW), and the mIoU against the synthetic truth next to
 the reference's. "lbfgs-l2" is not a solver of the package: it is the exact optimum of the same objective
 with an L2 penalty (found by torch's L-BFGS), shown to justify why the fast solver follows AdamW's path
-rather than solving the convex problem.
+rather than solving the convex problem. `--threads` is the caller's torch setting (the package's solvers
+narrow it to what the problem can use, issue 24); `--busy N` times everything beside N CPU-bound processes
+of the script's own (`busy.BusyCores`, stopped at the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from rns.adapt import AdaptConfig, retrieve_support
-from rns.adapt.head import HeadProblem, LinearHead, objective
-from rns.adapt.method import plan_head
-from rns.adapt.solvers import fit_adamw, fit_rescaled_adamw
-from rns.adapt.synthetic import SceneSpec, make_scene, mean_iou
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from busy import BusyCores, load_average  # noqa: E402
+
+from rns.adapt import AdaptConfig, retrieve_support  # noqa: E402
+from rns.adapt.head import HeadProblem, LinearHead, objective  # noqa: E402
+from rns.adapt.method import plan_head  # noqa: E402
+from rns.adapt.solvers import fit_adamw, fit_rescaled_adamw  # noqa: E402
+from rns.adapt.synthetic import SceneSpec, make_scene, mean_iou  # noqa: E402
+from rns.threads import torch_threads  # noqa: E402
 
 NUM_CLASSES = 11
 
@@ -75,6 +84,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound background processes while timing")
+    parser.add_argument("--quick", action="store_true", help="time the package's two solvers only (700-step "
+                        "AdamW without autograd, the default; fast, 70 steps)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -87,12 +99,23 @@ def main() -> None:
         **{f"lbfgs-l2 (penalty {penalty:g})": (lambda p, q=penalty: lbfgs_l2(p, q))
            for penalty in (1e-3, 1e-4)},
     }
+    if args.quick:
+        solvers = {name: fit for name, fit in solvers.items() if "no autograd" in name or "70 steps" in name}
     problems = make_problems(args.problems, args.device)
+    with BusyCores(args.busy):
+        compare(problems, solvers, config, args)
+
+
+def compare(problems, solvers: dict[str, Callable[[HeadProblem], LinearHead]], config: AdaptConfig,
+            args: argparse.Namespace) -> None:
+    """Time every solver on every problem and compare its labels with the reference's."""
     sizes = [len(p) for _, _, p in problems]
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(problems)} problems: "
+    print(f"device {args.device}, caller's torch threads {torch.get_num_threads()}, {args.busy} busy "
+          f"process(es), load average {load_average()}, {len(problems)} problems: "
           f"{problems[0][0].shape[0]} queries, {min(sizes)}-{max(sizes)} training samples "
           f"(retrieved rows + anchors), d=512, C={NUM_CLASSES}")
-    references = [fit_adamw(p, config)(q).argmax(dim=1) for q, _, p in problems]
+    with torch_threads(1):  # not timed: the labels every solver is compared with
+        references = [fit_adamw(p, config)(q).argmax(dim=1) for q, _, p in problems]
     reference_miou = statistics.mean(mean_iou(r.cpu(), y.cpu(), NUM_CLASSES)
                                      for r, (_, y, _) in zip(references, problems, strict=True))
     print(f"{'solver':34s} {'median ms':>10s} {'agree min':>10s} {'agree mean':>11s} {'mIoU':>7s} "

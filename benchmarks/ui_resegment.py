@@ -9,6 +9,10 @@ images (ground-truth masks), so retrieval searches a memory rather than an empty
 
     python benchmarks/ui_resegment.py                          # ViT-B-16, 10 supports, 5 repeats
     python benchmarks/ui_resegment.py --model rns-tiny-test    # quick wiring run
+    python benchmarks/ui_resegment.py --repeats 10 --busy 2    # the teach/segment loop beside 2 busy cores
+
+`--busy N` (issue 24) runs N CPU-bound processes of the script's own (`busy.BusyCores`) through the timed
+teach/segment loops (not the model build or first segment), and stops them at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from busy import BusyCores, load_average  # noqa: E402
 
 from rns.backbone import DEFAULT_VARIANT, build_backbone  # noqa: E402
 from rns.mask_conventions import LabelMapping  # noqa: E402
@@ -48,6 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--verbose", action="store_true", help="print the stages of every re-segment")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound background processes during the loop")
     args = parser.parse_args()
     if not (args.data / "test" / "images").is_dir():
         sys.exit(f"CamVid not found at {args.data}; pass --data (or set RNS_SHARED)")
@@ -80,8 +88,32 @@ def main() -> None:
           f"{first.seconds:.2f} s (backbone {first.segmentation.timings.get('backbone', 0):.2f} s), "
           f"superpixels {regions_seconds:.2f} s")  # fmt: skip
 
-    teach_times, session_times = [], []
     support_wait_start = time.perf_counter() - regions_started
+    with BusyCores(args.busy):
+        loads = [load_average()]
+        teach_times, session_times, again = _session_loop(session, photo, regions, first, args)
+        http_teach, http_times = _http_loop(session, photo, regions, args.repeats)
+        loads.append(load_average())
+    print(f"{args.busy} busy background process(es) during the loops; load average {loads[0]} -> {loads[1]}")
+
+    def show(label: str, values: list[float]) -> None:
+        each = " ".join(f"{value:.3f}" for value in values)
+        print(f"{label:<36} median {statistics.median(values):.3f} s  worst {max(values):.3f} s  "
+              f"(each: {each})")
+
+    print(f"first teach of the photo (waits for its support features, started in the background by the "
+          f"first segment {support_wait_start:.1f} s earlier): {teach_times[0]:.3f} s")  # fmt: skip
+    show("later teaches (cached features)", teach_times[1:])
+    show("re-segment after teach (session)", session_times)
+    show("teach, HTTP /api/teach", http_teach)
+    show("re-segment after teach, HTTP", http_times)
+    stages = again.segmentation.timings
+    print("last re-segment stages: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
+
+
+def _session_loop(session: UiSession, photo, regions: np.ndarray, first, args: argparse.Namespace):
+    """Teach a corrected region, then segment again, `args.repeats` times through the Python session."""
+    teach_times, session_times = [], []
     labels = first.segmentation.labels
     sizes = np.bincount(regions.ravel())
     for repeat in range(args.repeats):
@@ -98,20 +130,7 @@ def main() -> None:
             other = again.seconds - stages.get("total", 0.0)
             print(f"  repeat {repeat}: {again.seconds:.3f} s = segmenter and memory refresh {other:.3f} + "
                   + ", ".join(f"{k} {v:.3f}" for k, v in stages.items() if k != "total"))  # fmt: skip
-    http_teach, http_times = _http_loop(session, photo, regions, args.repeats)
-
-    def show(label: str, values: list[float]) -> None:
-        each = " ".join(f"{value:.3f}" for value in values)
-        print(f"{label:<36} median {statistics.median(values):.3f} s  (each: {each})")
-
-    print(f"first teach of the photo (waits for its support features, started in the background by the "
-          f"first segment {support_wait_start:.1f} s earlier): {teach_times[0]:.3f} s")  # fmt: skip
-    show("later teaches (cached features)", teach_times[1:])
-    show("re-segment after teach (session)", session_times)
-    show("teach, HTTP /api/teach", http_teach)
-    show("re-segment after teach, HTTP", http_times)
-    stages = again.segmentation.timings
-    print("last re-segment stages: " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
+    return teach_times, session_times, again
 
 
 def _http_loop(session: UiSession, photo, regions: np.ndarray, repeats: int

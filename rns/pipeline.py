@@ -35,8 +35,9 @@ from rns.paths import cache_dir, default_memory_path
 from rns.requested_classes import background_words, clean_class_list, parse_class_list
 from rns.retrieval_weights import WeightedSource, weighted_source
 from rns.segmentation import BACKGROUND, Segmentation
+from rns.threads import stage_threads
 from rns.timing import StageClock
-from rns.upsample import upsample_probabilities
+from rns.upsample import BAND_ROWS, upsample_probabilities
 from support_memory import SupportMemory
 
 
@@ -299,14 +300,20 @@ class Segmenter:
         else:
             queries = features.reshape(gh * gw, dim)
 
-        support = self._retrieve(queries)
+        # The stages after the backbone are small: each runs on the threads its largest op can use (one,
+        # for a photo of ordinary size; see rns.threads), then the caller's setting comes back.
+        rows = self.memory.n_prototypes if self._class_index is not None else 0
+        with stage_threads(queries.shape[0] * rows * dim):
+            support = self._retrieve(queries)
         timings["retrieval"] = clock.lap()
 
-        result = score_queries(queries, self.text, support, self._adapt_config)
+        with stage_threads(queries.shape[0] * dim * len(self.plan.names)):
+            result = score_queries(queries, self.text, support, self._adapt_config)
         timings.update({f"adapt_{name}": seconds for name, seconds in result.timings.items()})
         clock.lap()
 
-        labels, probabilities = self._to_pixels(result.probs, geometry, region_map, self._pixel_threshold)
+        with stage_threads(len(self.plan.names) * min(BAND_ROWS, image.height) * gw * image.width):
+            labels, probabilities = self._to_pixels(result.probs, geometry, region_map, self._pixel_threshold)
         timings["upsample"] = clock.lap()
         timings["total"] = clock.total() + (backbone_seconds or 0.0)
         info = {

@@ -45,6 +45,7 @@ from rns.progress import SilentProgress
 from rns.ray_session import import_ray, ray_connection
 from rns.ray_worker import SegmentWorker, WorkerRecipe, WriteJob, worker_recipe
 from rns.run_events import RunObserver, RunReport
+from rns.threads import threads_per_worker
 
 # Ray reserves this much CPU per CPU actor. Less than one, so that a pool sized to the CPUs leaves room
 # for Ray Data's own tasks (a pool holding every CPU starves them and the run never starts).
@@ -109,6 +110,11 @@ class _PoolShape:
         resources = ray.cluster_resources()
         available = resources.get("GPU", 0) if self.gpu else resources.get("CPU", 1)
         return max(1, min(int(available), images))
+
+    def threads(self, ray: ModuleType, size: int) -> int:
+        """torch threads per actor: the cluster's cores shared evenly among the `size` actors, so that
+        actors on one node do not each start a pool as wide as the node (issue 24)."""
+        return threads_per_worker(ray.cluster_resources().get("CPU", 1), size)
 
 
 class _InOrder:
@@ -195,6 +201,7 @@ def _segment_on_ray(
     """Run the images numbered `todo` (1-based) on an actor pool; yields (index, outcome) as they finish."""
     rows = [{"index": i, "path": str(images[i - 1].path), "stem": images[i - 1].stem} for i in todo]
     size = pool.size(ray, len(rows))
+    threads = pool.threads(ray, size)
     dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
     with warnings.catch_warnings():
         # `max_restarts` goes through Ray's generic remote arguments, deprecated for Ray 2.64 (no named
@@ -203,7 +210,7 @@ def _segment_on_ray(
         warnings.simplefilter("ignore", DeprecationWarning)
         results = dataset.map(
             SegmentWorker,
-            fn_constructor_kwargs={"recipe": recipe, "job": job},
+            fn_constructor_kwargs={"recipe": recipe, "job": job, "threads": threads},
             compute=ray.data.ActorPoolStrategy(size=size),
             num_cpus=pool.cpus,
             num_gpus=1 if pool.gpu else 0,

@@ -131,12 +131,18 @@ def build_worker_segmenter(recipe: WorkerRecipe) -> Segmenter:
 class SegmentWorker:
     """A Ray Data actor: one segmenter per worker process, then one call per image row.
 
-    A user-fixable error while building (the memory changed, other weights) is kept and returned for
-    every row rather than raised: Ray would retry the constructor and bury the one-line message in its
-    own traceback, while the driver raises it as is on the first row that carries it.
+    `threads`: torch threads for this actor's process (the driver gives each actor an even share of the
+    cores, so that several actors on a node do not oversubscribe it). A user-fixable error while
+    building (the memory changed, other weights) is kept and returned for every row rather than raised:
+    Ray would retry the constructor and bury the one-line message in its own traceback, while the driver
+    raises it as is on the first row that carries it.
     """
 
-    def __init__(self, recipe: WorkerRecipe, job: WriteJob) -> None:
+    def __init__(self, recipe: WorkerRecipe, job: WriteJob, threads: int | None = None) -> None:
+        if threads is not None:  # this actor's share of the node's cores (`rns.threads.threads_per_worker`)
+            import torch
+
+            torch.set_num_threads(threads)
         self.job = job
         self.out = Path(job.out_dir)
         self.error: RnsError | None = None

@@ -148,3 +148,27 @@ def test_build_segmenter_without_a_memory_is_zero_shot(tiny_backbone, tmp_path):
     segmenter = build_segmenter("car", memory_path=tmp_path / "none-yet", backbone=tiny_backbone)
     assert segmenter.memory is None
     assert not (tmp_path / "none-yet").exists(), "segmenting must never create a memory"
+
+
+def test_small_stages_run_on_one_thread_and_give_the_callers_setting_back(tiny_backbone, widget_memory,
+                                                                          monkeypatch):
+    """Issue 24: the head fit runs on one torch thread inside a segment; the caller's count survives it."""
+    import torch
+
+    import rns.adapt.method as method
+
+    seen, real_fit = [], method.fit_head
+
+    def observed_fit(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(method, "fit_head", observed_fit)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        segmentation = Segmenter(tiny_backbone, "widget", memory=widget_memory).segment(two_texture_image(7))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert segmentation.info["mode"] == "adapted" and seen == [1]
