@@ -74,6 +74,8 @@ class FinalLineProgress:
         pass
 
     def on_end(self, report: RunReport) -> None:
+        if report.aborted:  # the error line that follows is the last word; a summary would contradict it
+            return
         if not self._silent or report.interrupted:
             self._console.print(final_line(report), highlight=False, markup=False, soft_wrap=True)
 

@@ -71,6 +71,8 @@ class RunReport:
     seconds: float = 0.0
     median_seconds: dict[str, float] = field(default_factory=dict)  # per step, over images done this run
     interrupted: bool = False
+    # Ended by an error that the caller reports in its own line (a full disk, say): no final line then.
+    aborted: bool = False
     # What the request was and which segmenter key it gave (see `rns.resume_plan`); None: not recorded.
     request: dict[str, str] | None = None
 

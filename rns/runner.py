@@ -184,10 +184,10 @@ def _run_locked(
         report.interrupted = failed = True
         raise
     except OSError as error:
-        failed = True
+        report.aborted = failed = True
         raise output_write_error(error, out) from None
     except BaseException:
-        failed = True
+        report.aborted = failed = True
         raise
     finally:
         loader.shutdown(wait=True, cancel_futures=True)
