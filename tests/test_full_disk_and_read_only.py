@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -31,8 +32,12 @@ def rns(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+PROGRESS = re.compile(r"extracting \d+/\d+")
+
+
 def one_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
+    """The one error line; add-support's per-image progress lines (stderr not a terminal) come before it."""
+    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.fullmatch(line)]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 

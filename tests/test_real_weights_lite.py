@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from shared_data import CAMVID, camvid_missing
 
 from rns.backbone import build_backbone
 from rns.evaluation import ConfusionMatrix
@@ -25,7 +26,6 @@ from rns.support import add_supports
 from rns.upsample import upsample_probabilities
 from support_memory import SupportMemory
 
-CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid"
 RNS_FLOOR = 0.36  # measured 0.385 (kNN vote 0.371) when written; docs/RESULTS.md has the full table
 
 
@@ -46,8 +46,9 @@ def _knn_vote(memory: SupportMemory, features: torch.Tensor, names: list[str], k
 
 
 def test_lite0_few_shot_camvid_rns_reaches_the_floor_and_beats_the_knn_vote(tmp_path, one_torch_thread):
-    if not (CAMVID / "classes.txt").is_file():
-        pytest.skip(f"CamVid not found at {CAMVID} (the shared data folder beside the repository)")
+    reason = camvid_missing("val/images")
+    if reason:
+        pytest.skip(reason)
     torch.manual_seed(0)
     mapping = LabelMapping.from_classes_file(CAMVID / "classes.txt")
     names = list(mapping.class_names)
