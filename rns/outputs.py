@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rns.atomic import atomic_write, atomic_write_json, fsync_directory
 from rns.legend_font import legend_texts
 from rns.output_specs import DEFAULT_SAVE, SAVE_KINDS, needs_probabilities, parse_save  # noqa: F401
-from rns.palette import hex_colour, named_colours, png_palette
+from rns.palette import hex_colour, is_background, named_colours, png_palette
 from rns.rle import encode_rle
 from rns.segmentation import Segmentation
 
@@ -104,7 +104,9 @@ def render_overlay(
     photo = image.convert("RGB")
     colours = np.array(named_colours(seg.class_names), dtype=np.uint8)
     painted = Image.fromarray(colours[labels])
-    foreground = Image.fromarray(np.where(labels != 0, 255, 0).astype(np.uint8))
+    # Only the background class stays untinted: with --no-background, id 0 is a class like the others.
+    tinted = np.array([0 if is_background(name) else 255 for name in seg.class_names], dtype=np.uint8)
+    foreground = Image.fromarray(tinted[labels])
     # PIL's blend and composite run in C: several times faster than float numpy on a 1080p photo.
     body = Image.composite(Image.blend(photo, painted, alpha), photo, foreground)
     legend = _render_legend(seg, width=body.width, counts=counts)

@@ -77,6 +77,11 @@ def _slot_of(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=4).digest(), "big") % SLOTS
 
 
+def is_background(name: str) -> bool:
+    """Whether a class name is the background class (any case or spacing): drawn black, left untinted."""
+    return " ".join(name.split()).casefold() == BACKGROUND_NAME
+
+
 def named_colours(class_names: Sequence[str]) -> list[Colour]:
     """The colour of each class of a list, by name: background black, the others distinct.
 
@@ -85,7 +90,7 @@ def named_colours(class_names: Sequence[str]) -> list[Colour]:
     taken: set[int] = set()
     colours: list[Colour] = []
     for position, name in enumerate(class_names):
-        if " ".join(name.split()).casefold() == BACKGROUND_NAME:
+        if is_background(name):
             colours.append(BACKGROUND_COLOUR)
             continue
         if len(taken) >= SLOTS:

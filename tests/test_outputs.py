@@ -101,6 +101,17 @@ def test_overlay_colours_foreground_and_keeps_background():
     assert np.abs(overlay[0, 9] - expected).max() <= 1  # PIL's blend rounds to an integer
 
 
+def test_overlay_tints_class_zero_when_it_is_not_background():
+    """With --no-background the first class is an ordinary class: it is tinted like the others."""
+    labels = np.zeros((10, 10), dtype=np.int64)
+    labels[:, 5:] = 1
+    names = ["sky", "road"]
+    photo = Image.new("RGB", (10, 10), (100, 100, 100))
+    overlay = np.asarray(render_overlay(Segmentation(labels=labels, class_names=names), photo, alpha=0.5))
+    expected = (np.array([100, 100, 100]) + np.array(named_colours(names)[0])) / 2
+    assert np.abs(overlay[0, 0].astype(int) - expected).max() <= 1
+
+
 def test_overlay_refuses_a_photo_of_another_size():
     with pytest.raises(ValueError, match="image is 41x30 but labels are 40x30"):
         render_overlay(_segmentation(), _photo(30, 41))

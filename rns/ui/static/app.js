@@ -196,7 +196,7 @@ function paintOverlay() {
     const edge = edges && ((i % width < width - 1 && regions[i] !== regions[i + 1]) ||
       (i + width < labels.length && regions[i] !== regions[i + width]));
     if (edge) { image.data.set([255, 255, 255, 90], o); continue; }
-    if (id === 0 && !touched[i]) continue; // background stays see-through
+    if (state.classes[id] === "background" && !touched[i]) continue; // background stays see-through
     const [r, g, b] = colours[id] || [128, 128, 128];
     image.data.set([r, g, b, touched[i] ? Math.min(255, alpha + 60) : alpha], o);
   }
