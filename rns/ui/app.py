@@ -22,6 +22,7 @@ from rns.errors import InputError, RnsError
 from rns.palette import class_colour, hex_colour
 from rns.ui.config import folder_images, resolve_folder_image
 from rns.ui.encoding import decode_mask, labels_png_base64, parse_classes, regions_png_base64
+from rns.ui.host_guard import HostGuard
 from rns.ui.photos import ImageTooLargeError, OpenPhoto, PhotoNotOpenError
 from rns.ui.session import UiSession
 from support_memory.errors import MemoryStoreError
@@ -34,11 +35,11 @@ class UploadTooLargeError(InputError):
     """An upload over the byte limit (answered with 413)."""
 
 
-def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
+def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
     """The web app serving `session`; `rns.ui.server` runs it with uvicorn.
 
-    `local_only` (the server listens on a loopback address) also refuses requests whose Host header is
-    not a loopback name, so a web page elsewhere cannot reach the server by DNS rebinding.
+    `guard` knows the address the server listens on: requests naming another Host (DNS rebinding) or
+    coming from another origin are refused with 403 before anything else runs (see `rns.ui.host_guard`).
     """
     app = FastAPI(title="rns ui", docs_url=None, redoc_url=None, openapi_url=None)
     limit = session.config.max_upload_bytes
@@ -50,7 +51,7 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
     async def refuse_other_sites(request: Request, call_next: Any) -> Response:
         """Any web page the user visits may send a form POST to 127.0.0.1 (no preflight for multipart),
         so a request that a browser marks as coming from another origin may not change anything."""
-        problem = _foreign_request(request, local_only)
+        problem = guard.refusal(request.method, request.headers)
         if problem:
             return _error(403, problem)
         return await call_next(request)
@@ -172,25 +173,6 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
 
 class _NoFolderError(InputError):
     """A folder image that does not exist (or may not be read): 404."""
-
-
-_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]", "::1"}
-
-
-def _foreign_request(request: Request, local_only: bool) -> str | None:
-    """Why a request is refused as coming from another site, or None when it is fine."""
-    host = request.headers.get("host", "")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if local_only and name not in _LOOPBACK_NAMES and not name.startswith("127."):
-        return f"request for host {host!r} refused: this rns ui answers only on its local address"
-    if request.method in ("GET", "HEAD", "OPTIONS"):
-        return None
-    origin = request.headers.get("origin")
-    if origin is not None and origin != f"http://{host}":
-        return f"request from {origin} refused: only the rns ui page itself may change the memory"
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return "cross-site request refused: only the rns ui page itself may change the memory"
-    return None
 
 
 def _photo(session: UiSession, image: UploadFile | None, photo_id: str | None, limit: int) -> OpenPhoto:
