@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rns.errors import InputError, RnsError
 from rns.palette import class_colour, hex_colour
-from rns.ui.config import folder_images, resolve_folder_image
+from rns.ui.body_limit import BodyLimitMiddleware
+from rns.ui.config import folder_listing, printable_name, resolve_folder_image
 from rns.ui.encoding import decode_mask, labels_png_base64, parse_classes, regions_png_base64
 from rns.ui.host_guard import HostGuard
 from rns.ui.photos import ImageTooLargeError, OpenPhoto, PhotoNotOpenError
@@ -29,6 +30,11 @@ from support_memory.errors import MemoryStoreError
 
 # Multipart framing and the small text fields, on top of the files themselves.
 _FORM_OVERHEAD_BYTES = 256 * 1024
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (f"upload of at least {size:,} bytes is over the limit of {limit:,} bytes per file: downscale or "
+            "compress the image (or start rns ui with a larger --max-upload-mb)")
 
 
 class UploadTooLargeError(InputError):
@@ -47,23 +53,16 @@ def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     _install_error_handlers(app)
 
-    @app.middleware("http")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=2 * limit + _FORM_OVERHEAD_BYTES,
+                       message=lambda size: _too_large(size, limit))  # fmt: skip
+
+    @app.middleware("http")  # added last, so it runs first: nothing of a foreign request is read
     async def refuse_other_sites(request: Request, call_next: Any) -> Response:
         """Any web page the user visits may send a form POST to 127.0.0.1 (no preflight for multipart),
         so a request that a browser marks as coming from another origin may not change anything."""
         problem = guard.refusal(request.method, request.headers)
         if problem:
             return _error(403, problem)
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next: Any) -> Response:
-        """Refuse a declared oversize body before reading it (uploads are also checked as they are read)."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > 2 * limit + _FORM_OVERHEAD_BYTES:
-            return _error(413, f"upload of {int(declared):,} bytes is over the limit of {limit:,} bytes per "
-                          "file: downscale or compress the image (or start rns ui with a larger "
-                          "--max-upload-mb)")  # fmt: skip
         return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse)
@@ -86,11 +85,12 @@ def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
     @app.post("/api/open")
     def open_photo(image: Annotated[UploadFile, File()], regions: Annotated[bool, Form()] = False
                    ) -> dict[str, Any]:  # fmt: skip
-        photo = _photo(session, image, None, limit)
-        answer = _photo_fields(photo)
-        if regions:
-            answer["regions"] = regions_png_base64(session.correction_regions(photo))
-        return answer
+        with session.photo_slots:
+            photo = _photo(session, image, None, limit)
+            answer = _photo_fields(photo)
+            if regions:
+                answer["regions"] = regions_png_base64(session.correction_regions(photo))
+            return answer
 
     @app.post("/api/segment")
     def segment(
@@ -99,8 +99,10 @@ def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
         classes: Annotated[str, Form()] = "",
         regions: Annotated[bool, Form()] = False,
     ) -> dict[str, Any]:
-        opened = _photo(session, image, photo, limit)
-        result = session.segment(opened, parse_classes(classes))
+        with session.photo_slots:  # a bounded number of photos decoded and segmented at once
+            opened = _photo(session, image, photo, limit)
+            result = session.segment(opened, parse_classes(classes))
+            region_map = session.correction_regions(opened) if regions else None
         seg = result.segmentation
         answer = {
             **_photo_fields(opened),
@@ -113,8 +115,8 @@ def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
             "mode": seg.info.get("mode"),
             "memory_prototypes": seg.info.get("memory_prototypes"),
         }
-        if regions:
-            answer["regions"] = regions_png_base64(session.correction_regions(opened))
+        if region_map is not None:
+            answer["regions"] = regions_png_base64(region_map)
         return answer
 
     @app.post("/api/teach")
@@ -124,9 +126,10 @@ def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
         image: Annotated[UploadFile | None, File()] = None,
         photo: Annotated[str | None, Form()] = None,
     ) -> dict[str, Any]:
-        opened = _photo(session, image, photo, limit)
-        ids = decode_mask(_read_upload(mask, limit, "mask"), session.config.max_pixels)
-        outcome = session.teach(opened, ids, classes.split(","))
+        with session.photo_slots:
+            opened = _photo(session, image, photo, limit)
+            ids = decode_mask(_read_upload(mask, limit, "mask"), session.config.max_pixels)
+            outcome = session.teach(opened, ids, classes.split(","))
         return {
             "photo": opened.photo_id,
             "status": outcome.status,
@@ -155,7 +158,8 @@ def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
         folder = session.config.images_dir
         if folder is None:
             raise _NoFolderError("no --images folder was given to rns ui")
-        return {"folder": folder.name, "images": folder_images(folder)}
+        images, skipped = folder_listing(folder)
+        return {"folder": printable_name(folder.name), "images": images, "skipped": skipped}
 
     @app.get("/api/images/{name}")
     def folder_image(name: str) -> FileResponse:
