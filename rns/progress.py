@@ -54,7 +54,9 @@ class JsonLinesProgress:
 
     def _emit(self, payload: dict[str, object]) -> None:
         stream = self._stream or sys.stdout
-        stream.write(json.dumps(jsonable(payload), ensure_ascii=False) + "\n")
+        text = json.dumps(jsonable(payload), ensure_ascii=False)
+        # A path that is not valid UTF-8 (lone surrogates) becomes a JSON \\udcXX escape, not a failed write.
+        stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
         stream.flush()
 
     def on_start(self, total: int, out_dir: Path) -> None:

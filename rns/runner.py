@@ -178,9 +178,13 @@ def _run_locked(
         raise
     except OSError as error:
         failed = True
-        raise output_write_error(error, out) from None
-    except BaseException:
+        stopping = output_write_error(error, out)
+        report.stopped, report.stopped_exit_code = str(stopping), 2
+        raise stopping from None
+    except BaseException as error:
         failed = True
+        report.stopped = f"{type(error).__name__}: {error}"
+        report.stopped_exit_code = 2 if isinstance(error, RnsError) else 1
         raise
     finally:
         loader.shutdown(wait=True, cancel_futures=True)
