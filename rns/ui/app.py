@@ -99,25 +99,27 @@ def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
         classes: Annotated[str, Form()] = "",
         regions: Annotated[bool, Form()] = False,
     ) -> dict[str, Any]:
-        with session.photo_slots:  # a bounded number of photos decoded and segmented at once
+        # A bounded number of photos decoded, segmented and encoded at once: a 40 MP segmentation
+        # holds about 1 GB until its answer is encoded, so the encoding stays inside the slot too.
+        with session.photo_slots:
             opened = _photo(session, image, photo, limit)
             result = session.segment(opened, parse_classes(classes))
-            region_map = session.correction_regions(opened) if regions else None
-        seg = result.segmentation
-        answer = {
-            **_photo_fields(opened),
-            "classes": seg.class_names,
-            "colours": [hex_colour(class_colour(i)) for i in range(len(seg.class_names))],
-            "fractions": seg.fractions(),
-            "labels": labels_png_base64(seg.labels),
-            "seconds": round(result.seconds, 4),
-            "computed_features": result.computed_features,
-            "mode": seg.info.get("mode"),
-            "memory_prototypes": seg.info.get("memory_prototypes"),
-        }
-        if region_map is not None:
-            answer["regions"] = regions_png_base64(region_map)
-        return answer
+            seg = result.segmentation
+            answer = {
+                **_photo_fields(opened),
+                "classes": seg.class_names,
+                "colours": [hex_colour(class_colour(i)) for i in range(len(seg.class_names))],
+                "fractions": seg.fractions(),
+                "labels": labels_png_base64(seg.labels),
+                "seconds": round(result.seconds, 4),
+                "computed_features": result.computed_features,
+                "mode": seg.info.get("mode"),
+                "memory_prototypes": seg.info.get("memory_prototypes"),
+            }
+            del result, seg
+            if regions:
+                answer["regions"] = regions_png_base64(session.correction_regions(opened))
+            return answer
 
     @app.post("/api/teach")
     def teach(
