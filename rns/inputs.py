@@ -123,15 +123,14 @@ def _scan_folder(folder: Path, glob: str, suffixes: frozenset[str], excluded: li
             continue
         if (inside and _is_under(root / relative, inside)) or (excluded and _is_output(candidate, excluded)):
             continue
-        problem = _unusable_in_folder(candidate, root)
-        if problem == "folder":
+        if candidate.is_dir():  # a folder named like an image (or a link to one): nothing to read
             continue
-        images.append(_Found(candidate, folder, problem))
+        images.append(_Found(candidate, folder, _unusable_in_folder(candidate, root)))
     return images
 
 
 def _unusable_in_folder(candidate: Path, root: Path) -> str | None:
-    """Why a file found in a folder cannot be read ("folder" for a folder named like an image)."""
+    """Why a file found in a folder cannot be read, or None when it can."""
     shown = printable(candidate)
     try:
         resolved = candidate.resolve()
@@ -144,8 +143,6 @@ def _unusable_in_folder(candidate: Path, root: Path) -> str | None:
         mode = candidate.stat().st_mode
     except OSError:
         return f"image {shown} is a broken link: fix or remove it"
-    if stat.S_ISDIR(mode):
-        return "folder"
     return _not_a_regular_file(candidate, mode)
 
 
