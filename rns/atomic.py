@@ -86,9 +86,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, sync_directory: 
 
 
 def atomic_write_json(path: str | os.PathLike, payload: object, *, sync_directory: bool = True) -> Path:
-    """Atomically write `payload` as indented UTF-8 JSON with a trailing newline."""
+    """Atomically write `payload` as indented UTF-8 JSON with a trailing newline.
+
+    A file name that is not valid UTF-8 reaches Python as lone surrogates; they are written as JSON
+    `\\udcXX` escapes (valid JSON, read back as the same name) instead of failing the write.
+    """
     text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return atomic_write_bytes(path, text.encode("utf-8"), sync_directory=sync_directory)
+    return atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"), sync_directory=sync_directory)
 
 
 def _pid_alive(pid: int) -> bool:

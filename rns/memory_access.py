@@ -26,6 +26,17 @@ def refuse_unwritable_memory(path: str | os.PathLike) -> None:
         memory.check_writable()
 
 
+def refuse_file_as_memory(path: str | os.PathLike | None) -> None:
+    """Raise support_memory's one-line `NotAMemoryError` now if the memory path ($RNS_MEMORY, --memory)
+    names a file, before a command spends seconds loading the model."""
+    from rns.paths import default_memory_path
+    from support_memory import SupportMemory
+
+    location = default_memory_path(path)
+    if isinstance(location, Path) and location.exists() and not location.is_dir():
+        SupportMemory.open(location, create=False)  # refuses a file, in the words add-support uses
+
+
 def open_existing_memory(path: str | os.PathLike, *, load: bool = True):
     """The memory at `path` for a command that reads or removes (it never creates one); `load=False`
     leaves its state unread until needed (`rns memory check/repair` on a memory whose state is damaged).

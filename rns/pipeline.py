@@ -401,10 +401,13 @@ def build_segmenter(
 def open_memory_if_present(memory_path: str | os.PathLike | None) -> SupportMemory | None:
     """The support memory at the resolved path, or None when there is none yet."""
     location = default_memory_path(memory_path)
-    if not SupportMemory.exists(location):
-        local = Path(location) if isinstance(location, Path) else None
-        if local is None or not (local.exists() and any(local.iterdir())):
-            return None  # nothing there yet; something else there is refused by open() below
+    local = Path(location) if isinstance(location, Path) else None
+    if local is not None and local.exists() and not local.is_dir():
+        # A file (RNS_MEMORY or --memory naming one): open() refuses it in one line, as add-support does.
+        return SupportMemory.open(location, create=False)
+    occupied = local is not None and local.exists() and any(local.iterdir())
+    if not SupportMemory.exists(location) and not occupied:
+        return None  # nothing there yet; something else there is refused by open() below
     return SupportMemory.open(location, create=False)
 
 

@@ -74,7 +74,7 @@ class FinalLineProgress:
         pass
 
     def on_end(self, report: RunReport) -> None:
-        if report.aborted:  # the error line that follows is the last word; a summary would contradict it
+        if report.stopped is not None:  # the error line that follows is the last word, not a summary
             return
         if not self._silent or report.interrupted:
             self._console.print(final_line(report), highlight=False, markup=False, soft_wrap=True)
@@ -88,7 +88,9 @@ class JsonLinesProgress:
 
     def _emit(self, payload: dict[str, object]) -> None:
         stream = self._stream or sys.stdout
-        stream.write(json.dumps(jsonable(payload), ensure_ascii=False) + "\n")
+        text = json.dumps(jsonable(payload), ensure_ascii=False)
+        # A path that is not valid UTF-8 (lone surrogates) becomes a JSON \\udcXX escape, not a failed write.
+        stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
         stream.flush()
 
     def on_start(self, total: int, out_dir: Path) -> None:

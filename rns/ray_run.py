@@ -26,7 +26,7 @@ from types import ModuleType
 
 from rns.atomic import remove_stale_temp_files
 from rns.done_records import fresh_record, run_settings_key
-from rns.errors import InputError
+from rns.errors import InputError, RnsError
 from rns.image_work import (
     ImageOutcome,
     account,
@@ -44,7 +44,7 @@ from rns.pipeline import Segmenter
 from rns.progress import SilentProgress
 from rns.ray_session import import_ray, ray_connection
 from rns.ray_worker import SegmentWorker, WorkerRecipe, WriteJob, worker_recipe
-from rns.run_events import RunObserver, RunReport
+from rns.run_events import ImageEvent, RunObserver, RunReport
 from rns.threads import threads_per_worker
 
 # Ray reserves this much CPU per CPU actor. Less than one, so that a pool sized to the CPUs leaves room
@@ -163,6 +163,10 @@ def _run_locked(
     try:
         todo: list[int] = []
         for index, image in enumerate(images, start=1):
+            if image.problem:  # unusable (a special file, a link out of its folder): never sent to a worker
+                event = ImageEvent("failed", index, len(images), image, reason=image.problem)
+                ordered.add(index, ImageOutcome(event))
+                continue
             record = None if force else fresh_record(image, out, job.kinds, job.run_key)
             if record is None:
                 todo.append(index)
@@ -174,8 +178,10 @@ def _run_locked(
     except KeyboardInterrupt:
         report.interrupted = failed = True
         raise
-    except BaseException:
+    except BaseException as error:
         failed = True
+        report.stopped = f"{type(error).__name__}: {error}"
+        report.stopped_exit_code = 2 if isinstance(error, RnsError) else 1
         raise
     finally:
         ordered.flush()

@@ -71,8 +71,10 @@ class RunReport:
     seconds: float = 0.0
     median_seconds: dict[str, float] = field(default_factory=dict)  # per step, over images done this run
     interrupted: bool = False
-    # Ended by an error that the caller reports in its own line (a full disk, say): no final line then.
-    aborted: bool = False
+    # Set when an error stopped the run before its end (a full disk, a bug): why, and the exit code the
+    # process ends with (2 for a user-fixable error, 1 for a traceback), so summary.json says the same.
+    stopped: str | None = None
+    stopped_exit_code: int = 1
     # What the request was and which segmenter key it gave (see `rns.resume_plan`); None: not recorded.
     request: dict[str, str] | None = None
 
@@ -84,11 +86,14 @@ class RunReport:
     def exit_code(self) -> int:
         """What the process exits with, also written to summary.json so that the two always agree.
 
-        0: all done; 1: some images failed; 2: the one image given failed (a plain input error, as for
-        any other command); 130: interrupted.
+        0: all done; 1: some images failed, or a bug stopped the run; 2: the one image given failed (a
+        plain input error, as for any other command), or a user-fixable error stopped the run (a full
+        disk); 130: interrupted.
         """
         if self.interrupted:
             return 130
+        if self.stopped is not None:
+            return self.stopped_exit_code
         if not self.failures:
             return 0
         return 2 if self.total == 1 else 1
@@ -130,6 +135,7 @@ class RunReport:
                 "median_seconds": self.median_seconds,
             },
             "interrupted": self.interrupted,
+            "stopped": self.stopped,
             "exit_code": self.exit_code,
             **({"request": self.request} if self.request else {}),
         }

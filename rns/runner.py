@@ -184,10 +184,14 @@ def _run_locked(
         report.interrupted = failed = True
         raise
     except OSError as error:
-        report.aborted = failed = True
-        raise output_write_error(error, out) from None
-    except BaseException:
-        report.aborted = failed = True
+        failed = True
+        stopping = output_write_error(error, out)
+        report.stopped, report.stopped_exit_code = str(stopping), 2
+        raise stopping from None
+    except BaseException as error:
+        failed = True
+        report.stopped = f"{type(error).__name__}: {error}"
+        report.stopped_exit_code = 2 if isinstance(error, RnsError) else 1
         raise
     finally:
         loader.shutdown(wait=True, cancel_futures=True)

@@ -5,13 +5,18 @@ embeddings of the same name in 80 contexts (the template list the CLIP authors u
 zero-shot classification) gives a steadier class vector. Encoding 80 sentences is the expensive part of a
 text query, and the same class names recur in every image of a folder run, so results are cached per
 prompt: in memory always, and on disk when a cache directory is given, keyed by the backbone fingerprint
-so a cache written by other weights is never read.
+so a cache written by other weights is never read. Both caches are bounded (a server that takes class
+names from anyone must not grow without end): the least recently used prompts are dropped first, from
+memory past `memory_entries`, from disk past `disk_entries` files per backbone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,6 +109,12 @@ IMAGENET_TEMPLATES: tuple[str, ...] = (
 )
 
 
+# A cached prompt costs `dim` floats (2-4 kB) in memory and ~3-5 kB on disk; far more class names than
+# any vocabulary in use, few enough that neither cache can grow past tens of megabytes.
+DEFAULT_MEMORY_ENTRIES = 4096
+DEFAULT_DISK_ENTRIES = 4096
+
+
 def fingerprint_key(fingerprint: dict) -> str:
     """A short stable key for a fingerprint, used to separate on-disk caches of different backbones."""
     blob = json.dumps(fingerprint, sort_keys=True, separators=(",", ":")).encode()
@@ -115,17 +126,22 @@ class TextFeatureCache:
 
     `encode_sentences` maps a list of sentences to `[n, d]` (unnormalised) embeddings; it is the model's
     text tower with its tokenizer. Returned tensors live on `device`; cached copies are kept on the CPU in
-    float32, so a cached prompt costs `d` floats.
+    float32, so a cached prompt costs `d` floats. At most `memory_entries` prompts stay in memory and
+    `disk_entries` files on disk (per backbone fingerprint), least recently used dropped first.
     """
 
     def __init__(self, encode_sentences: Callable[[list[str]], torch.Tensor], dim: int, device: torch.device,
                  fingerprint: dict, disk_dir: Path | None = None,
-                 templates: tuple[str, ...] = IMAGENET_TEMPLATES) -> None:
+                 templates: tuple[str, ...] = IMAGENET_TEMPLATES,
+                 memory_entries: int = DEFAULT_MEMORY_ENTRIES,
+                 disk_entries: int = DEFAULT_DISK_ENTRIES) -> None:  # fmt: skip
         self._encode_sentences = encode_sentences
         self._dim = dim
         self._device = device
         self._templates = templates
-        self._memory: dict[str, torch.Tensor] = {}
+        self._memory_entries = max(1, memory_entries)
+        self._disk_entries = max(1, disk_entries)
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._disk_dir = Path(disk_dir) / fingerprint_key(fingerprint) if disk_dir else None
 
     def __len__(self) -> int:
@@ -135,13 +151,25 @@ class TextFeatureCache:
         """[n, d] normalised features, one row per prompt, in the order given."""
         if isinstance(prompts, str):
             raise TypeError("encode_text takes a list of prompts, not a single string")
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._memory and not self._load(p)]
-        for prompt in missing:
-            self._memory[prompt] = self._compute(prompt)
-            self._store(prompt)
+        features = {prompt: self._feature(prompt) for prompt in dict.fromkeys(prompts)}
         if not prompts:
             return torch.empty(0, self._dim, device=self._device)
-        return torch.stack([self._memory[p] for p in prompts]).to(self._device)
+        return torch.stack([features[p] for p in prompts]).to(self._device)
+
+    def _feature(self, prompt: str) -> torch.Tensor:
+        """One prompt's feature: from memory, else from disk, else computed (and stored)."""
+        feature = self._memory.get(prompt)
+        if feature is not None:
+            self._memory.move_to_end(prompt)
+            return feature
+        feature = self._load(prompt)
+        if feature is None:
+            feature = self._compute(prompt)
+            self._store(prompt, feature)
+        self._memory[prompt] = feature
+        while len(self._memory) > self._memory_entries:
+            self._memory.popitem(last=False)
+        return feature
 
     @torch.inference_mode()
     def _compute(self, prompt: str) -> torch.Tensor:
@@ -154,28 +182,46 @@ class TextFeatureCache:
             return None
         return self._disk_dir / (hashlib.sha256(prompt.encode()).hexdigest()[:24] + ".pt")
 
-    def _load(self, prompt: str) -> bool:
+    def _load(self, prompt: str) -> torch.Tensor | None:
         path = self._path(prompt)
         if path is None or not path.is_file():
-            return False
+            return None
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a damaged cache entry is recomputed, never trusted
-            return False
+            return None
         if not isinstance(stored, dict) or stored.get("prompt") != prompt:
-            return False
-        self._memory[prompt] = stored["features"].float()
-        return True
+            return None
+        features = stored.get("features")
+        if not isinstance(features, torch.Tensor) or tuple(features.shape) != (self._dim,):
+            return None
+        with contextlib.suppress(OSError):  # recently used: the last to be dropped
+            os.utime(path)
+        return features.float()
 
-    def _store(self, prompt: str) -> None:
+    def _store(self, prompt: str, feature: torch.Tensor) -> None:
         path = self._path(prompt)
         if path is None:
             return
         try:
-            entry = {"prompt": prompt, "features": self._memory[prompt]}
+            entry = {"prompt": prompt, "features": feature}
             atomic_write(path, lambda stream: torch.save(entry, stream))
+            self._trim_disk()
         except OSError:  # the disk cache is an optimisation; a read-only cache dir must not fail a run
             return
+
+    def _trim_disk(self) -> None:
+        """Drop the least recently used files past `disk_entries` (cheap next to computing a prompt)."""
+        entries = []
+        with os.scandir(self._disk_dir) as found:
+            for entry in found:
+                if entry.name.endswith(".pt") and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        entries.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+        entries.sort()
+        for _mtime, path in entries[: max(0, len(entries) - self._disk_entries)]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def encode_tokens_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:

@@ -58,11 +58,13 @@ def ui_command(
 
     if missing_web_packages():
         raise MissingExtraError(UI_EXTRA_HINT)
+    from rns.memory_access import refuse_file_as_memory
     from rns.ui.config import UiConfig
     from rns.ui.server import bind_socket, build_session, correction_proposer, exposure_warning, serve
 
     config = UiConfig(memory_path=memory_path, images_dir=images_dir, max_upload_bytes=max_upload_mb << 20,
                       max_pixels=max_pixels, sam_checkpoint=sam_checkpoint)  # fmt: skip
+    refuse_file_as_memory(memory_path)  # before the model loads: seconds saved, one line
     warning = exposure_warning(host)
     if warning:
         click.echo(warning, err=True)

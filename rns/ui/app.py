@@ -20,8 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rns.errors import InputError, RnsError
 from rns.palette import class_colour, hex_colour, named_colours
-from rns.ui.config import folder_images, resolve_folder_image
+from rns.ui.body_limit import BodyLimitMiddleware
+from rns.ui.config import folder_listing, printable_name, resolve_folder_image
 from rns.ui.encoding import decode_mask, labels_png_base64, parse_classes, regions_png_base64
+from rns.ui.host_guard import HostGuard
 from rns.ui.photos import ImageTooLargeError, OpenPhoto, PhotoNotOpenError
 from rns.ui.session import UiSession
 from support_memory.errors import MemoryStoreError
@@ -30,15 +32,20 @@ from support_memory.errors import MemoryStoreError
 _FORM_OVERHEAD_BYTES = 256 * 1024
 
 
+def _too_large(size: int, limit: int) -> str:
+    return (f"upload of at least {size:,} bytes is over the limit of {limit:,} bytes per file: downscale or "
+            "compress the image (or start rns ui with a larger --max-upload-mb)")
+
+
 class UploadTooLargeError(InputError):
     """An upload over the byte limit (answered with 413)."""
 
 
-def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
+def create_app(session: UiSession, guard: HostGuard) -> FastAPI:
     """The web app serving `session`; `rns.ui.server` runs it with uvicorn.
 
-    `local_only` (the server listens on a loopback address) also refuses requests whose Host header is
-    not a loopback name, so a web page elsewhere cannot reach the server by DNS rebinding.
+    `guard` knows the address the server listens on: requests naming another Host (DNS rebinding) or
+    coming from another origin are refused with 403 before anything else runs (see `rns.ui.host_guard`).
     """
     app = FastAPI(title="rns ui", docs_url=None, redoc_url=None, openapi_url=None)
     limit = session.config.max_upload_bytes
@@ -46,23 +53,16 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     _install_error_handlers(app)
 
-    @app.middleware("http")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=2 * limit + _FORM_OVERHEAD_BYTES,
+                       message=lambda size: _too_large(size, limit))  # fmt: skip
+
+    @app.middleware("http")  # added last, so it runs first: nothing of a foreign request is read
     async def refuse_other_sites(request: Request, call_next: Any) -> Response:
         """Any web page the user visits may send a form POST to 127.0.0.1 (no preflight for multipart),
         so a request that a browser marks as coming from another origin may not change anything."""
-        problem = _foreign_request(request, local_only)
+        problem = guard.refusal(request.method, request.headers)
         if problem:
             return _error(403, problem)
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next: Any) -> Response:
-        """Refuse a declared oversize body before reading it (uploads are also checked as they are read)."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > 2 * limit + _FORM_OVERHEAD_BYTES:
-            return _error(413, f"upload of {int(declared):,} bytes is over the limit of {limit:,} bytes per "
-                          "file: downscale or compress the image (or start rns ui with a larger "
-                          "--max-upload-mb)")  # fmt: skip
         return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse)
@@ -85,11 +85,12 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
     @app.post("/api/open")
     def open_photo(image: Annotated[UploadFile, File()], regions: Annotated[bool, Form()] = False
                    ) -> dict[str, Any]:  # fmt: skip
-        photo = _photo(session, image, None, limit)
-        answer = _photo_fields(photo)
-        if regions:
-            answer["regions"] = regions_png_base64(session.correction_regions(photo))
-        return answer
+        with session.photo_slots:
+            photo = _photo(session, image, None, limit)
+            answer = _photo_fields(photo)
+            if regions:
+                answer["regions"] = regions_png_base64(session.correction_regions(photo))
+            return answer
 
     @app.post("/api/segment")
     def segment(
@@ -98,23 +99,27 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
         classes: Annotated[str, Form()] = "",
         regions: Annotated[bool, Form()] = False,
     ) -> dict[str, Any]:
-        opened = _photo(session, image, photo, limit)
-        result = session.segment(opened, parse_classes(classes))
-        seg = result.segmentation
-        answer = {
-            **_photo_fields(opened),
-            "classes": seg.class_names,
-            "colours": [hex_colour(colour) for colour in named_colours(seg.class_names)],
-            "fractions": seg.fractions(),
-            "labels": labels_png_base64(seg.labels),
-            "seconds": round(result.seconds, 4),
-            "computed_features": result.computed_features,
-            "mode": seg.info.get("mode"),
-            "memory_prototypes": seg.info.get("memory_prototypes"),
-        }
-        if regions:
-            answer["regions"] = regions_png_base64(session.correction_regions(opened))
-        return answer
+        # A bounded number of photos decoded, segmented and encoded at once: a 40 MP segmentation
+        # holds about 1 GB until its answer is encoded, so the encoding stays inside the slot too.
+        with session.photo_slots:
+            opened = _photo(session, image, photo, limit)
+            result = session.segment(opened, parse_classes(classes))
+            seg = result.segmentation
+            answer = {
+                **_photo_fields(opened),
+                "classes": seg.class_names,
+                "colours": [hex_colour(colour) for colour in named_colours(seg.class_names)],
+                "fractions": seg.fractions(),
+                "labels": labels_png_base64(seg.labels),
+                "seconds": round(result.seconds, 4),
+                "computed_features": result.computed_features,
+                "mode": seg.info.get("mode"),
+                "memory_prototypes": seg.info.get("memory_prototypes"),
+            }
+            del result, seg
+            if regions:
+                answer["regions"] = regions_png_base64(session.correction_regions(opened))
+            return answer
 
     @app.post("/api/teach")
     def teach(
@@ -123,9 +128,10 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
         image: Annotated[UploadFile | None, File()] = None,
         photo: Annotated[str | None, Form()] = None,
     ) -> dict[str, Any]:
-        opened = _photo(session, image, photo, limit)
-        ids = decode_mask(_read_upload(mask, limit, "mask"), session.config.max_pixels)
-        outcome = session.teach(opened, ids, classes.split(","))
+        with session.photo_slots:
+            opened = _photo(session, image, photo, limit)
+            ids = decode_mask(_read_upload(mask, limit, "mask"), session.config.max_pixels)
+            outcome = session.teach(opened, ids, classes.split(","))
         return {
             "photo": opened.photo_id,
             "status": outcome.status,
@@ -160,7 +166,8 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
         folder = session.config.images_dir
         if folder is None:
             raise _NoFolderError("no --images folder was given to rns ui")
-        return {"folder": folder.name, "images": folder_images(folder)}
+        images, skipped = folder_listing(folder)
+        return {"folder": printable_name(folder.name), "images": images, "skipped": skipped}
 
     @app.get("/api/images/{name}")
     def folder_image(name: str) -> FileResponse:
@@ -178,25 +185,6 @@ def create_app(session: UiSession, *, local_only: bool = True) -> FastAPI:
 
 class _NoFolderError(InputError):
     """A folder image that does not exist (or may not be read): 404."""
-
-
-_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]", "::1"}
-
-
-def _foreign_request(request: Request, local_only: bool) -> str | None:
-    """Why a request is refused as coming from another site, or None when it is fine."""
-    host = request.headers.get("host", "")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if local_only and name not in _LOOPBACK_NAMES and not name.startswith("127."):
-        return f"request for host {host!r} refused: this rns ui answers only on its local address"
-    if request.method in ("GET", "HEAD", "OPTIONS"):
-        return None
-    origin = request.headers.get("origin")
-    if origin is not None and origin != f"http://{host}":
-        return f"request from {origin} refused: only the rns ui page itself may change the memory"
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return "cross-site request refused: only the rns ui page itself may change the memory"
-    return None
 
 
 def _photo(session: UiSession, image: UploadFile | None, photo_id: str | None, limit: int) -> OpenPhoto:

@@ -101,19 +101,27 @@ class OpenPhoto:
                 self.support = backbone.support_features(self.image)
             return self.support, True
 
-    def prefetch_support(self, backbone: Any) -> None:
+    def prefetch_support(self, backbone: Any, slots: threading.Semaphore | None = None) -> None:
         """Start computing the support features in a background thread, once per photo.
 
         The support pass costs several backbone passes (about 13 s for ViT-B-16 at 480x360 on two CPU
         cores); run while the person is still correcting, it is mostly done when they press Teach. A
         failure here is not reported: the teach computes the features again and reports its own error.
+        It runs only when one of the server's `slots` for photo work is free (else the teach computes the
+        features), so background passes never add to the bound on work in flight.
         """
         if self.support is not None or self._prefetch is not None:
             return
 
         def work() -> None:
-            with contextlib.suppress(Exception):
-                self.support_features(backbone)
+            if slots is not None and not slots.acquire(blocking=False):
+                return
+            try:
+                with contextlib.suppress(Exception):
+                    self.support_features(backbone)
+            finally:
+                if slots is not None:
+                    slots.release()
 
         name = f"rns-ui-support-{self.photo_id[:8]}"
         self._prefetch = threading.Thread(target=work, name=name, daemon=True)
@@ -128,11 +136,13 @@ class OpenPhoto:
 
 
 class PhotoCache:
-    """The last `capacity` photos opened, least recently used evicted first; safe across threads."""
+    """The last `capacity` photos opened, holding at most `open_pixels` pixels together (the photo just
+    opened always stays), least recently used evicted first; safe across threads."""
 
-    def __init__(self, capacity: int, max_pixels: int) -> None:
+    def __init__(self, capacity: int, max_pixels: int, open_pixels: int | None = None) -> None:
         self.capacity = capacity
         self.max_pixels = max_pixels
+        self.open_pixels = open_pixels if open_pixels is not None else 2 * max_pixels
         self._photos: OrderedDict[str, OpenPhoto] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -150,7 +160,8 @@ class PhotoCache:
         with self._lock:
             photo = self._photos.setdefault(photo_id, photo)
             self._photos.move_to_end(photo_id)
-            while len(self._photos) > self.capacity:
+            while len(self._photos) > 1 and (len(self._photos) > self.capacity
+                                             or self._pixels() > self.open_pixels):  # fmt: skip
                 self._photos.popitem(last=False)
         return photo
 
@@ -165,6 +176,9 @@ class PhotoCache:
                 )
             self._photos.move_to_end(photo_id)
             return photo
+
+    def _pixels(self) -> int:
+        return sum(photo.image.width * photo.image.height for photo in self._photos.values())
 
     def __len__(self) -> int:
         with self._lock:

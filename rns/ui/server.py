@@ -63,12 +63,14 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/"
 
 
-def _uvicorn_server(session: UiSession, host: str) -> object:
+def _uvicorn_server(session: UiSession, sock: socket.socket) -> object:
     import uvicorn
 
     from rns.ui.app import create_app
+    from rns.ui.host_guard import HostGuard
 
-    app = create_app(session, local_only=is_loopback(host))
+    address, port = sock.getsockname()[:2]
+    app = create_app(session, HostGuard(address, port))
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=2)  # fmt: skip
     return uvicorn.Server(config)
@@ -82,7 +84,7 @@ def serve(session: UiSession, host: str, port: int, announce: Callable[[str], No
     reported at once).
     """
     sock = sock if sock is not None else bind_socket(host, port)
-    server = _uvicorn_server(session, host)
+    server = _uvicorn_server(session, sock)
     announce(url_of(sock))
     server.run(sockets=[sock])
 
@@ -104,7 +106,7 @@ def start_in_thread(session: UiSession, host: str = "127.0.0.1", port: int = 0,
                     timeout_s: float = 30.0) -> RunningServer:  # fmt: skip
     """Start the app on a free port in a daemon thread and wait until it accepts requests."""
     sock = bind_socket(host, port)
-    server = _uvicorn_server(session, host)
+    server = _uvicorn_server(session, sock)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="rns-ui")
     thread.start()
     deadline = time.monotonic() + timeout_s

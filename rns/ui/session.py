@@ -117,7 +117,9 @@ class UiSession:
         self.memory: SupportMemory | None = open_memory_if_present(self.memory_path)
         if self.memory is not None:
             check_memory_fingerprint(self.memory, backbone.fingerprint)
-        self.photos = PhotoCache(self.config.open_photos, self.config.max_pixels)
+        self.photos = PhotoCache(self.config.open_photos, self.config.max_pixels, self.config.open_pixels)
+        # Requests that decode or segment a photo take a slot; background support passes use a free one.
+        self.photo_slots = threading.BoundedSemaphore(self.config.photos_in_flight)
         self._correction_regions = correction_regions
         # Compute a photo's support features in the background after its first segment (see OpenPhoto).
         self.prefetch_support = prefetch_support
@@ -151,7 +153,7 @@ class UiSession:
             segmentation = segmenter.segment_features(photo.image, features,
                                                       backbone_seconds=backbone_seconds)  # fmt: skip
         if self.prefetch_support:
-            photo.prefetch_support(self.backbone)
+            photo.prefetch_support(self.backbone, self.photo_slots)
         return SegmentResult(segmentation, time.perf_counter() - started, computed)
 
     def _segmenter(self, classes: list[str]) -> Segmenter:
