@@ -225,6 +225,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="notext table: add an RNS row with this AdaptConfig.anchor_weight")
     parser.add_argument("--patch-knn", action="store_true",
                         help="notext table: add a kNN vote over every support patch (not the memory's rows)")
+    parser.add_argument("--feature-cache", type=Path, default=None,
+                        help="notext table: keep dense and support features on disk in DIR (per backbone "
+                             "fingerprint), so each photo's backbone pass runs once per model")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--shots", default="1,5,20")
     parser.add_argument("--region-shots", default="1,5")

@@ -121,7 +121,8 @@ class MemoProposer:
 
 
 def run_notext_table(args, backbone, names, queries, train) -> None:
-    cache = FeatureCache(backbone)
+    cache = FeatureCache(backbone, getattr(args, "feature_cache", None))
+    cache.warm(list(queries.images))
     config = AdaptConfig()
     proposer = None
     anchored_config = replace(config, visual_anchors_without_text=True)
@@ -195,6 +196,7 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
         print(f"| {name} | " + " | ".join(cells) + f" | {statistics.median(seconds[name]):.3f} |")
-    forward = statistics.median(cache.seconds.values())
-    print(f"\nbackbone forward median {1000 * forward:.0f} ms per image ({backbone.spec.model}, this CPU, "
-          "one run)")
+    if cache.seconds:
+        forward = statistics.median(cache.seconds.values())
+        print(f"\nbackbone forward median {1000 * forward:.0f} ms per image over the {len(cache.seconds)} "
+              f"photos this process computed ({backbone.spec.model}, this CPU, one run)")
