@@ -137,6 +137,8 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
     extra_anchor = getattr(args, "anchor_weight", None)
     if extra_anchor is not None:
         rows.append(f"RNS, no text, anchor weight {extra_anchor:g}")
+    other_ks = list(getattr(args, "rns_k", None) or [])
+    rows.extend(f"RNS, no text, k={k}" for k in other_ks)
     if getattr(args, "patch_knn", False):
         rows.append("patch kNN (k=10, every support patch a row)")
     results = {name: {b: [] for b in args.shots} for name in rows}
@@ -157,6 +159,10 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
                 segmenters["RNS, no text + superpixels"] = Segmenter(
                     backbone, names, memory=memory, region_proposer=proposer,
                     options=SegmentOptions(background=False, regions="superpixels", adapt=config))
+            for k in other_ks:
+                segmenters[f"RNS, no text, k={k}"] = Segmenter(
+                    backbone, names, memory=memory, options=SegmentOptions(background=False,
+                                                                           adapt=replace(config, k=k)))
             if extra_anchor is not None:
                 anchored = replace(config, anchor_weight=extra_anchor)
                 segmenters[f"RNS, no text, anchor weight {extra_anchor:g}"] = Segmenter(
