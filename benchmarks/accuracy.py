@@ -226,6 +226,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rns-k", default=None,
                         help="notext table: add RNS rows retrieving these k per patch (e.g. 8,16; the vote "
                              "keeps AdaptConfig.k)")
+    parser.add_argument("--rns-set", action="append", default=None,
+                        help="notext table: add an RNS row with these AdaptConfig changes, e.g. "
+                             "'steps=2000 lr=0.01' (repeatable; for choosing settings on val)")
     parser.add_argument("--patch-knn", action="store_true",
                         help="notext table: add a kNN vote over every support patch (not the memory's rows)")
     parser.add_argument("--feature-cache", type=Path, default=None,

@@ -120,6 +120,15 @@ class MemoProposer:
         return self._maps[key]
 
 
+def _adapt_changes(config: AdaptConfig, text: str) -> dict:
+    """`"steps=2000 lr=0.01"` as AdaptConfig changes, each value parsed as the field's current type."""
+    changes = {}
+    for item in text.split():
+        key, _, value = item.partition("=")
+        changes[key] = type(getattr(config, key))(value)
+    return changes
+
+
 def run_notext_table(args, backbone, names, queries, train) -> None:
     cache = FeatureCache(backbone, getattr(args, "feature_cache", None))
     cache.warm(list(queries.images))
@@ -139,6 +148,9 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
         rows.append(f"RNS, no text, anchor weight {extra_anchor:g}")
     other_ks = list(getattr(args, "rns_k", None) or [])
     rows.extend(f"RNS, no text, k={k}" for k in other_ks)
+    settings = {f"RNS, no text, {text}": _adapt_changes(config, text)
+                for text in getattr(args, "rns_set", None) or []}
+    rows.extend(settings)
     if getattr(args, "patch_knn", False):
         rows.append("patch kNN (k=10, every support patch a row)")
     results = {name: {b: [] for b in args.shots} for name in rows}
@@ -159,6 +171,9 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
                 segmenters["RNS, no text + superpixels"] = Segmenter(
                     backbone, names, memory=memory, region_proposer=proposer,
                     options=SegmentOptions(background=False, regions="superpixels", adapt=config))
+            for name, changes in settings.items():
+                segmenters[name] = Segmenter(backbone, names, memory=memory, options=SegmentOptions(
+                    background=False, adapt=replace(config, **changes)))
             for k in other_ks:
                 segmenters[f"RNS, no text, k={k}"] = Segmenter(
                     backbone, names, memory=memory, options=SegmentOptions(background=False,
