@@ -223,8 +223,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--notext-regions", default="superpixels", help="'none' leaves out the regions row")
     parser.add_argument("--anchor-weight", type=float, default=None,
                         help="notext table: add an RNS row with this AdaptConfig.anchor_weight")
+    parser.add_argument("--rns-k", default=None,
+                        help="notext table: add RNS rows retrieving these k per patch (e.g. 8,16; the vote "
+                             "keeps AdaptConfig.k)")
+    parser.add_argument("--rns-set", action="append", default=None,
+                        help="notext table: add an RNS row with these AdaptConfig changes, e.g. "
+                             "'steps=2000 lr=0.01' (repeatable; for choosing settings on val)")
     parser.add_argument("--patch-knn", action="store_true",
                         help="notext table: add a kNN vote over every support patch (not the memory's rows)")
+    parser.add_argument("--feature-cache", type=Path, default=None,
+                        help="notext table: keep dense and support features on disk in DIR (per backbone "
+                             "fingerprint), so each photo's backbone pass runs once per model")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--shots", default="1,5,20")
     parser.add_argument("--region-shots", default="1,5")
@@ -237,6 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.shots = [int(b) for b in args.shots.split(",")]
     args.region_shots = [int(b) for b in args.region_shots.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.rns_k = [int(k) for k in args.rns_k.split(",")] if args.rns_k else []
     if args.smoke and args.queries is None:
         args.queries = 12
     return args

@@ -73,22 +73,76 @@ def draw_supports(split: Split, num_classes: int, shots: int, seed: int) -> list
 
 
 class FeatureCache:
-    """Dense features of each image, computed once per backbone (the expensive part of every run)."""
+    """Dense features of each image, computed once per backbone (the expensive part of every run).
 
-    def __init__(self, backbone) -> None:
+    With `folder` (accuracy.py's `--feature-cache DIR`), features are also kept on disk per backbone
+    fingerprint, so each photo's backbone pass runs once per model across processes and runs; `warm`
+    shares the work among processes started together (each claims an image before computing it).
+    """
+
+    def __init__(self, backbone, folder: Path | None = None) -> None:
         self.backbone = backbone
         self._features: dict[Path, torch.Tensor] = {}
         self.seconds: dict[Path, float] = {}
+        self.folder = None if folder is None else Path(folder) / _backbone_key(backbone)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, path: Path) -> Path | None:
+        return None if self.folder is None else self.folder / f"{path.parent.parent.name}-{path.stem}.pt"
 
     def __call__(self, path: Path) -> torch.Tensor:
         if path not in self._features:
             import time
 
+            stored = self._file(path)
+            if stored is not None and stored.exists():
+                self._features[path] = torch.load(stored)
+                return self._features[path]
             image = load_image(path)
             start = time.perf_counter()
             self._features[path] = self.backbone.dense_features(image)
             self.seconds[path] = time.perf_counter() - start
+            if stored is not None:
+                _save_atomically(self._features[path], stored)
         return self._features[path]
+
+    def warm(self, paths: list[Path]) -> None:
+        """Load or compute every path's features, computing only those no other process has claimed."""
+        import os
+        import time
+
+        pending = list(paths)
+        while pending:
+            waiting = []
+            for path in pending:
+                stored = self._file(path)
+                if stored is None or stored.exists() or path in self._features:
+                    self(path)
+                    continue
+                try:
+                    os.close(os.open(f"{stored}.claim", os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    waiting.append(path)
+                    continue
+                self(path)
+            if len(waiting) == len(pending):
+                time.sleep(1.0)
+            pending = waiting
+
+
+def _backbone_key(backbone) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(backbone.fingerprint, sort_keys=True, default=str)
+    return f"{backbone.spec.model}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def _save_atomically(value, target: Path) -> None:
+    partial = target.with_suffix(f".partial{id(value)}")
+    torch.save(value, partial)
+    partial.replace(target)
 
 
 def build_memory(cache: FeatureCache, split: Split, indices: list[int], names: list[str]) -> SupportMemory:
@@ -101,13 +155,21 @@ def build_memory(cache: FeatureCache, split: Split, indices: list[int], names: l
     backbone = cache.backbone
     entries = []
     for index in indices:
-        image = load_image(split.images[index])
-        labels = load_mask(split.masks[index])
-        geometry = backbone.geometry(image.width, image.height)
-        with torch.inference_mode():
-            features = backbone.support_features(image)
-        vectors, ids = extract_prototypes(features, labels, range(len(names)), geometry, DEFAULT_POOLING)
-        entries.append(SourceEntry(split.images[index].stem, vectors.cpu().numpy(), [names[i] for i in ids]))
+        name = f"support-{split.name}-{split.images[index].stem}.pt"
+        stored = None if cache.folder is None else cache.folder / name
+        if stored is not None and stored.exists():
+            vectors, ids = torch.load(stored)
+        else:
+            image = load_image(split.images[index])
+            labels = load_mask(split.masks[index])
+            geometry = backbone.geometry(image.width, image.height)
+            with torch.inference_mode():
+                features = backbone.support_features(image)
+            vectors, ids = extract_prototypes(features, labels, range(len(names)), geometry, DEFAULT_POOLING)
+            vectors, ids = vectors.cpu(), [int(i) for i in ids]
+            if stored is not None:
+                _save_atomically((vectors, ids), stored)
+        entries.append(SourceEntry(split.images[index].stem, vectors.numpy(), [names[i] for i in ids]))
     memory.put_sources(entries, fingerprint=support_fingerprint(backbone.fingerprint, DEFAULT_POOLING))
     return memory
 

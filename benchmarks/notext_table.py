@@ -5,7 +5,10 @@ Rows (all on the same cached features and the same memory per draw):
   is closest;
 - kNN vote: each patch takes the majority class of its `k` nearest stored rows (the very rows RNS
   retrieves, k = `AdaptConfig.k`), ties to the nearest;
-- RNS, no text: retrieval + per-image head, the pipeline's no-text setting;
+- RNS, no text: retrieval + per-image head, the pipeline's no-text setting (the reference's: no anchors,
+  uniform relevance, the head trained on the retrieved rows only);
+- RNS, no text + visual anchors: the same with `visual_anchors_without_text=True` (each class's prototype
+  as an extra anchor, rns's pre-parity rule, kept as an option);
 - RNS, no text + superpixels: the same over superpixel regions.
 
 Used by `benchmarks/accuracy.py --tables notext` (the default for an image-only backbone).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -97,21 +101,56 @@ def patch_knn_labels(patches, features: torch.Tensor, geometry, names: list[str]
     return _to_pixels(votes.argmax(1), features, geometry, len(names))
 
 
+class MemoProposer:
+    """Superpixels of each query photo computed once per run (they do not depend on the supports or seed)."""
+
+    def __init__(self, proposer) -> None:
+        self.proposer = proposer
+        self._maps: dict[bytes, np.ndarray] = {}
+
+    def settings_key(self) -> str:
+        return self.proposer.settings_key()
+
+    def propose(self, image) -> np.ndarray:
+        import hashlib
+
+        key = hashlib.blake2b(image.tobytes(), digest_size=16).digest() + repr(image.size).encode()
+        if key not in self._maps:
+            self._maps[key] = self.proposer.propose(image)
+        return self._maps[key]
+
+
+def _adapt_changes(config: AdaptConfig, text: str) -> dict:
+    """`"steps=2000 lr=0.01"` as AdaptConfig changes, each value parsed as the field's current type."""
+    changes = {}
+    for item in text.split():
+        key, _, value = item.partition("=")
+        changes[key] = type(getattr(config, key))(value)
+    return changes
+
+
 def run_notext_table(args, backbone, names, queries, train) -> None:
-    cache = FeatureCache(backbone)
+    cache = FeatureCache(backbone, getattr(args, "feature_cache", None))
+    cache.warm(list(queries.images))
     config = AdaptConfig()
     proposer = None
+    anchored_config = replace(config, visual_anchors_without_text=True)
     rows = ["nearest class prototype", f"kNN vote (k={config.k})", "RNS, no text",
-            "RNS, no text + superpixels"]
+            "RNS, no text + visual anchors", "RNS, no text + superpixels"]
     if "superpixels" in getattr(args, "notext_regions", "superpixels"):
         from rns.regions import build_region_proposer
 
-        proposer = build_region_proposer("superpixels", device=str(backbone.device))
+        proposer = MemoProposer(build_region_proposer("superpixels", device=str(backbone.device)))
     else:
-        rows = rows[:3]
+        rows = rows[:4]
     extra_anchor = getattr(args, "anchor_weight", None)
     if extra_anchor is not None:
         rows.append(f"RNS, no text, anchor weight {extra_anchor:g}")
+    other_ks = list(getattr(args, "rns_k", None) or [])
+    rows.extend(f"RNS, no text, k={k}" for k in other_ks)
+    settings = {f"RNS, no text, {text}": _adapt_changes(config, text)
+                for text in getattr(args, "rns_set", None) or []}
+    rows.extend(settings)
     if getattr(args, "patch_knn", False):
         rows.append("patch kNN (k=10, every support patch a row)")
     results = {name: {b: [] for b in args.shots} for name in rows}
@@ -124,14 +163,22 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
             segmenters = {
                 "RNS, no text": Segmenter(backbone, names, memory=memory,
                                           options=SegmentOptions(background=False, adapt=config)),
+                "RNS, no text + visual anchors": Segmenter(
+                    backbone, names, memory=memory,
+                    options=SegmentOptions(background=False, adapt=anchored_config)),
             }
             if proposer is not None:
                 segmenters["RNS, no text + superpixels"] = Segmenter(
                     backbone, names, memory=memory, region_proposer=proposer,
                     options=SegmentOptions(background=False, regions="superpixels", adapt=config))
+            for name, changes in settings.items():
+                segmenters[name] = Segmenter(backbone, names, memory=memory, options=SegmentOptions(
+                    background=False, adapt=replace(config, **changes)))
+            for k in other_ks:
+                segmenters[f"RNS, no text, k={k}"] = Segmenter(
+                    backbone, names, memory=memory, options=SegmentOptions(background=False,
+                                                                           adapt=replace(config, k=k)))
             if extra_anchor is not None:
-                from dataclasses import replace
-
                 anchored = replace(config, anchor_weight=extra_anchor)
                 segmenters[f"RNS, no text, anchor weight {extra_anchor:g}"] = Segmenter(
                     backbone, names, memory=memory, options=SegmentOptions(background=False, adapt=anchored))
@@ -170,6 +217,7 @@ def run_notext_table(args, backbone, names, queries, train) -> None:
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
         print(f"| {name} | " + " | ".join(cells) + f" | {statistics.median(seconds[name]):.3f} |")
-    forward = statistics.median(cache.seconds.values())
-    print(f"\nbackbone forward median {1000 * forward:.0f} ms per image ({backbone.spec.model}, this CPU, "
-          "one run)")
+    if cache.seconds:
+        forward = statistics.median(cache.seconds.values())
+        print(f"\nbackbone forward median {1000 * forward:.0f} ms per image over the {len(cache.seconds)} "
+              f"photos this process computed ({backbone.spec.model}, this CPU, one run)")

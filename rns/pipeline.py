@@ -27,7 +27,7 @@ from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.backbone.families import no_text_error
 from rns.backbone.geometry import ImageGeometry
-from rns.background_evidence import background_taught
+from rns.background_evidence import background_taught, lone_class_error
 from rns.errors import DeviceError, InputError
 from rns.fingerprints import check_memory_fingerprint
 from rns.imageio import load_image
@@ -193,6 +193,8 @@ class Segmenter:
                 raise no_text_error(self.backbone.spec.model, self.plan.names[label])
             if prompts is None:
                 raise missing_class_error(self.plan.names[label])
+        if not self.has_text and len(self.plan.names) == 1:
+            raise lone_class_error(self.backbone.spec.model, self.plan.names[0])
 
     # -- public API --------------------------------------------------------------------------------------
     @property

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rns.backbone.efficientnet_weights import IMAGENET_TAG, LITE_MODELS
+from rns.backbone.weights import RANDOM_WEIGHTS
 from rns.errors import InputError
 
 CLIP_EXAMPLE = "ViT-B-16"
@@ -39,9 +40,17 @@ class BackboneFamily:
     builder: str
     weights_check: str
     summary: str
+    # The weight tags the family knows (empty: any, open_clip's list is long); $RNS_PRETRAINED set to a
+    # tag outside it is another family's setting and is left to that family.
+    tags: tuple[str, ...] = ()
+    # Whether `--variant` (CLIP's last-block dense-feature variants) means anything to this family.
+    has_variants: bool = True
 
     def owns(self, model: str) -> bool:
         return not self.models or model in self.models
+
+    def knows_tag(self, tag: str) -> bool:
+        return not self.tags or tag in self.tags
 
     def build(self, spec, *, text_cache_dir=None):  # type: ignore[no-untyped-def]
         """Build the backbone `spec` describes (see the family's builder for the errors it raises)."""
@@ -67,6 +76,8 @@ FAMILIES: tuple[BackboneFamily, ...] = (
         weights_check="rns.backbone.efficientnet_weights:check_lite_weights",
         summary="image only (no text): ImageNet weights installed with rns, offline; every class needs "
                 "examples",
+        tags=(IMAGENET_TAG, RANDOM_WEIGHTS),
+        has_variants=False,
     ),
     BackboneFamily(  # last: it owns every name the families above do not
         name="open_clip",

@@ -54,7 +54,8 @@ variant_option = click.option(
     default=None,
     help="CLIP models: dense-feature variant of the last block (default maskclip, the paper's; or "
     "$RNS_VARIANT). A "
-    "memory only accepts features made with the variant it was built with.",
+    "memory only accepts features made with the variant it was built with. Refused for efficientnet-lite "
+    "(one kind of features), which also leaves $RNS_VARIANT and a CLIP $RNS_PRETRAINED aside.",
 )
 checkpoint_option = click.option(
     "--checkpoint",

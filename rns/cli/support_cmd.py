@@ -151,7 +151,21 @@ def add_support_command(
         report = add_supports_at(memory_location, pairs, mapping, load_backbone, class_texts=class_texts,
                                  batch_size=commit_every, progress=progress, pooling=pooling)
     _print_report(report, memory_location)
+    _note_binary_masks_on_image_only(mapping, model)
     return 0
+
+
+def _note_binary_masks_on_image_only(mapping: LabelMapping, model: str | None) -> None:
+    """Say, for a backbone with no text, that a binary mask's zero pixels taught nothing (not background)."""
+    from rns.backbone.families import model_has_text, resolve_model_name
+
+    if not mapping.binary or model_has_text(model):
+        return
+    (name,) = mapping.class_names
+    click.echo(f"note: the zero pixels of these masks are unlabelled, not background; "
+               f"{resolve_model_name(model)} learns background from examples only: to segment {name!r} "
+               f"against the rest, teach background too (--labels \"0=background,1={name}\") or a second "
+               "class", err=True)
 
 
 def _import(request: ImportRequest, memory_location: Path | str, commit_every: int, pooling: str,
