@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,36 +46,38 @@ def spawn(argv: list[str]) -> subprocess.Popen:
 
 # --------------------------------------------------------------------------------------- item 7
 def test_a_second_run_into_the_same_out_is_refused_in_one_line(tmp_path):
-    """Two real processes. The first blocks reading a named pipe given as an input, so it holds --out."""
+    """Two real processes: one holds the output folder's lock (rns's own, as a run holds it), then a run
+    into the same --out is refused in one line; once the holder is gone, a run proceeds.
+
+    (The holder used to be a run blocked on a named pipe given as an input; folder runs now refuse special
+    files instead of blocking on them, so the lock is held by a process of its own.)
+    """
     first_photo = photo(tmp_path / "in" / "a.png")
-    pipe = tmp_path / "in" / "slow.png"
-    os.mkfifo(pipe)
     out = tmp_path / "out"
-    first = spawn(["segment", str(first_photo), str(pipe), "--classes", "car", "--out", str(out), "-q",
-                   *TINY])
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    hold = ("import sys; from pathlib import Path; from rns.outlock import output_folder_lock\n"
+            "with output_folder_lock(Path(sys.argv[1])):\n"
+            "    print('locked', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not (out / ".rns.lock").exists() or not (out / ".rns.lock").read_text().strip():
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the first run never took the lock"
-            time.sleep(0.05)
+        assert holder.stdout.readline().strip() == "locked"
         second = spawn(["segment", str(first_photo), "--classes", "bus,road", "--out", str(out), "-q", *TINY])
         _, err = second.communicate(timeout=120)
         assert second.returncode == 2
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and "in use by another rns run" in lines[0] and str(out) in lines[0], err
+        assert not (out / "a.labels.png").exists()
     finally:
-        with open(pipe, "wb") as writer:  # let the first run read its second image and finish
-            writer.write((tmp_path / "in" / "a.png").read_bytes())
-        first.communicate(timeout=300)
-    assert first.returncode == 0
-    assert class_list(out) == ["background", "car"]
-    labels = np.asarray(Image.open(out / "a.labels.png"))
-    assert labels.max() <= 1  # ids of the class list classes.json names
-    # the lock went with the first process: a run now proceeds
+        holder.communicate(input="", timeout=60)  # closing its stdin ends it, and its lock with it
+    assert holder.returncode == 0
+    # the lock went with the holder: a run now proceeds
     again = spawn(["segment", str(first_photo), "--classes", "car", "--out", str(out), "-q", *TINY])
     again.communicate(timeout=300)
     assert again.returncode == 0
+    assert class_list(out) == ["background", "car"]
+    assert np.asarray(Image.open(out / "a.labels.png")).max() <= 1  # ids of the list classes.json names
 
 
 # --------------------------------------------------------------------------------------- item 8
