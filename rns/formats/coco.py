@@ -72,12 +72,8 @@ def find_image(images_dir: Path, file_name: str, confinement: Confinement | None
     candidates = [images_dir / file_name]
     if flat_name not in ("", ".", ".."):
         candidates.append(images_dir / flat_name)
-    found, refused = confinement.find(candidates)
-    if found is not None:
-        return found
-    if refused:
-        raise ItemError(confinement.outside_reason(repr(shorten(file_name)), "image file"))
-    raise ItemError(f"image file {shorten(file_name)!r} not found in {images_dir}; check --images")
+    return confinement.locate(candidates, repr(shorten(file_name)), "image file",
+                              f"image file {shorten(file_name)!r} not found in {images_dir}; check --images")
 
 
 def image_size(path: Path | bytes, name: str | None = None) -> tuple[int, int]:

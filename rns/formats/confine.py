@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rns.formats.items import ItemError
+
 OUTSIDE_LINK = ("is a link to a file outside its folder (only files inside the folders you name are read): "
                 "copy the file in instead of linking it")
 """Why a file met while listing a folder is not read (the same whether or not its target exists)."""
@@ -83,3 +85,15 @@ class Confinement:
         """The one line for a file that lies outside the folders (whether or not it exists)."""
         return (f"{what} {shown} leads outside {self.named()} (only files inside the folders you name are "
                 f"read, links followed): {fix}")
+
+    def locate(self, candidates: Iterable[Path], shown: str, what: str, missing: str,
+               fix: str | None = None) -> Path:
+        """The first candidate `find` accepts, else an `ItemError`: the outside line (`outside_reason`)
+        when a candidate was refused for lying outside the folders, else `missing`."""
+        found, refused = self.find(candidates)
+        if found is not None:
+            return found
+        if refused:
+            raise ItemError(self.outside_reason(shown, what) if fix is None
+                            else self.outside_reason(shown, what, fix))
+        raise ItemError(missing)

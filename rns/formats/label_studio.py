@@ -134,12 +134,8 @@ def _image_path(task: dict, images_dir: Path, confinement: Confinement) -> Path:
         raise ItemError(f"the task's image URL {shorten(url)!r} cannot be parsed") from None
     base = Path(unquote(local[0] if local else parsed.path)).name
     candidates = [images_dir / name for name in dict.fromkeys((base, _UPLOAD_PREFIX.sub("", base))) if name]
-    image, refused = confinement.find(candidates)
-    if image is not None:
-        return image
-    if refused:
-        raise ItemError(confinement.outside_reason(repr(shorten(base)), "image"))
-    raise ItemError(f"image {shorten(base)!r} not found in {images_dir}; check --images")
+    return confinement.locate(candidates, repr(shorten(base)), "image",
+                              f"image {shorten(base)!r} not found in {images_dir}; check --images")
 
 
 def _read_task(task: object, images_dir: Path, names: list[str], confinement: Confinement,

@@ -153,14 +153,13 @@ def _image(document: dict, path: Path, confinement: Confinement, images_dir: Pat
     candidates = [path.parent / relative]
     if base not in ("", ".", ".."):
         candidates += [path.parent / base] + ([images_dir / base] if images_dir is not None else [])
-    found, refused = confinement.find(candidates)
-    if found is not None:
-        return found, found.suffix, image_size(found)
-    if refused:
-        fix = "give the folder it is in with --images, copy it next to the JSON file, or embed it"
-        raise ItemError(confinement.outside_reason(shorten(relative), "its image", fix))
-    raise ItemError(f"its image {shorten(relative)} is missing; put the image next to the JSON file (or give "
-                    "its folder with --images) or embed it")
+    found = confinement.locate(
+        candidates, shorten(relative), "its image",
+        f"its image {shorten(relative)} is missing; put the image next to the JSON file (or give its folder "
+        "with --images) or embed it",
+        fix="give the folder it is in with --images, copy it next to the JSON file, or embed it",
+    )
+    return found, found.suffix, image_size(found)
 
 
 def _read_file(path: Path, names: list[str], skipped: list[str], own_folder: Confinement,
