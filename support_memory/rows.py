@@ -132,19 +132,10 @@ class RowArrays:
             self._cache.move_to_end(name)
             return cached
         prefix = f"{SEGMENTS}/{name}"
-        try:
-            group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
-            arrays = [group[key] for key in ARRAYS]
-        except Exception as error:
-            if unreachable(error, self.location) is not None:
-                raise unreachable(error, self.location) from None
-            if not self.storage.list(prefix):
-                raise DamagedMemoryError(
-                    self.location, prefix, f"missing (it holds rows {record.start}..{record.stop} of commit "
-                    f"{manifest.seq}); a reader kept an old commit open past the retention time, or files "
-                    "were lost"
-                ) from None
-            raise self._damaged(prefix, error) from None
+        arrays = self._open_arrays(
+            prefix, f"missing (it holds rows {record.start}..{record.stop} of commit {manifest.seq}); a "
+            "reader kept an old commit open past the retention time, or files were lost",
+        )
         check_declared(self.location, prefix, arrays, record.n_rows, manifest.dim or 0)
         segment = _Segment(*arrays)
         if segment.nbytes <= self.cache_bytes:
@@ -160,6 +151,17 @@ class RowArrays:
                 _, evicted = self._cache.popitem(last=False)
                 self._cached_bytes -= evicted.nbytes
         return segment
+
+    def _open_arrays(self, prefix: str, missing: str) -> list[Any]:
+        """A segment's arrays (metadata only, nothing decoded); a segment that is gone is `missing`, one
+        that cannot be opened names its damaged file, an unreachable store says so."""
+        try:
+            group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
+            return [group[key] for key in ARRAYS]
+        except Exception as error:
+            if unreachable(error, self.location) is None and not self.storage.list(prefix):
+                raise DamagedMemoryError(self.location, prefix, missing) from None
+            raise self._damaged(prefix, error) from None
 
     def _damaged(self, prefix: str, error: BaseException) -> Exception:
         """The one-line error for a segment that failed to read, naming its damaged file."""
@@ -217,13 +219,7 @@ class RowArrays:
             self._raw_cache.move_to_end(record.name)
             return cached
         prefix = f"{SEGMENTS}/{record.name}"
-        try:
-            group = zarr.open_group(store=self.storage.zarr_store(prefix, read_only=True), mode="r")
-            arrays = [group[key] for key in ARRAYS]
-        except Exception as error:
-            if unreachable(error, self.location) is None and not self.storage.list(prefix):
-                raise DamagedMemoryError(self.location, prefix, "missing") from None
-            raise self._damaged(prefix, error) from None
+        arrays = self._open_arrays(prefix, "missing")
         check_declared(self.location, prefix, arrays, record.n_rows, dim)
         columns = []
         for key, array in zip(ARRAYS, arrays, strict=True):
