@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rns.adapt.anchors import AnchorSet
+from rns.adapt.row_factors import RowFactors, stack_factors
 from rns.adapt.types import AdaptConfig
 
 SAMPLE_KINDS = ("retrieved", "anchor", "pseudo")
@@ -33,13 +34,15 @@ class HeadProblem:
     """Training samples `features [N, d]`, targets `[N, C]` (rows sum to 1), weights `[N]`, kinds `[N]`.
 
     `kinds` index `SAMPLE_KINDS`; samples come in that order. The objective is `sum(weights * CE)`: the
-    weights already include the reference's 1/N of its mean.
+    weights already include the reference's 1/N of its mean. `factors`, when given, describe the same
+    features as combinations of fewer vectors (`rns.adapt.row_factors`), for a cheaper fit.
     """
 
     features: torch.Tensor
     targets: torch.Tensor
     weights: torch.Tensor
     kinds: torch.Tensor
+    factors: RowFactors | None = None
 
     @property
     def num_classes(self) -> int:
@@ -73,16 +76,19 @@ def build_problem(support_vectors: torch.Tensor, support_labels: torch.Tensor, a
     pseudo_classes = pseudo_targets.argmax(dim=1) if len(pseudo) else pseudo.labels
     terms = [
         (support_vectors, F.one_hot(support_labels, num_classes).float(), support_labels,
-         torch.ones(support_labels.shape[0], device=device), config.support_weight),
+         torch.ones(support_labels.shape[0], device=device), config.support_weight,
+         RowFactors.identity(support_vectors.float())),
         (anchors.features, F.one_hot(anchors.labels, num_classes).float(), anchors.labels, anchors.share,
-         config.anchor_weight),
-        (pseudo.features, pseudo_targets.float(), pseudo_classes, pseudo.share, config.pseudo_weight),
+         config.anchor_weight, anchors.factors),
+        (pseudo.features, pseudo_targets.float(), pseudo_classes, pseudo.share, config.pseudo_weight,
+         pseudo.factors),
     ]
-    features, targets, raw, multipliers, kinds = [], [], [], [], []
-    for kind, (vectors, target, weight_class, share, multiplier) in enumerate(terms):
+    features, targets, raw, multipliers, kinds, factors = [], [], [], [], [], []
+    for kind, (vectors, target, weight_class, share, multiplier, rows) in enumerate(terms):
         if vectors.shape[0] == 0:
             continue
         features.append(vectors.float())
+        factors.append(RowFactors(rows.coefficients.float(), rows.basis.float()))
         targets.append(target)
         term_raw = relevance[weight_class] * share
         if config.weighting == "per_term":
@@ -96,7 +102,8 @@ def build_problem(support_vectors: torch.Tensor, support_labels: torch.Tensor, a
     if config.weighting == "global":
         raw_all = raw_all / raw_all.sum().clamp_min(1e-12)
     weights = raw_all * torch.cat(multipliers) / raw_all.shape[0]
-    return HeadProblem(torch.cat(features), torch.cat(targets), weights, torch.cat(kinds))
+    return HeadProblem(torch.cat(features), torch.cat(targets), weights, torch.cat(kinds),
+                       stack_factors(factors))
 
 
 def objective(head: LinearHead, problem: HeadProblem) -> torch.Tensor:
