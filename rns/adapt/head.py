@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rns.adapt.anchors import AnchorSet
-from rns.adapt.row_factors import RowFactors, stack_factors
+from rns.adapt.row_factors import RowFactors, factors_pay_off, stack_factors
 from rns.adapt.types import AdaptConfig
 
 SAMPLE_KINDS = ("retrieved", "anchor", "pseudo")
@@ -35,7 +35,7 @@ class HeadProblem:
 
     `kinds` index `SAMPLE_KINDS`; samples come in that order. The objective is `sum(weights * CE)`: the
     weights already include the reference's 1/N of its mean. `factors`, when given, describe the same
-    features as combinations of fewer vectors (`rns.adapt.row_factors`), for a cheaper fit.
+    features as combinations of fewer vectors (`rns.adapt.row_factors`), and the fit multiplies by them.
     """
 
     features: torch.Tensor
@@ -76,19 +76,16 @@ def build_problem(support_vectors: torch.Tensor, support_labels: torch.Tensor, a
     pseudo_classes = pseudo_targets.argmax(dim=1) if len(pseudo) else pseudo.labels
     terms = [
         (support_vectors, F.one_hot(support_labels, num_classes).float(), support_labels,
-         torch.ones(support_labels.shape[0], device=device), config.support_weight,
-         RowFactors.identity(support_vectors.float())),
+         torch.ones(support_labels.shape[0], device=device), config.support_weight),
         (anchors.features, F.one_hot(anchors.labels, num_classes).float(), anchors.labels, anchors.share,
-         config.anchor_weight, anchors.factors),
-        (pseudo.features, pseudo_targets.float(), pseudo_classes, pseudo.share, config.pseudo_weight,
-         pseudo.factors),
+         config.anchor_weight),
+        (pseudo.features, pseudo_targets.float(), pseudo_classes, pseudo.share, config.pseudo_weight),
     ]
-    features, targets, raw, multipliers, kinds, factors = [], [], [], [], [], []
-    for kind, (vectors, target, weight_class, share, multiplier, rows) in enumerate(terms):
+    features, targets, raw, multipliers, kinds = [], [], [], [], []
+    for kind, (vectors, target, weight_class, share, multiplier) in enumerate(terms):
         if vectors.shape[0] == 0:
             continue
         features.append(vectors.float())
-        factors.append(RowFactors(rows.coefficients.float(), rows.basis.float()))
         targets.append(target)
         term_raw = relevance[weight_class] * share
         if config.weighting == "per_term":
@@ -102,8 +99,20 @@ def build_problem(support_vectors: torch.Tensor, support_labels: torch.Tensor, a
     if config.weighting == "global":
         raw_all = raw_all / raw_all.sum().clamp_min(1e-12)
     weights = raw_all * torch.cat(multipliers) / raw_all.shape[0]
-    return HeadProblem(torch.cat(features), torch.cat(targets), weights, torch.cat(kinds),
-                       stack_factors(factors))
+    stacked = torch.cat(features)
+    return HeadProblem(stacked, torch.cat(targets), weights, torch.cat(kinds),
+                       _factors(support_vectors, anchors, pseudo, stacked.shape))
+
+
+def _factors(support_vectors: torch.Tensor, anchors: AnchorSet, pseudo: AnchorSet,
+             shape: torch.Size) -> RowFactors | None:
+    """The problem's rows as combinations (retrieved rows as their own basis), where that pays off."""
+    rank = support_vectors.shape[0] + anchors.factors.rank + pseudo.factors.rank + 1  # + 1: the bias
+    if not factors_pay_off(rank, shape[0], shape[1] + 1):
+        return None  # e.g. thousands of retrieved rows: not even the identity block is built
+    parts = [RowFactors.identity(support_vectors.float()), anchors.factors, pseudo.factors]
+    return stack_factors([RowFactors(part.coefficients.float(), part.basis.float())
+                          for part in parts if len(part)])
 
 
 def objective(head: LinearHead, problem: HeadProblem) -> torch.Tensor:

@@ -4,8 +4,8 @@
 `R` the weighted residual `[C, N]`. Computed directly they cost N (d + 1) multiply-adds per class each.
 When the rows are combinations of fewer vectors (`RowFactors`: ~200 fused anchors over ~50 prototypes and
 text vectors), `X = A @ B` and the products run through the basis, `(P @ B.T) @ A.T` and `(R @ A) @ B`, at
-K (N + d + 1) per class: about half, on one image's problem. Which way runs is decided once per fit,
-from the two costs; both give the same numbers up to the order of float sums.
+K (N + d + 1) per class: about half, on one image's problem. `build_problem` attaches factors only where
+they pay off (`factors_pay_off`); both ways give the same numbers up to the order of float sums.
 """
 
 from __future__ import annotations
@@ -13,12 +13,6 @@ from __future__ import annotations
 import torch
 
 from rns.adapt.head import HeadProblem
-
-# Run through the basis only when it multiplies at most this share of the direct way's numbers. Measured
-# on one thread (d = 512, 12 classes), the basis's fit time is about this share plus 0.05 of the direct
-# fit's: 0.59x at a share of 0.50, 0.70x at 0.64, 0.88x at 0.89, 1.17x at 1.15 (its products are twice
-# as many ops, each with a fixed cost).
-FACTOR_SHARE = 0.85
 
 
 class DirectProducts:
@@ -54,13 +48,12 @@ class FactoredProducts:
 
 
 def row_products(problem: HeadProblem) -> DirectProducts | FactoredProducts:
-    """The cheaper way to multiply by the problem's rows (with the bias column) for this problem's sizes."""
-    features = problem.features
-    rows, dim = features.shape[0], features.shape[1] + 1
-    factors = problem.factors
-    if factors is not None and factors.rank * (rows + dim) <= FACTOR_SHARE * rows * dim:
+    """Products through the problem's factors when it has them, else with its rows (bias column added)."""
+    features, factors = problem.features, problem.factors
+    if factors is not None:
         # The bias column joins the basis as one more vector, (0, ..., 0, 1), that every row takes once.
-        basis = torch.zeros(factors.rank + 1, dim, device=features.device, dtype=features.dtype)
+        basis = torch.zeros(factors.rank + 1, features.shape[1] + 1, device=features.device,
+                            dtype=features.dtype)
         basis[:-1, :-1] = factors.basis
         basis[-1, -1] = 1.0
         coefficients = torch.cat([factors.coefficients, torch.ones_like(features[:, :1])], dim=1)

@@ -61,10 +61,10 @@ def test_the_fit_through_the_factors_is_the_direct_fit_and_torchs_adamw(image_pr
         assert torch.allclose(head.bias, reference.bias, atol=1e-5)
 
 
-def test_rows_without_shared_structure_are_multiplied_directly(image_problem) -> None:
-    retrieved = image_problem.kinds == 0
-    only_rows = HeadProblem(image_problem.features[retrieved], image_problem.targets[retrieved],
-                            image_problem.weights[retrieved], image_problem.kinds[retrieved],
-                            replace(image_problem.factors, coefficients=torch.eye(int(retrieved.sum())),
-                                    basis=image_problem.features[retrieved]))
-    assert isinstance(row_products(only_rows), DirectProducts)
+def test_a_problem_of_many_retrieved_rows_gets_no_factors_and_is_multiplied_directly() -> None:
+    scene = make_scene(SceneSpec(dim=512, num_classes=12, background_modes=24, supports_per_class=8, seed=3))
+    support = retrieve_support(scene.queries, scene.source, scene.class_index, scene.text.num_classes)
+    problem = plan_head(scene.queries, scene.text, support, AdaptConfig()).problem
+    assert int((problem.kinds == 0).sum()) > 150  # retrieved rows: each its own basis vector
+    assert problem.factors is None
+    assert isinstance(row_products(problem), DirectProducts)
