@@ -18,7 +18,7 @@ import torch
 from rns.backbone import RANDOM_LABEL, TINY_TEST_MODEL, build_backbone
 from rns.errors import RnsError
 from rns.fingerprints import support_fingerprint
-from rns.imageio import load_image, load_mask
+from rns.io.imageio import load_image, load_mask
 from rns.prototypes import DEFAULT_POOLING, extract_prototypes
 from support_memory import SourceEntry, SupportMemory
 

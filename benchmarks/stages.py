@@ -26,7 +26,7 @@ from camvid import FeatureCache, build_memory, class_names, draw_supports, load_
 from timing_backbone import open_timing_backbone, timing_parser  # noqa: E402
 
 from rns.adapt import AdaptConfig  # noqa: E402
-from rns.imageio import load_image  # noqa: E402
+from rns.io.imageio import load_image  # noqa: E402
 from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
 from rns.requested_classes import background_words  # noqa: E402
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from rns.errors import InputError
 from rns.evaluation import IGNORE_INDEX, ConfusionMatrix, Scores
-from rns.imageio import load_image, load_mask
+from rns.io.imageio import load_image, load_mask
 from rns.mask_conventions import LabelMapping
 from rns.segmentation import BACKGROUND
 

@@ -20,17 +20,17 @@ from stat import S_ISDIR, S_ISREG
 
 from PIL import Image
 
-from rns.atomic import atomic_write_json
 from rns.done_records import (
     fresh_record,
     stat_source,
     write_done_record,
 )
 from rns.errors import InputError, RnsError
-from rns.imageio import bytes_content_hash, decode_image
 from rns.inputs import InputImage, expand_inputs, printable
-from rns.output_errors import NO_SPACE
-from rns.outputs import (
+from rns.io.atomic import atomic_write_json
+from rns.io.imageio import bytes_content_hash, decode_image
+from rns.io.output_errors import NO_SPACE
+from rns.io.outputs import (
     pixel_counts,
     save_segmentation,
     write_classes_json,

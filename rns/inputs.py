@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from rns.errors import InputError
-from rns.imageio import IMAGE_EXTENSIONS
+from rns.io.imageio import IMAGE_EXTENSIONS
 
 DEFAULT_GLOB = "**/*"
 LIST_PREFIX = "@"
@@ -53,7 +53,7 @@ class _Found:
     problem: str | None = None
 
 
-# Outputs of a run that are images themselves (see `rns.outputs.SUFFIXES`), never taken as inputs when the
+# Outputs of a run that are images themselves (see `rns.io.outputs.SUFFIXES`), never taken as inputs when the
 # output folder is also an input folder.
 _OUTPUT_IMAGE_SUFFIXES = (".labels.png", ".overlay.png")
 _EXPORT_FOLDER = "yolo"  # `--export yolo` copies the photos into OUT/yolo/images (rns.formats.run_export)

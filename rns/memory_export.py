@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rns.atomic import atomic_open
+from rns.io.atomic import atomic_open
 from support_memory import SupportMemory
 
 EXPORT_FORMAT = "rns-support-export/1"

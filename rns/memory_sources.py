@@ -74,7 +74,7 @@ def resolve_source(memory: SupportMemory, given: str) -> list[SourceInfo]:
     image_ids = {given}
     path = Path(given)
     if path.is_file():
-        from rns.imageio import image_content_hash
+        from rns.io.imageio import image_content_hash
 
         image_ids.add(image_content_hash(path))
     return [info for info in sources

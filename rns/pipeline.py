@@ -30,7 +30,7 @@ from rns.backbone.geometry import ImageGeometry
 from rns.background_evidence import background_taught, lone_class_error
 from rns.errors import DeviceError, InputError
 from rns.fingerprints import check_memory_fingerprint
-from rns.imageio import load_image
+from rns.io.imageio import load_image
 from rns.paths import cache_dir, default_memory_path
 from rns.requested_classes import background_words, clean_class_list, parse_class_list
 from rns.retrieval_weights import WeightedSource, weighted_source

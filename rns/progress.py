@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from rns.outputs import jsonable
+from rns.io.outputs import jsonable
 
 if TYPE_CHECKING:
     from rns.run_events import ImageEvent, RunReport

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from rns.atomic import remove_stale_temp_files
 from rns.done_records import fresh_record, run_settings_key
 from rns.errors import InputError, RnsError
 from rns.image_work import (
@@ -35,11 +34,12 @@ from rns.image_work import (
     skipped_outcome,
     write_run_files,
 )
-from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
 from rns.inputs import DEFAULT_GLOB, InputImage
+from rns.io.atomic import remove_stale_temp_files
+from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
+from rns.io.output_errors import output_write_error
+from rns.io.outputs import DEFAULT_OVERLAY_ALPHA, DEFAULT_SAVE, parse_save
 from rns.outlock import output_folder_lock
-from rns.output_errors import output_write_error
-from rns.outputs import DEFAULT_OVERLAY_ALPHA, DEFAULT_SAVE, parse_save
 from rns.pipeline import Segmenter
 from rns.progress import SilentProgress
 from rns.ray_session import import_ray, ray_connection

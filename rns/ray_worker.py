@@ -24,7 +24,7 @@ from rns.backbone.spec import BackboneSpec
 from rns.errors import RnsError
 from rns.image_work import prepare_image, segment_and_submit
 from rns.inputs import InputImage
-from rns.output_errors import NO_SPACE
+from rns.io.output_errors import NO_SPACE
 from rns.pipeline import Segmenter, SegmentOptions
 
 

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rns.done_records import fresh_record, run_settings_key
-from rns.imageio import TRANSPARENT_BACKGROUND
 from rns.inputs import InputImage
-from rns.outputs import DEFAULT_OVERLAY_ALPHA
+from rns.io.imageio import TRANSPARENT_BACKGROUND
+from rns.io.outputs import DEFAULT_OVERLAY_ALPHA
 
 SUMMARY_NAME = "summary.json"
 _SETTING_VARIABLES = ("RNS_MODEL", "RNS_PRETRAINED", "RNS_CHECKPOINT", "RNS_VARIANT", "RNS_SAM_CHECKPOINT",

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 from PIL import Image
 
 from rns.inputs import InputImage
-from rns.outputs import class_table
+from rns.io.outputs import class_table
 from rns.segmentation import Segmentation
 
 RUN_SUMMARY_FORMAT = "rns.run-summary/1"

@@ -1,7 +1,7 @@
 """Segmenting many images into a folder: resume, background decoding, per-file failures, progress events.
 
 `run_folder` is the whole of `rns segment` minus argument parsing and printing. For every input image it
-writes the requested outputs (see `rns.outputs`) and then, last, a small *done record* `<stem>.rns.json`
+writes the requested outputs (see `rns.io.outputs`) and then, last, a small *done record* `<stem>.rns.json`
 holding the run's settings key, the source file's size, mtime and content hash, and the size of every
 output. A rerun skips an image only when that record matches: same settings, same source (by size and
 mtime, or by content hash when only the mtime changed), and every requested output present with the
@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from rns.atomic import remove_stale_temp_files
 from rns.batch_size import AUTO, BatchSize, resolve_batch_size
 from rns.done_records import (
     DONE_SUFFIX,
@@ -48,15 +47,16 @@ from rns.image_work import (
     write_outputs,
     write_run_files,
 )
-from rns.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
 from rns.inputs import DEFAULT_GLOB, InputImage
-from rns.outlock import output_folder_lock
-from rns.output_errors import output_write_error
-from rns.outputs import (
+from rns.io.atomic import remove_stale_temp_files
+from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
+from rns.io.output_errors import output_write_error
+from rns.io.outputs import (
     DEFAULT_OVERLAY_ALPHA,
     DEFAULT_SAVE,
     parse_save,
 )
+from rns.outlock import output_folder_lock
 from rns.progress import SilentProgress
 from rns.run_events import (
     Failure,

@@ -29,7 +29,7 @@ from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
 from rns.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.formats.confine import OUTSIDE_LINK, Confinement
-from rns.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
+from rns.io.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
 from rns.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
 from rns.prototypes import DEFAULT_POOLING, extract_prototypes
 from rns.support_ids import image_of_source, support_source_id

@@ -176,7 +176,7 @@ def dense_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
 
 def support_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
     """Per-class prototypes of one support image (two window passes, count pooling) from image and mask."""
-    from rns.imageio import load_mask
+    from rns.io.imageio import load_mask
     from rns.prototypes import extract_prototypes
 
     position = fixture.support_names.index(name)
@@ -379,7 +379,7 @@ def end_to_end_stage(segmenter_for_seed, fixture: Fixture, name: str, features=N
     `features`: the image's dense features from the same backbone, when a caller computed them once for
     several settings; otherwise the segmenter computes them from the photo.
     """
-    from rns.imageio import load_image
+    from rns.io.imageio import load_image
 
     index = fixture.test_names.index(name)
     segmenter = segmenter_for_seed(index)

@@ -15,7 +15,7 @@ from test_backbone_real import _real_weights
 
 from rns.backbone import build_backbone
 from rns.evaluation import ConfusionMatrix
-from rns.imageio import load_image, load_mask
+from rns.io.imageio import load_image, load_mask
 from rns.mask_conventions import LabelMapping
 from rns.pipeline import Segmenter, SegmentOptions
 from rns.support import add_supports

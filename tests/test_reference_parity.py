@@ -135,7 +135,7 @@ def dense_features(backbone):
 
     def features_of(name: str):
         if name not in cache:
-            from rns.imageio import load_image
+            from rns.io.imageio import load_image
 
             cache[name] = backbone.dense_features(load_image(stages.image_path(name, "test")))
         return cache[name]

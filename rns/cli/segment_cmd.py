@@ -91,7 +91,7 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
     from rns.batch_size import parse_batch_size
-    from rns.output_specs import needs_probabilities, parse_export, parse_save, save_kinds_for
+    from rns.io.output_specs import needs_probabilities, parse_export, parse_save, save_kinds_for
     from rns.requested_classes import parse_class_list
 
     # Option values first, with light modules only: a typo is refused in milliseconds, not after torch.

@@ -175,7 +175,7 @@ def test_the_colour_mask_error_suggests_only_options_that_exist(tmp_path, capsys
 
 def test_the_legend_draws_non_ascii_names_or_says_visibly_which_characters_it_cannot():
     """A CJK name must not come out as the same boxes as characters no font has (0.1.0 did exactly that)."""
-    from rns.outputs import render_overlay
+    from rns.io.outputs import render_overlay
     from rns.segmentation import Segmentation
 
     picture = Image.new("RGB", (400, 60), (128, 128, 128))
@@ -187,7 +187,7 @@ def test_the_legend_draws_non_ascii_names_or_says_visibly_which_characters_it_ca
 
     names = ["background", "café", "自行车"]
     assert not np.array_equal(legend(names), legend(["background", "café", "\uffff\uffff\uffff"]))
-    from rns.legend_font import has_glyph, legend_texts
+    from rns.io.legend_font import has_glyph, legend_texts
 
     font, shown = legend_texts(names, 14)
     for name, text in zip(names, shown, strict=True):

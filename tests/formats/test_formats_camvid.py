@@ -25,7 +25,7 @@ from rns.formats.instances import connected_instances, fill_polygon  # noqa: E40
 from rns.formats.items import ItemProblem  # noqa: E402
 from rns.formats.teach import add_imported  # noqa: E402
 from rns.formats.yolo import YoloImage, read_yolo, write_dataset  # noqa: E402
-from rns.imageio import load_mask  # noqa: E402
+from rns.io.imageio import load_mask  # noqa: E402
 from rns.mask_conventions import LabelMapping  # noqa: E402
 from rns.support import add_supports  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402

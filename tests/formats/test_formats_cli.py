@@ -18,7 +18,7 @@ from pycocotools.coco import COCO  # noqa: E402
 
 from rns.cli import cli  # noqa: E402
 from rns.cli.errors import run_with_user_errors  # noqa: E402
-from rns.outputs import read_labels_png  # noqa: E402
+from rns.io.outputs import read_labels_png  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats"

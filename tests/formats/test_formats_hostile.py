@@ -340,7 +340,7 @@ TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 def test_add_support_refuses_the_outside_photo_adds_the_rest_and_exits_1(tmp_path: Path, capsys) -> None:
     from rns.cli import cli
     from rns.cli.errors import run_with_user_errors
-    from rns.imageio import image_content_hash
+    from rns.io.imageio import image_content_hash
     from support_memory import SupportMemory
 
     export = build_export(tmp_path, "coco")

@@ -18,7 +18,7 @@ from PIL import Image
 from rich.console import Console
 
 from rns.errors import InputError
-from rns.outputs import read_labels_png
+from rns.io.outputs import read_labels_png
 from rns.progress import JsonLinesProgress, RichProgress
 from rns.runner import DONE_SUFFIX, done_record_path, run_folder
 from rns.segmentation import Segmentation
@@ -342,7 +342,7 @@ def test_a_full_disk_stops_the_run_with_one_error_naming_the_file(tmp_path, monk
     import errno
 
     import rns.image_work as image_work
-    from rns.output_errors import OutputWriteError
+    from rns.io.output_errors import OutputWriteError
 
     make_folder(tmp_path / "in", count=4, corrupt=())
     real_save = image_work.save_segmentation
@@ -365,8 +365,8 @@ def test_a_full_disk_when_writing_summary_json_is_one_error_and_no_half_written_
     import errno
 
     import rns.image_work as image_work
-    from rns.atomic import atomic_write_json as real_write
-    from rns.output_errors import OutputWriteError
+    from rns.io.atomic import atomic_write_json as real_write
+    from rns.io.output_errors import OutputWriteError
 
     make_folder(tmp_path / "in", count=2, corrupt=())
 

@@ -104,7 +104,7 @@ def test_an_image_stored_as_one_entry_gives_up_only_the_classes_a_new_mask_speak
     replaces just that class's rows of it."""
     from support_fakes import FakeBackbone, index_mask, write_image, write_mask
 
-    from rns.imageio import image_content_hash
+    from rns.io.imageio import image_content_hash
     from rns.mask_conventions import LabelMapping
     from rns.support import add_supports
     from support_memory import SupportMemory

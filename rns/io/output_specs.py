@@ -1,7 +1,7 @@
 """The values of `--save` and `--export`, parsed in a module that imports nothing heavy.
 
 `rns segment` checks them before it imports numpy, torch or the model, so a typo is refused in
-milliseconds. `rns.outputs` and `rns.formats.run_export` re-export these names.
+milliseconds. `rns.io.outputs` and `rns.formats.run_export` re-export these names.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rns.atomic import atomic_open, atomic_write_json, remove_stale_temp_files
 from rns.errors import InputError
-from rns.outputs import (
+from rns.io.atomic import atomic_open, atomic_write_json, remove_stale_temp_files
+from rns.io.outputs import (
     SAVE_KINDS,
     parse_save,
     read_labels_png,
@@ -20,8 +20,8 @@ from rns.outputs import (
     save_segmentation,
     write_classes_json,
 )
-from rns.palette import class_colours, named_colours
-from rns.rle import counts_to_string, decode_rle, encode_rle, mask_to_counts, string_to_counts
+from rns.io.palette import class_colours, named_colours
+from rns.io.rle import counts_to_string, decode_rle, encode_rle, mask_to_counts, string_to_counts
 from rns.segmentation import Segmentation
 
 NAMES = ["background", "bus", "car", "tree"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from rns.errors import InputError
-from rns.imageio import bytes_content_hash, decode_image, image_content_hash, load_image, load_mask
+from rns.io.imageio import bytes_content_hash, decode_image, image_content_hash, load_image, load_mask
 
 
 def _gradient(height: int = 24, width: int = 32) -> np.ndarray:
@@ -219,7 +219,7 @@ def test_read_image_header_counts_pixels_without_decoding(tmp_path):
     import struct
     import zlib
 
-    from rns.imageio import read_image_header
+    from rns.io.imageio import read_image_header
 
     def png(width: int, height: int) -> bytes:  # a header declaring the size, a token of pixel data
         def chunk(kind: bytes, data: bytes) -> bytes:
@@ -240,7 +240,7 @@ def test_read_image_header_counts_pixels_without_decoding(tmp_path):
 
 
 def test_read_image_header_gives_the_upright_size(tmp_path):
-    from rns.imageio import read_image_header
+    from rns.io.imageio import read_image_header
 
     exif = Image.Exif()
     exif[0x0112] = 6

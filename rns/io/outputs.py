@@ -10,8 +10,8 @@ Each output kind has one writer and one file name, `<stem>.<kind suffix>`:
 | `probs`   | `<stem>.probs.npz`     | per-class probabilities as uint8 (p * 255, rounded), compressed    |
 | `rle`     | `<stem>.rle.json`      | COCO RLE (column-major, string counts) of every class present      |
 
-Every file is written atomically (see `rns.atomic`), so a reader never sees half a file. Colours come
-from `rns.palette` by class name, so they agree across files, images, runs and the ui.
+Every file is written atomically (see `rns.io.atomic`), so a reader never sees half a file. Colours come
+from `rns.io.palette` by class name, so they agree across files, images, runs and the ui.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from rns.atomic import atomic_write, atomic_write_json, fsync_directory
-from rns.legend_font import legend_texts
-from rns.output_specs import DEFAULT_SAVE, SAVE_KINDS, needs_probabilities, parse_save  # noqa: F401
-from rns.palette import hex_colour, is_background, named_colours, png_palette
-from rns.rle import encode_rle
+from rns.io.atomic import atomic_write, atomic_write_json, fsync_directory
+from rns.io.legend_font import legend_texts
+from rns.io.output_specs import DEFAULT_SAVE, SAVE_KINDS, needs_probabilities, parse_save  # noqa: F401
+from rns.io.palette import hex_colour, is_background, named_colours, png_palette
+from rns.io.rle import encode_rle
 from rns.segmentation import Segmentation
 
 SUFFIXES: Mapping[str, str] = {
