@@ -30,8 +30,8 @@ _LAZY = {
     "AdaptConfig": "rns.adapt",
     "load_image": "rns.io.imageio",
     "save_segmentation": "rns.io.outputs",
-    "add_supports": "rns.support",
-    "LabelMapping": "rns.mask_conventions",
+    "add_supports": "rns.teach.support",
+    "LabelMapping": "rns.teach.mask_conventions",
     "run_folder": "rns.runner",
     "SupportMemory": "support_memory",
 }

@@ -18,8 +18,8 @@ import numpy as np
 from rns.errors import InputError
 from rns.evaluation import IGNORE_INDEX, ConfusionMatrix, Scores
 from rns.io.imageio import load_image, load_mask
-from rns.mask_conventions import LabelMapping
 from rns.segmentation import BACKGROUND
+from rns.teach.mask_conventions import LabelMapping
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def load_labelled_set(
     *, limit: int | None = None,
 ) -> LabelledSet:
     """Pair images with masks by file stem and read the class list; `limit` keeps the first N pairs."""
-    from rns.support import pair_by_stem
+    from rns.teach.support import pair_by_stem
 
     mapping = LabelMapping.from_classes_file(classes_file)
     ids = sorted(mapping.values)

@@ -177,7 +177,7 @@ def dense_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
 def support_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
     """Per-class prototypes of one support image (two window passes, count pooling) from image and mask."""
     from rns.io.imageio import load_mask
-    from rns.prototypes import extract_prototypes
+    from rns.teach.prototypes import extract_prototypes
 
     position = fixture.support_names.index(name)
     image = Image.open(image_path(name, "train")).convert("RGB")
@@ -316,8 +316,8 @@ def init_stage(fixture: Fixture, name: str) -> dict[str, object]:
 
 def build_reference_memory(backbone, fixture: Fixture, path: Path):
     """The fixture's supports taught through rns's own add-support path into a new memory at `path`."""
-    from rns.mask_conventions import LabelMapping
-    from rns.support import add_supports
+    from rns.teach.mask_conventions import LabelMapping
+    from rns.teach.support import add_supports
     from support_memory import SupportMemory
 
     memory = SupportMemory.open(path)

@@ -13,9 +13,9 @@ from synthetic_images import WIDTH, save_pair, two_texture_image
 
 from rns.adapt import AdaptConfig
 from rns.errors import InputError
-from rns.mask_conventions import LabelMapping
 from rns.pipeline import Segmenter, SegmentOptions, build_segmenter
-from rns.support import add_supports
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 from support_memory.errors import FingerprintMismatchError
 

@@ -20,9 +20,9 @@ from shared_data import CAMVID, camvid_missing
 from rns.backbone import build_backbone
 from rns.evaluation import ConfusionMatrix
 from rns.io.imageio import load_image, load_mask
-from rns.mask_conventions import LabelMapping
 from rns.pipeline import Segmenter, SegmentOptions
-from rns.support import add_supports
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from rns.upsample import upsample_probabilities
 from support_memory import SupportMemory
 

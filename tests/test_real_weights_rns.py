@@ -16,9 +16,9 @@ from test_backbone_real import _real_weights
 from rns.backbone import build_backbone
 from rns.evaluation import ConfusionMatrix
 from rns.io.imageio import load_image, load_mask
-from rns.mask_conventions import LabelMapping
 from rns.pipeline import Segmenter, SegmentOptions
-from rns.support import add_supports
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.slow]

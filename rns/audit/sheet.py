@@ -17,7 +17,7 @@ from rns.errors import InputError
 from rns.io.atomic import atomic_write_bytes
 from rns.io.imageio import load_image, load_mask
 from rns.io.legend_font import legend_texts
-from rns.mask_conventions import LabelMapping
+from rns.teach.mask_conventions import LabelMapping
 
 TILE_WIDTH = 320
 CAPTION_HEIGHT = 40

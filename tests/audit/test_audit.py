@@ -22,8 +22,8 @@ from rns.audit.run import audit_memory
 from rns.audit.truth import SKIP_CHANGED, SKIP_GONE
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
-from rns.mask_conventions import LabelMapping
-from rns.support import add_supports
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]

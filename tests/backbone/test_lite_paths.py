@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from rns.backbone import NoTextError, build_backbone
-from rns.mask_conventions import LabelMapping
 from rns.pipeline import Segmenter, SegmentOptions
-from rns.support import add_supports
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rns.mask_conventions import IGNORE_LABEL
-from rns.prototypes import area_overlap_matrix, class_patch_weights, extract_prototypes
+from rns.teach.mask_conventions import IGNORE_LABEL
+from rns.teach.prototypes import area_overlap_matrix, class_patch_weights, extract_prototypes
 
 
 def _reference_weights(label_map: np.ndarray, grid: tuple[int, int], class_id: int) -> np.ndarray:

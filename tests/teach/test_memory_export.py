@@ -1,4 +1,4 @@
-"""Known answers for `rns.memory_export.export_npz`: what a small memory becomes in the .npz file."""
+"""Known answers for `rns.teach.memory_export.export_npz`: what a small memory becomes in the .npz file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from rns.memory_export import EXPORT_FORMAT, export_npz
+from rns.teach.memory_export import EXPORT_FORMAT, export_npz
 from support_memory import SupportMemory
 
 FINGERPRINT = {"model": "test", "dim": 4}

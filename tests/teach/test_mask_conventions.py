@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rns.errors import InputError
-from rns.mask_conventions import IGNORE_LABEL, LabelMapping, mask_content_key
+from rns.teach.mask_conventions import IGNORE_LABEL, LabelMapping, mask_content_key
 
 MASK = Path("masks/a.png")
 

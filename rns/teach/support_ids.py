@@ -1,6 +1,6 @@
 """Ids of support entries: one per (image, class), `<image content hash>#<class>`.
 
-Kept apart from `rns.support` (which needs torch) so that listing and removing entries stay light.
+Kept apart from `rns.teach.support` (which needs torch) so that listing and removing entries stay light.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The support images of a memory as a user sees them: the path they gave, when, and which classes.
 
 The memory stores one entry per (image, class) under an id made of the image's content hash (see
-`rns.support`); users think in image files. This module maps between the two for `rns memory list
+`rns.teach.support`); users think in image files. This module maps between the two for `rns memory list
 --sources` and `rns memory remove --source`, without loading any model.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rns.retrieval_weights import AUDIT_KEYS, AUDITED_KEY, EVIDENCE_KEY, SCORE_KEY, entry_weight
-from rns.support_ids import image_of_source
+from rns.teach.retrieval_weights import AUDIT_KEYS, AUDITED_KEY, EVIDENCE_KEY, SCORE_KEY, entry_weight
+from rns.teach.support_ids import image_of_source
 from support_memory import SourceInfo, SupportMemory
 
 

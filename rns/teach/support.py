@@ -1,10 +1,10 @@
 """Adding supports: labelled example images become per-class prototypes in the support memory.
 
-The mask conventions live in `rns.mask_conventions` and the pooling math in `rns.prototypes`; this module
-is the whole "teach it an example" operation. `add_supports` checks every input before touching anything, so
-one bad file leaves the memory as it was, then extracts and commits in batches (each an atomic commit of
-the memory), so a long bulk run that is killed keeps the batches it finished and a re-run skips them as
-unchanged without recomputing their features.
+The mask conventions live in `rns.teach.mask_conventions` and the pooling math in `rns.teach.prototypes`;
+this module is the whole "teach it an example" operation. `add_supports` checks every input before touching
+anything, so one bad file leaves the memory as it was, then extracts and commits in batches (each an atomic
+commit of the memory), so a long bulk run that is killed keeps the batches it finished and a re-run skips
+them as unchanged without recomputing their features.
 
 The memory holds one entry (source) per (image, class), with id `<image content hash>#<class>`: a photo
 may get its masks of several classes in separate calls, and a mask replaces the entries of exactly the
@@ -27,12 +27,12 @@ from PIL import Image
 from rns.backbone.geometry import ImageGeometry
 from rns.choices import DEFAULT_BATCH_SIZE
 from rns.errors import InputError
-from rns.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.formats.confine import OUTSIDE_LINK, Confinement
 from rns.io.imageio import IMAGE_EXTENSIONS, image_content_hash, load_image, load_mask
-from rns.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
-from rns.prototypes import DEFAULT_POOLING, extract_prototypes
-from rns.support_ids import image_of_source, support_source_id
+from rns.teach.fingerprints import check_memory_fingerprint, support_fingerprint
+from rns.teach.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
+from rns.teach.prototypes import DEFAULT_POOLING, extract_prototypes
+from rns.teach.support_ids import image_of_source, support_source_id
 from support_memory import SourceEntry, SupportMemory
 from support_memory.manifest import name_key
 
@@ -274,7 +274,7 @@ def add_supports_at(
     Every pair is checked and the memory found writable before `load_backbone` is called, so a typo or a
     read-only memory fails in milliseconds instead of after a model load.
     """
-    from rns.memory_access import refuse_unwritable_memory
+    from rns.teach.memory_access import refuse_unwritable_memory
 
     checked = check_supports(pairs, mapping, progress=progress)
     refuse_unwritable_memory(memory_path)
@@ -297,7 +297,7 @@ def add_checked_supports(
 ) -> AddReport:
     """`add_supports` for pairs already validated by `check_supports` with the same `mapping`.
 
-    `pooling` ("count", the reference's, or "area", see `rns.prototypes`) is recorded in the memory's
+    `pooling` ("count", the reference's, or "area", see `rns.teach.prototypes`) is recorded in the memory's
     fingerprint: one memory holds prototypes pooled one way only.
     """
     if batch_size < 1:

@@ -105,8 +105,8 @@ def test_an_image_stored_as_one_entry_gives_up_only_the_classes_a_new_mask_speak
     from support_fakes import FakeBackbone, index_mask, write_image, write_mask
 
     from rns.io.imageio import image_content_hash
-    from rns.mask_conventions import LabelMapping
-    from rns.support import add_supports
+    from rns.teach.mask_conventions import LabelMapping
+    from rns.teach.support import add_supports
     from support_memory import SupportMemory
 
     image = write_image(tmp_path / "street.png", 0)
