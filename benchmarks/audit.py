@@ -36,7 +36,7 @@ from camvid import DEFAULT_DATA, FeatureCache, banner, class_names, load_split, 
 from rns.adapt import AdaptConfig  # noqa: E402
 from rns.audit.apply import apply_audit  # noqa: E402
 from rns.audit.run import audit_memory  # noqa: E402
-from rns.evaluation import ConfusionMatrix  # noqa: E402
+from rns.evaluate.evaluation import ConfusionMatrix  # noqa: E402
 from rns.io.imageio import load_image, load_mask  # noqa: E402
 from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
 from rns.teach.mask_conventions import LabelMapping  # noqa: E402

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from camvid import FeatureCache, build_memory, draw_supports
 
 from rns.adapt import AdaptConfig
-from rns.evaluation import ConfusionMatrix
+from rns.evaluate.evaluation import ConfusionMatrix
 from rns.io.imageio import load_image, load_mask
 from rns.pipeline import Segmenter, SegmentOptions
 from rns.upsample import upsample_probabilities

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from shared_data import CAMVID, camvid_missing
 
 from rns.backbone import build_backbone
-from rns.evaluation import ConfusionMatrix
+from rns.evaluate.evaluation import ConfusionMatrix
 from rns.io.imageio import load_image, load_mask
 from rns.pipeline import Segmenter, SegmentOptions
 from rns.teach.mask_conventions import LabelMapping

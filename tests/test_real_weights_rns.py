@@ -14,7 +14,7 @@ from shared_data import CAMVID  # RNS_SHARED, else ../shared
 from test_backbone_real import _real_weights
 
 from rns.backbone import build_backbone
-from rns.evaluation import ConfusionMatrix
+from rns.evaluate.evaluation import ConfusionMatrix
 from rns.io.imageio import load_image, load_mask
 from rns.pipeline import Segmenter, SegmentOptions
 from rns.teach.mask_conventions import LabelMapping

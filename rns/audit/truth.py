@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from rns.errors import InputError
-from rns.evaluation import IGNORE_INDEX
+from rns.evaluate.evaluation import IGNORE_INDEX
 from rns.io.imageio import image_content_hash, load_image, load_mask
 from rns.teach.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
 from rns.teach.support_ids import image_of_source

@@ -201,7 +201,7 @@ def test_the_legend_draws_non_ascii_names_or_says_visibly_which_characters_it_ca
 def test_an_eval_classes_file_naming_one_class_twice_in_two_cases_is_refused(tmp_path):
     """With case-insensitive names, "car" and "Car" on two lines would merge two ids: refused, one line."""
     from rns.errors import InputError
-    from rns.folder_eval import load_labelled_set
+    from rns.evaluate.folder_eval import load_labelled_set
 
     classes = tmp_path / "classes.txt"
     classes.write_text("road\ncar\nCar\n")

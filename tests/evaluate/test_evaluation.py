@@ -1,4 +1,4 @@
-"""Known answers for `rns.evaluation`: a confusion matrix and its IoU, mean IoU and accuracy, by hand."""
+"""Known answers for `rns.evaluate.evaluation`: a confusion matrix, its IoU, mean IoU and accuracy by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rns.evaluation import IGNORE_INDEX, ConfusionMatrix
+from rns.evaluate.evaluation import IGNORE_INDEX, ConfusionMatrix
 
 TRUTH = np.array([[0, 0, 1], [1, 2, IGNORE_INDEX]])
 PREDICTION = np.array([[0, 1, 1], [1, 2, 0]])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rns.errors import InputError
-from rns.evaluation import IGNORE_INDEX, ConfusionMatrix, Scores
+from rns.evaluate.evaluation import IGNORE_INDEX, ConfusionMatrix, Scores
 from rns.io.imageio import load_image, load_mask
 from rns.segmentation import BACKGROUND
 from rns.teach.mask_conventions import LabelMapping
