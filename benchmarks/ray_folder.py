@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from rns.pipeline import SegmentOptions, build_segmenter
 from rns.runner import run_folder
+from rns.segment.pipeline import SegmentOptions, build_segmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from shared_data import CAMVID  # noqa: E402  (one variable for every data benchmark: RNS_SHARED, else ../shared)

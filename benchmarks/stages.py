@@ -27,8 +27,8 @@ from timing_backbone import open_timing_backbone, timing_parser  # noqa: E402
 
 from rns.adapt import AdaptConfig  # noqa: E402
 from rns.io.imageio import load_image  # noqa: E402
-from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
-from rns.requested_classes import background_words  # noqa: E402
+from rns.segment.pipeline import Segmenter, SegmentOptions  # noqa: E402
+from rns.segment.requested_classes import background_words  # noqa: E402
 
 
 def main() -> None:

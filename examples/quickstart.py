@@ -15,7 +15,7 @@ from pathlib import Path
 from rns.backbone import build_backbone
 from rns.io.imageio import load_image
 from rns.io.outputs import save_segmentation
-from rns.pipeline import Segmenter
+from rns.segment.pipeline import Segmenter
 from rns.teach.mask_conventions import LabelMapping
 from rns.teach.support import add_supports
 from support_memory import SupportMemory

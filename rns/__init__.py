@@ -23,9 +23,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_backbone": "rns.backbone",
     "ClipBackbone": "rns.backbone",
-    "build_segmenter": "rns.pipeline",
-    "Segmenter": "rns.pipeline",
-    "SegmentOptions": "rns.pipeline",
+    "build_segmenter": "rns.segment.pipeline",
+    "Segmenter": "rns.segment.pipeline",
+    "SegmentOptions": "rns.segment.pipeline",
     "Segmentation": "rns.segmentation",
     "AdaptConfig": "rns.adapt",
     "load_image": "rns.io.imageio",

@@ -1,9 +1,9 @@
 """Done records: the small `<stem>.rns.json` a folder run writes last for each image, and how resume reads it.
 
 A record holds the run's settings key (everything that changes a pixel: see `run_settings_key` and
-`rns.pipeline.Segmenter.settings`), the source file's size, mtime and content hash, and the size of every
-output. An image is up to date only when its record matches on all of them; because the record is written
-after every output, a run killed at any moment leaves each image either complete or redone next time.
+`rns.segment.pipeline.Segmenter.settings`), the source file's size, mtime and content hash, and the size of
+every output. An image is up to date only when its record matches on all of them; because the record is
+written after every output, a run killed at any moment leaves each image either complete or redone next time.
 """
 
 from __future__ import annotations

@@ -40,11 +40,11 @@ from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
 from rns.io.output_errors import output_write_error
 from rns.io.outputs import DEFAULT_OVERLAY_ALPHA, DEFAULT_SAVE, parse_save
 from rns.outlock import output_folder_lock
-from rns.pipeline import Segmenter
 from rns.progress import SilentProgress
 from rns.ray_session import import_ray, ray_connection
 from rns.ray_worker import SegmentWorker, WorkerRecipe, WriteJob, worker_recipe
 from rns.run_events import ImageEvent, RunObserver, RunReport
+from rns.segment.pipeline import Segmenter
 from rns.threads import threads_per_worker
 
 # Ray reserves this much CPU per CPU actor. Less than one, so that a pool sized to the CPUs leaves room

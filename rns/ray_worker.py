@@ -25,7 +25,7 @@ from rns.errors import RnsError
 from rns.image_work import prepare_image, segment_and_submit
 from rns.inputs import InputImage
 from rns.io.output_errors import NO_SPACE
-from rns.pipeline import Segmenter, SegmentOptions
+from rns.segment.pipeline import Segmenter, SegmentOptions
 
 
 class MemoryChangedError(RnsError):

@@ -25,7 +25,7 @@ Status = Literal["done", "skipped", "failed"]
 
 
 class ImageSegmenter(Protocol):
-    """What the runner needs from a segmenter (`rns.pipeline.Segmenter` is one)."""
+    """What the runner needs from a segmenter (`rns.segment.pipeline.Segmenter` is one)."""
 
     def segment(self, image: Image.Image) -> Segmentation:
         """Segment one RGB image."""

@@ -358,7 +358,7 @@ def setting_memory(full_memory, fixture: Fixture, path: Path):
 
 def reference_segmenter(backbone, fixture: Fixture, memory, seed: int, solver: str = "adamw"):
     """A Segmenter in the paper's setting (the fixture's classes, no background), head seeded with `seed`."""
-    from rns.pipeline import Segmenter, SegmentOptions
+    from rns.segment.pipeline import Segmenter, SegmentOptions
 
     options = SegmentOptions(background=False, adapt=AdaptConfig(seed=seed, solver=solver))
     return Segmenter(backbone, fixture.classes, memory=memory, options=options)

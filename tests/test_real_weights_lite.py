@@ -20,10 +20,10 @@ from shared_data import CAMVID, camvid_missing
 from rns.backbone import build_backbone
 from rns.evaluate.evaluation import ConfusionMatrix
 from rns.io.imageio import load_image, load_mask
-from rns.pipeline import Segmenter, SegmentOptions
+from rns.segment.pipeline import Segmenter, SegmentOptions
+from rns.segment.upsample import upsample_probabilities
 from rns.teach.mask_conventions import LabelMapping
 from rns.teach.support import add_supports
-from rns.upsample import upsample_probabilities
 from support_memory import SupportMemory
 
 RNS_FLOOR = 0.36  # measured 0.385 (kNN vote 0.371) when written; docs/RESULTS.md has the full table

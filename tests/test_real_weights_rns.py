@@ -16,7 +16,7 @@ from test_backbone_real import _real_weights
 from rns.backbone import build_backbone
 from rns.evaluate.evaluation import ConfusionMatrix
 from rns.io.imageio import load_image, load_mask
-from rns.pipeline import Segmenter, SegmentOptions
+from rns.segment.pipeline import Segmenter, SegmentOptions
 from rns.teach.mask_conventions import LabelMapping
 from rns.teach.support import add_supports
 from support_memory import SupportMemory

@@ -79,7 +79,7 @@ def _evaluate(labelled, zero_shot: bool, regions: str, sam_checkpoint: str | Non
     from rns.adapt import AdaptConfig
     from rns.backbone import RANDOM_LABEL
     from rns.evaluate.folder_eval import evaluate
-    from rns.pipeline import SegmentOptions, build_segmenter
+    from rns.segment.pipeline import SegmentOptions, build_segmenter
 
     options = SegmentOptions(zero_shot=zero_shot, background=labelled.has_background, regions=regions,
                              sam_checkpoint=sam_checkpoint, adapt=AdaptConfig())

@@ -92,7 +92,7 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
     from rns.batch_size import parse_batch_size
     from rns.io.output_specs import needs_probabilities, parse_export, parse_save, save_kinds_for
-    from rns.requested_classes import parse_class_list
+    from rns.segment.requested_classes import parse_class_list
 
     # Option values first, with light modules only: a typo is refused in milliseconds, not after torch.
     if ray_address is None and ray_workers is not None:
@@ -138,7 +138,7 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         report = run_folder(recorded, images, out_dir, save=kinds, observer=observer, request=request)
         return _finish(report, images, exports, json_lines, quiet, err)
     from rns.adapt import AdaptConfig
-    from rns.pipeline import SegmentOptions, build_segmenter
+    from rns.segment.pipeline import SegmentOptions, build_segmenter
 
     adapt = AdaptConfig(k=k, seed=seed, solver=solver, weighting=weighting,
                         background_threshold=background_threshold, **({"steps": steps} if steps else {}))

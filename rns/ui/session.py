@@ -29,7 +29,7 @@ from PIL import Image
 
 from rns.errors import InputError
 from rns.paths import default_memory_path
-from rns.pipeline import Segmenter, SegmentOptions, open_memory_if_present
+from rns.segment.pipeline import Segmenter, SegmentOptions, open_memory_if_present
 from rns.segmentation import Segmentation
 from rns.teach.fingerprints import check_memory_fingerprint, support_fingerprint
 from rns.teach.mask_conventions import IGNORE_VALUE, LabelMapping, clean_class_name

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from rns.backbone import NoTextError, build_backbone
-from rns.pipeline import Segmenter, SegmentOptions
+from rns.segment.pipeline import Segmenter, SegmentOptions
 from rns.teach.mask_conventions import LabelMapping
 from rns.teach.support import add_supports
 from support_memory import SupportMemory

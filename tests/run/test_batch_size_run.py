@@ -91,7 +91,7 @@ def segment(root: Path, out: str, capsys, *extra: str) -> tuple[int, str, str]:
 
 
 def test_batch_of_three_writes_the_files_of_one_at_a_time_and_resumes_it(camvid_run, capsys, monkeypatch):
-    from rns.pipeline import Segmenter
+    from rns.segment.pipeline import Segmenter
 
     batches: list[int] = []
     segment_many = Segmenter.segment_many

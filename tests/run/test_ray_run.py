@@ -233,9 +233,9 @@ def test_resume_across_local_and_ray_runs(ray_local, photos, tmp_path, capsys):
 
 
 def test_workers_read_the_memory_at_the_commit_the_driver_pinned(ray_local, photos, memory, tmp_path, capsys):
-    from rns.pipeline import build_segmenter
     from rns.ray_run import run_folder_on_ray
     from rns.runner import run_folder
+    from rns.segment.pipeline import build_segmenter
 
     def segmenter():
         return build_segmenter("car", memory_path=memory, model="rns-tiny-test", pretrained="random",

@@ -113,7 +113,7 @@ def test_every_option_that_changes_pixels_redoes_the_outputs(changed, photos, tm
 def test_the_settings_dict_covers_every_field_of_the_options(tiny_backbone):
     """Settings added to SegmentOptions or AdaptConfig later join the key without anyone listing them."""
     from rns.adapt import AdaptConfig
-    from rns.pipeline import Segmenter, SegmentOptions
+    from rns.segment.pipeline import Segmenter, SegmentOptions
 
     segmenter = Segmenter(tiny_backbone, "car", options=SegmentOptions(zero_shot=True))
     settings = segmenter.settings()

@@ -1,11 +1,12 @@
-"""`rns.requested_classes`: a class list as text or as a list comes out the same (no string round trip)."""
+"""`rns.segment.requested_classes`: a class list as text or as a list comes out the same (no string round
+trip)."""
 
 from __future__ import annotations
 
 import pytest
 
 from rns.errors import InputError
-from rns.requested_classes import clean_class_list, parse_class_list
+from rns.segment.requested_classes import clean_class_list, parse_class_list
 
 
 def test_list_and_text_give_the_same_classes():

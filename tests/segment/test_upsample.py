@@ -1,4 +1,4 @@
-"""Known answers for `rns.upsample`: the bilinear weights, the reference's two-step resize, and the labels.
+"""Known answers for `rns.segment.upsample`: bilinear weights, the reference's two-step resize, the labels.
 
 Every expected number below is worked out by hand from the half-pixel-centre rule (align_corners=False):
 output pixel i samples the input at (i + 0.5) * in/out - 0.5, clamped to the first and last input pixel.
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rns.backbone.geometry import ImageGeometry
-from rns.upsample import bilinear_matrix, two_step_matrix, upsample_probabilities
+from rns.segment.upsample import bilinear_matrix, two_step_matrix, upsample_probabilities
 
 
 def test_bilinear_matrix_doubling_two_pixels():

@@ -27,17 +27,17 @@ from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone import ClipBackbone, build_backbone
 from rns.backbone.families import no_text_error
 from rns.backbone.geometry import ImageGeometry
-from rns.background_evidence import background_taught, lone_class_error
 from rns.errors import DeviceError, InputError
 from rns.io.imageio import load_image
 from rns.paths import cache_dir, default_memory_path
-from rns.requested_classes import background_words, clean_class_list, parse_class_list
+from rns.segment.background_evidence import background_taught, lone_class_error
+from rns.segment.requested_classes import background_words, clean_class_list, parse_class_list
+from rns.segment.upsample import BAND_ROWS, upsample_probabilities
 from rns.segmentation import BACKGROUND, Segmentation
 from rns.teach.fingerprints import check_memory_fingerprint
 from rns.teach.retrieval_weights import WeightedSource, weighted_source
 from rns.threads import stage_threads
 from rns.timing import StageClock
-from rns.upsample import BAND_ROWS, upsample_probabilities
 from support_memory import SupportMemory
 
 

@@ -4,7 +4,7 @@ segmentation can have a background class at all (it is learned from examples alo
 from __future__ import annotations
 
 from rns.errors import InputError
-from rns.requested_classes import clean_class_list, parse_class_list
+from rns.segment.requested_classes import clean_class_list, parse_class_list
 from rns.segmentation import BACKGROUND
 from support_memory import SupportMemory
 

@@ -13,7 +13,7 @@ from synthetic_images import WIDTH, save_pair, two_texture_image
 
 from rns.adapt import AdaptConfig
 from rns.errors import InputError
-from rns.pipeline import Segmenter, SegmentOptions, build_segmenter
+from rns.segment.pipeline import Segmenter, SegmentOptions, build_segmenter
 from rns.teach.mask_conventions import LabelMapping
 from rns.teach.support import add_supports
 from support_memory import SupportMemory
