@@ -32,7 +32,7 @@ _LAZY = {
     "save_segmentation": "rns.io.outputs",
     "add_supports": "rns.teach.support",
     "LabelMapping": "rns.teach.mask_conventions",
-    "run_folder": "rns.runner",
+    "run_folder": "rns.run.runner",
     "SupportMemory": "support_memory",
 }
 

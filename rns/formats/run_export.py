@@ -27,10 +27,10 @@ from pathlib import Path
 from rns.errors import InputError
 from rns.formats.coco import Category, ExportImage, coco_document
 from rns.formats.yolo import YoloImage, write_dataset
-from rns.inputs import InputImage
 from rns.io.atomic import atomic_write_json
 from rns.io.output_specs import EXPORT_FORMATS, parse_export, save_kinds_for
 from rns.io.outputs import output_paths, read_labels_png, read_probs_npz
+from rns.run.inputs import InputImage
 from rns.segmentation import BACKGROUND
 
 COCO_NAME = "coco.json"

@@ -50,7 +50,7 @@ def test_ui_teaches_a_new_class_before_segmenting_it(lite0, tmp_path):
 
 
 def test_a_ray_worker_rebuilds_the_drivers_lite_segmenter(lite0, memory):
-    from rns.ray_worker import build_worker_segmenter, worker_recipe
+    from rns.run.ray_worker import build_worker_segmenter, worker_recipe
 
     driver = Segmenter(lite0, ["road", "car"], memory=memory)
     worker = build_worker_segmenter(worker_recipe(driver))

@@ -56,7 +56,7 @@ def test_a_second_run_into_the_same_out_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    hold = ("import sys; from pathlib import Path; from rns.outlock import output_folder_lock\n"
+    hold = ("import sys; from pathlib import Path; from rns.run.outlock import output_folder_lock\n"
             "with output_folder_lock(Path(sys.argv[1])):\n"
             "    print('locked', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], env=env, stdin=subprocess.PIPE,

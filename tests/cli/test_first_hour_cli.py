@@ -127,7 +127,7 @@ def test_add_support_prints_the_name_the_memory_keeps_and_progress_lines_in_a_lo
 
 
 def test_the_output_lock_refuses_a_second_holder_and_leaves_no_file(tmp_path):
-    from rns.outlock import OutputFolderBusyError, output_folder_lock
+    from rns.run.outlock import OutputFolderBusyError, output_folder_lock
 
     with output_folder_lock(tmp_path):
         assert (tmp_path / ".rns.lock").read_text() == str(os.getpid())

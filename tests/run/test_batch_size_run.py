@@ -21,7 +21,7 @@ from shared_data import CAMVID  # RNS_SHARED, else ../shared
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
 from rns.errors import InputError
-from rns.runner import run_folder
+from rns.run.runner import run_folder
 from rns.segmentation import Segmentation
 
 TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]

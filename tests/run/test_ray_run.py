@@ -94,7 +94,7 @@ def ray_local(s3_endpoint):
     """A local Ray instance with 2 CPUs, on 127.0.0.1 only, for the whole module."""
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'rns[ray]')")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from rns.ray_session import node_addresses, ray_connection
+    from rns.run.ray_session import node_addresses, ray_connection
 
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("Ray did not start")))
     signal.alarm(SESSION_LIMIT_S)
@@ -233,8 +233,8 @@ def test_resume_across_local_and_ray_runs(ray_local, photos, tmp_path, capsys):
 
 
 def test_workers_read_the_memory_at_the_commit_the_driver_pinned(ray_local, photos, memory, tmp_path, capsys):
-    from rns.ray_run import run_folder_on_ray
-    from rns.runner import run_folder
+    from rns.run.ray_run import run_folder_on_ray
+    from rns.run.runner import run_folder
     from rns.segment.pipeline import build_segmenter
 
     def segmenter():

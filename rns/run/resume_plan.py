@@ -7,7 +7,7 @@ records in `summary.json` a *request fingerprint*: a hash of everything the user
 key (the class list, every segmentation option, the model, weights and variant names with the files they
 name, the device asked for on this host, the memory's content and the rns version), next to the segmenter
 key the run had. A later run with the same request fingerprint knows the key without building anything;
-when every input's done record is fresh under it (`rns.done_records.fresh_record`, the same check the
+when every input's done record is fresh under it (`rns.run.done_records.fresh_record`, the same check the
 runner makes), the run goes ahead with `RecordedSettings`, a stand-in that is never asked to segment.
 Anything unknown (no summary, another request, one image not done) means: build the model as usual.
 """
@@ -21,10 +21,10 @@ import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rns.done_records import fresh_record, run_settings_key
-from rns.inputs import InputImage
 from rns.io.imageio import TRANSPARENT_BACKGROUND
 from rns.io.outputs import DEFAULT_OVERLAY_ALPHA
+from rns.run.done_records import fresh_record, run_settings_key
+from rns.run.inputs import InputImage
 
 SUMMARY_NAME = "summary.json"
 _SETTING_VARIABLES = ("RNS_MODEL", "RNS_PRETRAINED", "RNS_CHECKPOINT", "RNS_VARIANT", "RNS_SAM_CHECKPOINT",

@@ -1,6 +1,6 @@
 """What a folder run reports: per-image events, failures, the final report, and who listens to them.
 
-These types sit below both the runner (which produces them) and `rns.progress` (which displays them),
+These types sit below both the runner (which produces them) and `rns.run.progress` (which displays them),
 so that neither imports the other.
 """
 
@@ -13,8 +13,8 @@ from typing import Literal, Protocol
 
 from PIL import Image
 
-from rns.inputs import InputImage
 from rns.io.outputs import class_table
+from rns.run.inputs import InputImage
 from rns.segmentation import Segmentation
 
 RUN_SUMMARY_FORMAT = "rns.run-summary/1"
@@ -75,7 +75,7 @@ class RunReport:
     # process ends with (2 for a user-fixable error, 1 for a traceback), so summary.json says the same.
     stopped: str | None = None
     stopped_exit_code: int = 1
-    # What the request was and which segmenter key it gave (see `rns.resume_plan`); None: not recorded.
+    # What the request was and which segmenter key it gave (see `rns.run.resume_plan`); None: not recorded.
     request: dict[str, str] | None = None
 
     @property
@@ -142,7 +142,7 @@ class RunReport:
 
 
 class RunObserver(Protocol):
-    """Receives the run's events; `rns.progress` has a rich bar, a JSON-lines writer and a silent one."""
+    """Receives the run's events; `rns.run.progress` has a rich bar, a JSON-lines writer and a silent one."""
 
     def on_start(self, total: int, out_dir: Path) -> None: ...
 

@@ -5,9 +5,9 @@ writes the requested outputs (see `rns.io.outputs`) and then, last, a small *don
 holding the run's settings key, the source file's size, mtime and content hash, and the size of every
 output. A rerun skips an image only when that record matches: same settings, same source (by size and
 mtime, or by content hash when only the mtime changed), and every requested output present with the
-recorded size (see `rns.done_records`). Because every file is written atomically and the record comes
+recorded size (see `rns.run.done_records`). Because every file is written atomically and the record comes
 last, a run killed at any moment leaves each image either complete or redone next time, never
-half-written. One run at a time holds the output folder (`rns.outlock`).
+half-written. One run at a time holds the output folder (`rns.run.outlock`).
 
 A bad input (missing, corrupt, too large) or a user-fixable error raised while segmenting it is reported,
 counted and skipped; the run goes on. Any other exception is a bug and stops the run with its traceback.
@@ -29,14 +29,22 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from rns.batch_size import AUTO, BatchSize, resolve_batch_size
-from rns.done_records import (
+from rns.errors import RnsError
+from rns.io.atomic import remove_stale_temp_files
+from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
+from rns.io.output_errors import output_write_error
+from rns.io.outputs import (
+    DEFAULT_OVERLAY_ALPHA,
+    DEFAULT_SAVE,
+    parse_save,
+)
+from rns.run.batch_size import AUTO, BatchSize, resolve_batch_size
+from rns.run.done_records import (
     DONE_SUFFIX,
     done_record_path,
     run_settings_key,
 )
-from rns.errors import RnsError
-from rns.image_work import (
+from rns.run.image_work import (
     ImageOutcome,
     PreparedImage,
     account,
@@ -47,18 +55,10 @@ from rns.image_work import (
     write_outputs,
     write_run_files,
 )
-from rns.inputs import DEFAULT_GLOB, InputImage
-from rns.io.atomic import remove_stale_temp_files
-from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
-from rns.io.output_errors import output_write_error
-from rns.io.outputs import (
-    DEFAULT_OVERLAY_ALPHA,
-    DEFAULT_SAVE,
-    parse_save,
-)
-from rns.outlock import output_folder_lock
-from rns.progress import SilentProgress
-from rns.run_events import (
+from rns.run.inputs import DEFAULT_GLOB, InputImage
+from rns.run.outlock import output_folder_lock
+from rns.run.progress import SilentProgress
+from rns.run.run_events import (
     Failure,
     ImageEvent,
     ImageSegmenter,
@@ -91,17 +91,17 @@ def run_folder(
     an already expanded list of `InputImage`. `save` is a `--save` spec ("labels,overlay", "all", or a set).
     `force` redoes images that are already done. `loader_threads` (1-2) decode ahead of the model, at most
     `prefetch` images in memory; one writer thread encodes and writes outputs behind it, at most
-    `pending_writes` images queued. `batch_size` images (a number, or "auto": see `rns.batch_size`) go
+    `pending_writes` images queued. `batch_size` images (a number, or "auto": see `rns.run.batch_size`) go
     through the segmenter's `segment_many` together when it has one; outputs do not depend on it, and an
     image that fails inside a batch is retried with the others one at a time, so it fails alone.
     Observer events arrive in input order. Writes `summary.json` and
     `classes.json` in `out_dir`, also when interrupted (KeyboardInterrupt is re-raised after that).
 
-    The run holds a lock on `out_dir` (see `rns.outlock`): a second run into the same folder is refused
+    The run holds a lock on `out_dir` (see `rns.run.outlock`): a second run into the same folder is refused
     with `OutputFolderBusyError` rather than mixing outputs of two class lists. A full disk stops the run
     with `OutputWriteError` (one line naming the file); what was finished stays and a rerun resumes.
 
-    `request`: the caller's request fingerprint (`rns.resume_plan`), recorded in `summary.json` with the
+    `request`: the caller's request fingerprint (`rns.run.resume_plan`), recorded in `summary.json` with the
     segmenter's key, so that a rerun of the same request can tell that nothing is left before it loads.
     """
     out = Path(out_dir)

@@ -1,4 +1,4 @@
-"""One image's work in a folder run, shared by the local loop (`rns.runner`) and Ray workers (`rns.ray_run`).
+"""One image's work in a folder run, shared by the local loop (`rns.run.runner`) and Ray (`rns.run.ray_run`).
 
 `prepare_image` decides whether an image is already done (its resume record matches) and otherwise reads
 and decodes it; `segment_and_submit` segments it and hands the writing to a writer thread;
@@ -20,13 +20,7 @@ from stat import S_ISDIR, S_ISREG
 
 from PIL import Image
 
-from rns.done_records import (
-    fresh_record,
-    stat_source,
-    write_done_record,
-)
 from rns.errors import InputError, RnsError
-from rns.inputs import InputImage, expand_inputs, printable
 from rns.io.atomic import atomic_write_json
 from rns.io.imageio import bytes_content_hash, decode_image
 from rns.io.output_errors import NO_SPACE
@@ -35,7 +29,13 @@ from rns.io.outputs import (
     save_segmentation,
     write_classes_json,
 )
-from rns.run_events import (
+from rns.run.done_records import (
+    fresh_record,
+    stat_source,
+    write_done_record,
+)
+from rns.run.inputs import InputImage, expand_inputs, printable
+from rns.run.run_events import (
     CLASSES_NAME,
     RUN_SUMMARY_NAME,
     Failure,

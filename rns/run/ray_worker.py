@@ -7,7 +7,7 @@ segmenter's settings key equals the driver's: the key covers the weights, the de
 and the memory's content, so a worker with other weights on disk or a memory replaced in between fails
 at once with one line instead of writing outputs that differ from a local run.
 
-Per image the actor runs the very functions a local run runs (`rns.runner`): read, hash and decode,
+Per image the actor runs the very functions a local run runs (`rns.run.runner`): read, hash and decode,
 segment, write every output and then the done record. Only the small outcome (status, reason, class pixel
 counts, timings) travels back to the driver, pickled, which reports it in input order.
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 from rns.backbone.spec import BackboneSpec
 from rns.errors import RnsError
-from rns.image_work import prepare_image, segment_and_submit
-from rns.inputs import InputImage
 from rns.io.output_errors import NO_SPACE
+from rns.run.image_work import prepare_image, segment_and_submit
+from rns.run.inputs import InputImage
 from rns.segment.pipeline import Segmenter, SegmentOptions
 
 
@@ -62,7 +62,7 @@ class WriteJob:
 
     out_dir: str
     kinds: frozenset[str]
-    run_key: str  # the done records' settings key (`rns.done_records.run_settings_key`)
+    run_key: str  # the done records' settings key (`rns.run.done_records.run_settings_key`)
     total: int
     max_pixels: int | None
     overlay_alpha: float

@@ -15,10 +15,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from rns.inputs import InputImage
 from rns.io.atomic import atomic_write_json
 from rns.io.imageio import bytes_content_hash
 from rns.io.outputs import jsonable
+from rns.run.inputs import InputImage
 from rns.segmentation import Segmentation
 
 DONE_SUFFIX = ".rns.json"

@@ -1,12 +1,12 @@
 """Folder runs on Ray Data (`rns segment SRC --out DST --ray [ADDRESS]`): a local run, many workers.
 
 The driver (this process) does what needs one view of the whole run: it expands the inputs once, holds the
-output folder's lock, finds the images already done exactly as a local resume does (`rns.done_records`),
+output folder's lock, finds the images already done exactly as a local resume does (`rns.run.done_records`),
 and feeds the rest to Ray Data as a dataset of `{index, path, stem}` rows. A pool of actors
-(`rns.ray_worker.SegmentWorker`), each with its own model built once from the driver's settings and the
+(`rns.run.ray_worker.SegmentWorker`), each with its own model built once from the driver's settings and the
 memory pinned at the driver's commit, reads, segments and writes every image with the local run's own
 functions. The driver consumes the per-image outcomes as they arrive, puts them back in input order, and
-drives the same observers, counts, failures, exit code and `summary.json` as `rns.runner.run_folder`.
+drives the same observers, counts, failures, exit code and `summary.json` as `rns.run.runner.run_folder`.
 
 So a Ray run and a local run of the same images write the same files, byte for byte (summary.json up to
 its timings), and either one resumes the other. Workers write into DST themselves: on a cluster, SRC and
@@ -24,9 +24,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from rns.done_records import fresh_record, run_settings_key
 from rns.errors import InputError, RnsError
-from rns.image_work import (
+from rns.io.atomic import remove_stale_temp_files
+from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
+from rns.io.output_errors import output_write_error
+from rns.io.outputs import DEFAULT_OVERLAY_ALPHA, DEFAULT_SAVE, parse_save
+from rns.run.done_records import fresh_record, run_settings_key
+from rns.run.image_work import (
     ImageOutcome,
     account,
     as_images,
@@ -34,16 +38,12 @@ from rns.image_work import (
     skipped_outcome,
     write_run_files,
 )
-from rns.inputs import DEFAULT_GLOB, InputImage
-from rns.io.atomic import remove_stale_temp_files
-from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
-from rns.io.output_errors import output_write_error
-from rns.io.outputs import DEFAULT_OVERLAY_ALPHA, DEFAULT_SAVE, parse_save
-from rns.outlock import output_folder_lock
-from rns.progress import SilentProgress
-from rns.ray_session import import_ray, ray_connection
-from rns.ray_worker import SegmentWorker, WorkerRecipe, WriteJob, worker_recipe
-from rns.run_events import ImageEvent, RunObserver, RunReport
+from rns.run.inputs import DEFAULT_GLOB, InputImage
+from rns.run.outlock import output_folder_lock
+from rns.run.progress import SilentProgress
+from rns.run.ray_session import import_ray, ray_connection
+from rns.run.ray_worker import SegmentWorker, WorkerRecipe, WriteJob, worker_recipe
+from rns.run.run_events import ImageEvent, RunObserver, RunReport
 from rns.segment.pipeline import Segmenter
 from rns.threads import threads_per_worker
 
@@ -71,7 +71,7 @@ def run_folder_on_ray(
     background: tuple[int, int, int] = TRANSPARENT_BACKGROUND,
     request: str | None = None,
 ) -> RunReport:
-    """`rns.runner.run_folder` on Ray Data; same arguments and report, plus where and how wide to run.
+    """`rns.run.runner.run_folder` on Ray Data; same arguments and report, plus where and how wide to run.
 
     `address`: None or "local" starts a local Ray instance (`local_cpus` CPUs, default all), "auto" joins
     the running cluster, anything else goes to `ray.init(address=...)`; an existing connection is used

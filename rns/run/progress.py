@@ -31,7 +31,7 @@ from rich.text import Text
 from rns.io.outputs import jsonable
 
 if TYPE_CHECKING:
-    from rns.run_events import ImageEvent, RunReport
+    from rns.run.run_events import ImageEvent, RunReport
 
 
 class SilentProgress:
