@@ -214,7 +214,7 @@ def _pairs(
             raise InputError("give either IMAGE MASK pairs or --images DIR --masks DIR, not both")
         if images_dir is None or masks_dir is None:
             raise InputError("bulk mode needs both --images DIR and --masks DIR")
-        from rns.teach.support import pair_by_stem
+        from rns.teach.pairing import pair_by_stem
 
         return pair_by_stem(images_dir, masks_dir)
     if not files:

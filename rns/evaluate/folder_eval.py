@@ -45,7 +45,7 @@ def load_labelled_set(
     *, limit: int | None = None,
 ) -> LabelledSet:
     """Pair images with masks by file stem and read the class list; `limit` keeps the first N pairs."""
-    from rns.teach.support import pair_by_stem
+    from rns.teach.pairing import pair_by_stem
 
     mapping = LabelMapping.from_classes_file(classes_file)
     ids = sorted(mapping.values)

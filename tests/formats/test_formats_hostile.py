@@ -25,7 +25,7 @@ from import_datasets import Export, build_export, opens_outside, png_declaring  
 from rns.errors import InputError  # noqa: E402
 from rns.formats.items import ItemProblem, LabelledItem  # noqa: E402
 from rns.formats.sources import open_import  # noqa: E402
-from rns.teach.support import pair_by_stem  # noqa: E402
+from rns.teach.pairing import pair_by_stem  # noqa: E402
 
 
 def read_all(export: Export) -> tuple[dict[str, LabelledItem], list[ItemProblem]]:

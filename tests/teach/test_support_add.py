@@ -13,7 +13,8 @@ from support_fakes import DIM, FakeBackbone, index_mask, write_image, write_mask
 
 from rns.errors import InputError
 from rns.teach.mask_conventions import LabelMapping
-from rns.teach.support import add_supports, add_supports_at, check_supports, image_of_source, pair_by_stem
+from rns.teach.pairing import pair_by_stem
+from rns.teach.support import add_supports, add_supports_at, check_supports, image_of_source
 from support_memory import FingerprintMismatchError, SupportMemory
 
 MAPPING = LabelMapping.parse("0=road,1=bus")
