@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY
 from PIL import Image
 from synthetic_images import left_half_mask, save_pair
 
@@ -26,7 +27,6 @@ from rns.teach.mask_conventions import LabelMapping
 from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 MAPPING = "0=background,1=red"
 
 

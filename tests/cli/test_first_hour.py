@@ -11,20 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from synthetic_images import two_texture_image
 
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def photo(path: Path, seed: int = 0) -> Path:

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("pycocotools", reason="the formats extra is not installed: pip install 'rns[formats]'")
 pytest.importorskip("cv2", reason="the formats extra is not installed: pip install 'rns[formats]'")
 
+from cli_runner import TINY  # noqa: E402
 from import_datasets import Export, build_export, opens_outside, png_declaring  # noqa: E402
 
 from rns.errors import InputError  # noqa: E402
@@ -334,7 +335,6 @@ def test_a_null_label_is_refused_not_a_class_named_none(tmp_path: Path, kind: st
 
 
 # ------------------------------------------------------------------------------ the command, end to end
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 
 
 def test_add_support_refuses_the_outside_photo_adds_the_rest_and_exits_1(tmp_path: Path, capsys) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
@@ -24,15 +25,8 @@ from rns.errors import InputError
 from rns.run.runner import run_folder
 from rns.segmentation import Segmentation
 
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 # What changes from run to run in the JSON files: timings, and the size of files that hold timings.
 VOLATILE = {"seconds", "timings", "finished_at", "out_dir"}
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def stable(value: object) -> object:

@@ -11,13 +11,12 @@ import sys
 
 import numpy as np
 import pytest
+from cli_runner import TINY
 from PIL import Image
 from synthetic_images import two_texture_image
 
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
-
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 
 
 @pytest.fixture()

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from synthetic_images import two_texture_image
 
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 SESSION_LIMIT_S = 120
 TEST_LIMIT_S = 180
 # What differs between two runs of the same images: wall times and dates, never content.
@@ -113,12 +110,6 @@ def ray_local(s3_endpoint):
             if _is_ray_process(pid):  # only Ray's processes that this module's session started
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, [str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def comparable(path: Path) -> object:
