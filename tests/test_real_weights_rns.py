@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from real_weights import real_weights_or_skip
 from shared_data import CAMVID  # RNS_SHARED, else ../shared
-from test_backbone_real import _real_weights
 
 from rns.backbone import build_backbone
 from rns.evaluate.evaluation import ConfusionMatrix
@@ -32,7 +32,7 @@ def _miou(segmenter: Segmenter, pairs: list[tuple[Path, Path]], num_classes: int
 
 
 def test_examples_from_train_beat_zero_shot_on_test(tmp_path):
-    model, pretrained, checkpoint = _real_weights()
+    model, pretrained, checkpoint = real_weights_or_skip()
     if not (CAMVID / "classes.txt").is_file():
         pytest.skip(f"CamVid not found at {CAMVID} (RNS_SHARED=DIR sets the folder holding data/camvid)")
     names = LabelMapping.from_classes_file(CAMVID / "classes.txt").class_names
