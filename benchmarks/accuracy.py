@@ -40,10 +40,10 @@ from notext_table import run_notext_table  # noqa: E402
 
 from rns.adapt import AdaptConfig  # noqa: E402
 from rns.backbone import VARIANTS, build_backbone  # noqa: E402
-from rns.evaluation import ConfusionMatrix  # noqa: E402
-from rns.imageio import load_image, load_mask  # noqa: E402
-from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
-from rns.upsample import upsample_probabilities  # noqa: E402
+from rns.evaluate.evaluation import ConfusionMatrix  # noqa: E402
+from rns.io.imageio import load_image, load_mask  # noqa: E402
+from rns.segment.pipeline import Segmenter, SegmentOptions  # noqa: E402
+from rns.segment.upsample import upsample_probabilities  # noqa: E402
 
 SINGLE_LAMBDA = 0.6
 

@@ -36,11 +36,11 @@ from camvid import DEFAULT_DATA, FeatureCache, banner, class_names, load_split, 
 from rns.adapt import AdaptConfig  # noqa: E402
 from rns.audit.apply import apply_audit  # noqa: E402
 from rns.audit.run import audit_memory  # noqa: E402
-from rns.evaluation import ConfusionMatrix  # noqa: E402
-from rns.imageio import load_image, load_mask  # noqa: E402
-from rns.mask_conventions import LabelMapping  # noqa: E402
-from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
-from rns.support import add_supports  # noqa: E402
+from rns.evaluate.evaluation import ConfusionMatrix  # noqa: E402
+from rns.io.imageio import load_image, load_mask  # noqa: E402
+from rns.segment.pipeline import Segmenter, SegmentOptions  # noqa: E402
+from rns.teach.mask_conventions import LabelMapping  # noqa: E402
+from rns.teach.support import add_supports  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
 THRESHOLDS = (0.1, 0.25, 0.5, 1.0, 2.0)

@@ -25,7 +25,7 @@ from camvid import DEFAULT_DATA, load_split  # noqa: E402
 
 from rns.backbone import build_backbone  # noqa: E402
 from rns.errors import RnsError  # noqa: E402
-from rns.imageio import load_image  # noqa: E402
+from rns.io.imageio import load_image  # noqa: E402
 
 
 def _build(model: str, device: str):

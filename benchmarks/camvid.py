@@ -17,9 +17,9 @@ import torch
 
 from rns.backbone import RANDOM_LABEL, TINY_TEST_MODEL, build_backbone
 from rns.errors import RnsError
-from rns.fingerprints import support_fingerprint
-from rns.imageio import load_image, load_mask
-from rns.prototypes import DEFAULT_POOLING, extract_prototypes
+from rns.io.imageio import load_image, load_mask
+from rns.teach.fingerprints import support_fingerprint
+from rns.teach.prototypes import DEFAULT_POOLING, extract_prototypes
 from support_memory import SourceEntry, SupportMemory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from camvid import FeatureCache, build_memory, draw_supports
 
 from rns.adapt import AdaptConfig
-from rns.evaluation import ConfusionMatrix
-from rns.imageio import load_image, load_mask
-from rns.pipeline import Segmenter, SegmentOptions
-from rns.upsample import upsample_probabilities
+from rns.evaluate.evaluation import ConfusionMatrix
+from rns.io.imageio import load_image, load_mask
+from rns.segment.pipeline import Segmenter, SegmentOptions
+from rns.segment.upsample import upsample_probabilities
 
 
 def _class_of_rows(memory, rows: np.ndarray, names: list[str]) -> np.ndarray:

@@ -179,7 +179,7 @@ def main() -> int:
 
 def dense_cache(backbone):
     """Dense features per test image, computed once for every setting."""
-    from rns.imageio import load_image
+    from rns.io.imageio import load_image
 
     cache = {}
 
@@ -193,7 +193,7 @@ def dense_cache(backbone):
 
 def full_table(fixture, backbone, work: Path, other_count: int):
     """The full setting: every stage from the photos, then the solver check. Returns the memory."""
-    from rns.imageio import load_image
+    from rns.io.imageio import load_image
 
     rows: list[tuple[str, str, str]] = []
 

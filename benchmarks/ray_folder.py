@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from rns.pipeline import SegmentOptions, build_segmenter
-from rns.runner import run_folder
+from rns.run.runner import run_folder
+from rns.segment.pipeline import SegmentOptions, build_segmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from shared_data import CAMVID  # noqa: E402  (one variable for every data benchmark: RNS_SHARED, else ../shared)
@@ -84,8 +84,8 @@ def main() -> int:
     classes = [c for c in (args.data / "classes.txt").read_text().split("\n") if c.strip()]
     segmenter = build_segmenter(classes, model=args.model, pretrained=args.pretrained, device="cpu",
                                 options=SegmentOptions(zero_shot=True))  # fmt: skip
-    from rns.ray_run import run_folder_on_ray
-    from rns.ray_session import ray_connection
+    from rns.run.ray_run import run_folder_on_ray
+    from rns.run.ray_session import ray_connection
 
     runs = {
         "local": lambda out, clock: run_folder(segmenter, [folder], out, observer=clock),

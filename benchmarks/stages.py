@@ -26,9 +26,9 @@ from camvid import FeatureCache, build_memory, class_names, draw_supports, load_
 from timing_backbone import open_timing_backbone, timing_parser  # noqa: E402
 
 from rns.adapt import AdaptConfig  # noqa: E402
-from rns.imageio import load_image  # noqa: E402
-from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
-from rns.requested_classes import background_words  # noqa: E402
+from rns.io.imageio import load_image  # noqa: E402
+from rns.segment.pipeline import Segmenter, SegmentOptions  # noqa: E402
+from rns.segment.requested_classes import background_words  # noqa: E402
 
 
 def main() -> None:

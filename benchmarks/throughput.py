@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from camvid import FeatureCache, build_memory, class_names, draw_supports, load_split  # noqa: E402
 from timing_backbone import open_timing_backbone, timing_parser  # noqa: E402
 
-from rns.batch_size import parse_batch_size, resolve_batch_size  # noqa: E402
-from rns.imageio import load_image  # noqa: E402
-from rns.pipeline import Segmenter, SegmentOptions  # noqa: E402
-from rns.progress import SilentProgress  # noqa: E402
-from rns.runner import run_folder  # noqa: E402
+from rns.io.imageio import load_image  # noqa: E402
+from rns.run.batch_size import parse_batch_size, resolve_batch_size  # noqa: E402
+from rns.run.progress import SilentProgress  # noqa: E402
+from rns.run.runner import run_folder  # noqa: E402
+from rns.segment.pipeline import Segmenter, SegmentOptions  # noqa: E402
 from rns.timing import device_time  # noqa: E402
 
 

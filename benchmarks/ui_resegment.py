@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from busy import BusyCores, load_average  # noqa: E402
 
 from rns.backbone import DEFAULT_VARIANT, build_backbone  # noqa: E402
-from rns.mask_conventions import LabelMapping  # noqa: E402
-from rns.support import add_supports  # noqa: E402
+from rns.teach.mask_conventions import LabelMapping  # noqa: E402
+from rns.teach.support import add_supports  # noqa: E402
 from rns.ui.config import UiConfig  # noqa: E402
 from rns.ui.session import UiSession  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402

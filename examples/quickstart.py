@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 
 from rns.backbone import build_backbone
-from rns.imageio import load_image
-from rns.mask_conventions import LabelMapping
-from rns.outputs import save_segmentation
-from rns.pipeline import Segmenter
-from rns.support import add_supports
+from rns.io.imageio import load_image
+from rns.io.outputs import save_segmentation
+from rns.segment.pipeline import Segmenter
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 HERE = Path(__file__).resolve().parent

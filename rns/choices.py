@@ -2,7 +2,8 @@
 
 `rns --help` must not pay for torch, open_clip or zarr (seconds and hundreds of MB), yet its option lists
 must be the very values the heavy modules accept. So the lists live here, and the heavy modules
-(`rns.backbone.dense`, `rns.devices`, `rns.support`) import them from here rather than the other way round.
+(`rns.backbone.dense`, `rns.devices`, `rns.teach.support`) import them from here rather than the other way
+round.
 """
 
 from __future__ import annotations

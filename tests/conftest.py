@@ -16,8 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["RNS_CACHE"] = tempfile.mkdtemp(prefix="rns-test-cache-")
 
 # Tests live in folders that mirror the packages (tests/memory/, tests/adapt/, ...) and import the shared
-# helpers kept here (support_fakes, synthetic_images, reference_stages, mounts) by bare name, whatever
-# folder they sit in. Test file names are unique across folders, as pytest's default import mode needs.
+# helpers kept here (cli_runner, support_fakes, synthetic_images, reference_stages, mounts) by bare name,
+# whatever folder they sit in. Test file names are unique across folders, as pytest's default import mode
+# needs.
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)

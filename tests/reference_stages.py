@@ -176,8 +176,8 @@ def dense_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
 
 def support_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
     """Per-class prototypes of one support image (two window passes, count pooling) from image and mask."""
-    from rns.imageio import load_mask
-    from rns.prototypes import extract_prototypes
+    from rns.io.imageio import load_mask
+    from rns.teach.prototypes import extract_prototypes
 
     position = fixture.support_names.index(name)
     image = Image.open(image_path(name, "train")).convert("RGB")
@@ -316,8 +316,8 @@ def init_stage(fixture: Fixture, name: str) -> dict[str, object]:
 
 def build_reference_memory(backbone, fixture: Fixture, path: Path):
     """The fixture's supports taught through rns's own add-support path into a new memory at `path`."""
-    from rns.mask_conventions import LabelMapping
-    from rns.support import add_supports
+    from rns.teach.mask_conventions import LabelMapping
+    from rns.teach.support import add_supports
     from support_memory import SupportMemory
 
     memory = SupportMemory.open(path)
@@ -358,7 +358,7 @@ def setting_memory(full_memory, fixture: Fixture, path: Path):
 
 def reference_segmenter(backbone, fixture: Fixture, memory, seed: int, solver: str = "adamw"):
     """A Segmenter in the paper's setting (the fixture's classes, no background), head seeded with `seed`."""
-    from rns.pipeline import Segmenter, SegmentOptions
+    from rns.segment.pipeline import Segmenter, SegmentOptions
 
     options = SegmentOptions(background=False, adapt=AdaptConfig(seed=seed, solver=solver))
     return Segmenter(backbone, fixture.classes, memory=memory, options=options)
@@ -379,7 +379,7 @@ def end_to_end_stage(segmenter_for_seed, fixture: Fixture, name: str, features=N
     `features`: the image's dense features from the same backbone, when a caller computed them once for
     several settings; otherwise the segmenter computes them from the photo.
     """
-    from rns.imageio import load_image
+    from rns.io.imageio import load_image
 
     index = fixture.test_names.index(name)
     segmenter = segmenter_for_seed(index)

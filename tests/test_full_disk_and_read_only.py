@@ -16,21 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from mounts import fill, leftovers, read_only_view, small_tmpfs
 from PIL import Image
 from synthetic_images import two_texture_image
-
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 PROGRESS = re.compile(r"extracting \d+/\d+")
 

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from shared_data import CAMVID, camvid_missing
 
 from rns.backbone import build_backbone
-from rns.evaluation import ConfusionMatrix
-from rns.imageio import load_image, load_mask
-from rns.mask_conventions import LabelMapping
-from rns.pipeline import Segmenter, SegmentOptions
-from rns.support import add_supports
-from rns.upsample import upsample_probabilities
+from rns.evaluate.evaluation import ConfusionMatrix
+from rns.io.imageio import load_image, load_mask
+from rns.segment.pipeline import Segmenter, SegmentOptions
+from rns.segment.upsample import upsample_probabilities
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 RNS_FLOOR = 0.36  # measured 0.385 (kNN vote 0.371) when written; docs/RESULTS.md has the full table

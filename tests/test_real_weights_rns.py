@@ -10,15 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from real_weights import real_weights_or_skip
 from shared_data import CAMVID  # RNS_SHARED, else ../shared
-from test_backbone_real import _real_weights
 
 from rns.backbone import build_backbone
-from rns.evaluation import ConfusionMatrix
-from rns.imageio import load_image, load_mask
-from rns.mask_conventions import LabelMapping
-from rns.pipeline import Segmenter, SegmentOptions
-from rns.support import add_supports
+from rns.evaluate.evaluation import ConfusionMatrix
+from rns.io.imageio import load_image, load_mask
+from rns.segment.pipeline import Segmenter, SegmentOptions
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
@@ -32,7 +32,7 @@ def _miou(segmenter: Segmenter, pairs: list[tuple[Path, Path]], num_classes: int
 
 
 def test_examples_from_train_beat_zero_shot_on_test(tmp_path):
-    model, pretrained, checkpoint = _real_weights()
+    model, pretrained, checkpoint = real_weights_or_skip()
     if not (CAMVID / "classes.txt").is_file():
         pytest.skip(f"CamVid not found at {CAMVID} (RNS_SHARED=DIR sets the folder holding data/camvid)")
     names = LabelMapping.from_classes_file(CAMVID / "classes.txt").class_names

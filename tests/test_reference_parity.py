@@ -113,7 +113,7 @@ def test_end_to_end_label_maps(backbone, reference_memory, name):
     """Final label maps agree with the reference at least as well as the reference agrees with itself over
     two head seeds, minus one point (rns's head is seeded as the fixture seeded the reference's)."""
     from rns.adapt import AdaptConfig
-    from rns.pipeline import Segmenter, SegmentOptions
+    from rns.segment.pipeline import Segmenter, SegmentOptions
 
     def segmenter_for_seed(seed: int) -> Segmenter:
         options = SegmentOptions(background=False, adapt=AdaptConfig(seed=seed))
@@ -135,7 +135,7 @@ def dense_features(backbone):
 
     def features_of(name: str):
         if name not in cache:
-            from rns.imageio import load_image
+            from rns.io.imageio import load_image
 
             cache[name] = backbone.dense_features(load_image(stages.image_path(name, "test")))
         return cache[name]

@@ -95,8 +95,8 @@ def test_fused_and_plain_updates_both_give_the_torch_adamw_weights(monkeypatch) 
 
 def test_a_ray_actor_takes_the_thread_share_the_driver_gives_it(tiny_backbone, tmp_path, caller_threads):
     """`SegmentWorker` (built here in-process, as Ray builds it in an actor) sets its process's threads."""
-    from rns.pipeline import Segmenter
-    from rns.ray_worker import SegmentWorker, WriteJob, worker_recipe
+    from rns.run.ray_worker import SegmentWorker, WriteJob, worker_recipe
+    from rns.segment.pipeline import Segmenter
 
     recipe = worker_recipe(Segmenter(tiny_backbone, "car"))
     job = WriteJob(str(tmp_path), frozenset({"labels"}), "key", 1, None, 0.5, (0, 0, 0), str(tmp_path))

@@ -2,7 +2,7 @@
 
 One atomic commit writes, for every scored entry, its score, its evidence and the commit audited, and for
 the flagged entries a retrieval weight (`weight`: 0 excludes them from retrieval, a value in (0, 1)
-demotes them; see `rns.retrieval_weights`). Entries not flagged get no weight, and a weight left by an
+demotes them; see `rns.teach.retrieval_weights`). Entries not flagged get no weight, and a weight left by an
 earlier apply on an entry that no longer hurts is removed, so the stored weights always say what the
 latest applied audit found. Nothing is deleted: `rns memory remove` stays the way to delete an entry.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from rns.audit.report import AuditReport
 from rns.errors import InputError
-from rns.retrieval_weights import AUDITED_KEY, EVIDENCE_KEY, SCORE_KEY, WEIGHT_KEY
+from rns.teach.retrieval_weights import AUDITED_KEY, EVIDENCE_KEY, SCORE_KEY, WEIGHT_KEY
 
 
 def apply_audit(memory: Any, report: AuditReport, *, weight: float = 0.0) -> int:

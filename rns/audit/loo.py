@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from rns.adapt import AdaptConfig, ClassText, SupportSet, score_queries
 from rns.adapt.retrieval import merged_class_prototypes
 from rns.backbone.geometry import ImageGeometry
-from rns.evaluation import ConfusionMatrix
-from rns.support_ids import image_of_source
-from rns.upsample import upsample_probabilities
+from rns.evaluate.evaluation import ConfusionMatrix
+from rns.segment.upsample import upsample_probabilities
+from rns.teach.support_ids import image_of_source
 from support_memory import SourceInfo
 
 

@@ -22,7 +22,8 @@ from rns.audit.loo import LeaveOneOut, PhotoRequest, RowTable
 from rns.audit.report import DEFAULT_MIN_EVIDENCE, DEFAULT_THRESHOLD, AuditReport, EntryScore, PhotoScore
 from rns.audit.truth import find_photos, load_truth
 from rns.errors import InputError
-from rns.pipeline import Segmenter, SegmentOptions, memory_class_index
+from rns.segment.class_plan import memory_class_index
+from rns.segment.pipeline import Segmenter, SegmentOptions
 
 AUDIT_SOLVER = "fast"
 """The head fit the audit uses by default (see `audit_memory`)."""

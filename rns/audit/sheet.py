@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rns.atomic import atomic_write_bytes
 from rns.audit.report import EntryScore
 from rns.errors import InputError
-from rns.imageio import load_image, load_mask
-from rns.legend_font import legend_texts
-from rns.mask_conventions import LabelMapping
+from rns.io.atomic import atomic_write_bytes
+from rns.io.imageio import load_image, load_mask
+from rns.io.legend_font import legend_texts
+from rns.teach.mask_conventions import LabelMapping
 
 TILE_WIDTH = 320
 CAPTION_HEIGHT = 40

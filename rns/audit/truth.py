@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image
 
 from rns.errors import InputError
-from rns.evaluation import IGNORE_INDEX
-from rns.imageio import image_content_hash, load_image, load_mask
-from rns.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
-from rns.support_ids import image_of_source
+from rns.evaluate.evaluation import IGNORE_INDEX
+from rns.io.imageio import image_content_hash, load_image, load_mask
+from rns.teach.mask_conventions import IGNORE_LABEL, LabelMapping, class_content_key, mask_content_key
+from rns.teach.support_ids import image_of_source
 from support_memory import SourceInfo
 
 SKIP_GONE = "photo or mask file gone"

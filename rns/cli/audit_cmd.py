@@ -54,8 +54,8 @@ def audit_command(memory_path: str | None, model: str | None, pretrained: str | 
     from rns.audit.report import DEFAULT_MIN_EVIDENCE, DEFAULT_THRESHOLD
     from rns.audit.run import audit_memory
     from rns.backbone import build_backbone
-    from rns.memory_access import open_existing_memory
-    from rns.pipeline import SegmentOptions
+    from rns.segment.pipeline import SegmentOptions
+    from rns.teach.memory_access import open_existing_memory
 
     memory = open_existing_memory(default_memory_path(memory_path))
     if apply_:

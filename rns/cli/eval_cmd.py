@@ -46,7 +46,7 @@ def eval_command(images_dir: str, masks_dir: str | None, classes_file: str | Non
                  model: str | None, pretrained: str | None, checkpoint: str | None, variant: str | None,
                  device: str) -> int:
     """Score rns on images with ground-truth masks (uses the support memory unless --zero-shot)."""
-    from rns.folder_eval import load_labelled_set
+    from rns.evaluate.folder_eval import load_labelled_set
 
     if coco is not None:
         if masks_dir or classes_file:
@@ -78,8 +78,8 @@ def _evaluate(labelled, zero_shot: bool, regions: str, sam_checkpoint: str | Non
 
     from rns.adapt import AdaptConfig
     from rns.backbone import RANDOM_LABEL
-    from rns.folder_eval import evaluate
-    from rns.pipeline import SegmentOptions, build_segmenter
+    from rns.evaluate.folder_eval import evaluate
+    from rns.segment.pipeline import SegmentOptions, build_segmenter
 
     options = SegmentOptions(zero_shot=zero_shot, background=labelled.has_background, regions=regions,
                              sam_checkpoint=sam_checkpoint, adapt=AdaptConfig())

@@ -16,7 +16,7 @@ _NO_TEXT = "(no text)"
 
 def _open(memory_path: str | None, *, load: bool = True):
     """The existing memory (never created by a command that only reads or removes)."""
-    from rns.memory_access import open_existing_memory
+    from rns.teach.memory_access import open_existing_memory
 
     return open_existing_memory(default_memory_path(memory_path), load=load)
 
@@ -79,7 +79,7 @@ def list_command(per_source: bool, memory_path: str | None, as_json: bool) -> No
 
 def _list_sources(memory, as_json: bool) -> None:
     """One line per entry (an image's labels of one class): image as given, classes, prototypes, added."""
-    from rns.memory_sources import source_rows
+    from rns.teach.memory_sources import source_rows
 
     rows = source_rows(memory)
     if as_json:
@@ -121,7 +121,7 @@ def stats_command(memory_path: str | None, as_json: bool) -> None:
 
 def _user_named_stats(memory) -> dict[str, object]:
     """The store's stats in the words the rest of rns uses: support images, and entries (image x class)."""
-    from rns.support_ids import image_of_source
+    from rns.teach.support_ids import image_of_source
 
     stats = dict(memory.stats())
     entries = stats.pop("n_sources")
@@ -152,7 +152,7 @@ def remove_command(sources: tuple[str, ...], class_names: tuple[str, ...], memor
     """
     if not sources and not class_names:
         raise InputError("name what to remove: --source ID|IMAGE or --class NAME (both may repeat)")
-    from rns.memory_sources import resolve_source
+    from rns.teach.memory_sources import resolve_source
 
     memory = _open(memory_path)
     known = {info.name.casefold(): info for info in memory.classes()}
@@ -191,7 +191,7 @@ def export_command(file: Path, memory_path: str | None) -> None:
       rns memory export supports.npz
       python -c "import numpy; print(numpy.load('supports.npz')['vectors'].shape)"
     """
-    from rns.memory_export import export_npz
+    from rns.teach.memory_export import export_npz
 
     summary = export_npz(_open(memory_path), file)
     click.echo(f"exported {summary.n_rows} prototypes of {summary.n_classes} classes to {file}")
@@ -211,7 +211,7 @@ def reindex_command(memory_path: str | None) -> None:
     Example:
       rns memory reindex --memory s3://team-bucket/rns/memory
     """
-    from rns.memory_access import reindex
+    from rns.teach.memory_access import reindex
 
     described = reindex(_open(memory_path))
     click.echo(f"index: {described['factory']}, {described['n_indexed']} prototypes")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --hel
     from rich.console import Console
 
     from rns.formats.run_export import ExportReport
-    from rns.run_events import RunReport
+    from rns.run.run_events import RunReport
 
 EPILOG = """\b
 Examples:
@@ -90,9 +90,9 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
                     memory_path: str | None, model: str | None, pretrained: str | None,
                     checkpoint: str | None, variant: str | None, device: str) -> int:
     """Segment the named classes in photos (files, folders, or @list.txt files)."""
-    from rns.batch_size import parse_batch_size
-    from rns.output_specs import needs_probabilities, parse_export, parse_save, save_kinds_for
-    from rns.requested_classes import parse_class_list
+    from rns.io.output_specs import needs_probabilities, parse_export, parse_save, save_kinds_for
+    from rns.run.batch_size import parse_batch_size
+    from rns.segment.requested_classes import parse_class_list
 
     # Option values first, with light modules only: a typo is refused in milliseconds, not after torch.
     if ray_address is None and ray_workers is not None:
@@ -106,24 +106,24 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
     if no_background and background_threshold is not None:
         raise InputError("--background-threshold needs a background class; drop it or --no-background")
     parse_class_list(classes)  # "car;road" is refused here, before the model loads
-    from rns.inputs import expand_inputs
+    from rns.run.inputs import expand_inputs
 
     # Inputs are checked before the model is built, so a missing file fails at once, not after seconds.
     images = expand_inputs(list(inputs), glob=glob_pattern, exclude=[Path(out_dir)])
     if ray_address is not None:  # before anything is built or written: Ray is an optional extra
-        from rns.ray_session import import_ray
+        from rns.run.ray_session import import_ray
 
         import_ray(ray_address)
     from rich.console import Console
 
-    from rns.progress import FinalLineProgress, JsonLinesProgress, RichProgress
-    from rns.runner import run_folder
+    from rns.run.progress import FinalLineProgress, JsonLinesProgress, RichProgress
+    from rns.run.runner import run_folder
 
     err = Console(stderr=True)
     single = len(images) == 1
     # A rerun with nothing left to do decides so before the model (or Ray) starts.
     from rns.paths import default_memory_path
-    from rns.resume_plan import memory_identity, nothing_to_do, request_fingerprint
+    from rns.run.resume_plan import memory_identity, nothing_to_do, request_fingerprint
 
     asked = dict(classes=classes, zero_shot=zero_shot, regions=regions, sam_checkpoint=sam_checkpoint,
                  no_background=no_background, background_threshold=background_threshold, solver=solver,
@@ -138,7 +138,7 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         report = run_folder(recorded, images, out_dir, save=kinds, observer=observer, request=request)
         return _finish(report, images, exports, json_lines, quiet, err)
     from rns.adapt import AdaptConfig
-    from rns.pipeline import SegmentOptions, build_segmenter
+    from rns.segment.pipeline import SegmentOptions, build_segmenter
 
     adapt = AdaptConfig(k=k, seed=seed, solver=solver, weighting=weighting,
                         background_threshold=background_threshold, **({"steps": steps} if steps else {}))
@@ -158,7 +158,7 @@ def segment_command(inputs: tuple[str, ...], classes: str | None, out_dir: str, 
         report = run_folder(segmenter, images, out_dir, save=kinds, force=force, observer=observer,
                             batch_size=batch, request=request)
     else:
-        from rns.ray_run import run_folder_on_ray
+        from rns.run.ray_run import run_folder_on_ray
 
         report = run_folder_on_ray(segmenter, images, out_dir, address=ray_address, workers=ray_workers,
                                    save=kinds, force=force, observer=observer,

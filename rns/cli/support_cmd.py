@@ -1,4 +1,4 @@
-"""`rns add-support`: teach rns from labelled example images (a thin shell over `rns.support`)."""
+"""`rns add-support`: teach rns from labelled example images (a thin shell over `rns.teach.support`)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # the heavy modules load when the command runs, not for --hel
 
     from rns.formats.sources import ImportRequest
     from rns.formats.teach import ImportReport
-    from rns.mask_conventions import LabelMapping
-    from rns.support import AddReport, ProgressCallback
+    from rns.teach.mask_conventions import LabelMapping
+    from rns.teach.support import AddReport, ProgressCallback
 
 _MAX_LISTED_OUTCOMES = 20
 
@@ -138,7 +138,7 @@ def add_support_command(
     mapping = _mapping(class_name, labels_spec, classes_file)
     class_texts = _class_texts(mapping, text_prompt, no_text)
     memory_location = default_memory_path(memory_path)
-    from rns.support import add_supports_at  # torch: only once the arguments are known to be good
+    from rns.teach.support import add_supports_at  # torch: only once the arguments are known to be good
 
     def load_backbone():
         from rns.backbone import build_backbone
@@ -214,7 +214,7 @@ def _pairs(
             raise InputError("give either IMAGE MASK pairs or --images DIR --masks DIR, not both")
         if images_dir is None or masks_dir is None:
             raise InputError("bulk mode needs both --images DIR and --masks DIR")
-        from rns.support import pair_by_stem
+        from rns.teach.pairing import pair_by_stem
 
         return pair_by_stem(images_dir, masks_dir)
     if not files:
@@ -232,7 +232,7 @@ def _pairs(
 
 
 def _mapping(class_name: str | None, labels_spec: str | None, classes_file: Path | None) -> LabelMapping:
-    from rns.mask_conventions import LabelMapping
+    from rns.teach.mask_conventions import LabelMapping
 
     given = [flag for flag, value in (("--class", class_name), ("--labels", labels_spec),
                                       ("--classes-file", classes_file)) if value is not None]
@@ -284,7 +284,7 @@ def _status(message: str) -> Iterator[None]:
 
 @contextmanager
 def stage_progress() -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr fed by `rns.support`'s `progress(stage, done, total)` callbacks.
+    """A rich progress bar on stderr fed by `rns.teach.support`'s `progress(stage, done, total)` callbacks.
 
     It draws only on a terminal and disappears when done. In a log or a pipe it prints one line per image
     extracted as it happens (each can take many seconds on a CPU).

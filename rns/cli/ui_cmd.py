@@ -58,7 +58,7 @@ def ui_command(
 
     if missing_web_packages():
         raise MissingExtraError(UI_EXTRA_HINT)
-    from rns.memory_access import refuse_file_as_memory
+    from rns.teach.memory_access import refuse_file_as_memory
     from rns.ui.config import UiConfig
     from rns.ui.server import bind_socket, build_session, correction_proposer, exposure_warning, serve
 

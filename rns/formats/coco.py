@@ -54,8 +54,8 @@ from rns.formats.items import (
     new_mask,
     select_classes,
 )
-from rns.imageio import read_image_header
-from rns.rle import string_to_counts
+from rns.io.imageio import read_image_header
+from rns.io.rle import string_to_counts
 
 # ------------------------------------------------------------------------------------------- reading
 

@@ -25,7 +25,7 @@ from rns.errors import InputError
 from rns.formats.coco import image_size
 from rns.formats.fields import class_name, shorten
 from rns.formats.items import UNLABELLED, ImportedSet, ItemError, ItemProblem, LabelledItem, select_classes
-from rns.imageio import read_image_header
+from rns.io.imageio import read_image_header
 
 Colour = tuple[int, int, int]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from rns.errors import InputError
 from rns.formats.items import ItemError
-from rns.mask_conventions import clean_class_name
+from rns.teach.mask_conventions import clean_class_name
 
 MAX_JSON_DEPTH = 64
 """Nesting a label file may have; real exports stay under 8 (a COCO polygon sits 5 deep)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rns.errors import InputError
-from rns.folder_eval import LabelledSet
+from rns.evaluate.folder_eval import LabelledSet
 from rns.formats.coco import read_coco
 from rns.formats.items import ItemProblem
 from rns.formats.staging import staged_items

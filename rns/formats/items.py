@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rns.errors import InputError
-from rns.mask_conventions import IGNORE_VALUE, clean_class_name
+from rns.teach.mask_conventions import IGNORE_VALUE, clean_class_name
 
 UNLABELLED = IGNORE_VALUE
 """Mask value of pixels no annotation labels: they count for nothing (neither class nor background)."""

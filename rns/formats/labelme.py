@@ -38,7 +38,7 @@ from rns.formats.items import (
     new_mask,
     select_classes,
 )
-from rns.imageio import read_image_header
+from rns.io.imageio import read_image_header
 
 IGNORE_NAME = "__ignore__"
 AREA_SHAPES = ("polygon", "rectangle", "circle")

@@ -5,7 +5,7 @@ memory. So it agrees with the per-image files by construction, and a resumed run
 were segmented by an earlier process) exports exactly like a fresh one. It covers the run's inputs that
 are done or skipped; failed images are left out, as they are from the run's other outputs.
 
-- `coco`: `OUT/coco.json`, written atomically (`rns.atomic`). `file_name` is the image's output stem
+- `coco`: `OUT/coco.json`, written atomically (`rns.io.atomic`). `file_name` is the image's output stem
   plus its extension, i.e. its path relative to the input folder. Categories are the run's classes
   without background, numbered from 1 in the run's order: with the background class (label 0), the
   category id is the label PNG's class id; with `--no-background` it is the class id plus one, since
@@ -24,13 +24,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rns.atomic import atomic_write_json
 from rns.errors import InputError
 from rns.formats.coco import Category, ExportImage, coco_document
 from rns.formats.yolo import YoloImage, write_dataset
-from rns.inputs import InputImage
-from rns.output_specs import EXPORT_FORMATS, parse_export, save_kinds_for
-from rns.outputs import output_paths, read_labels_png, read_probs_npz
+from rns.io.atomic import atomic_write_json
+from rns.io.output_specs import EXPORT_FORMATS, parse_export, save_kinds_for
+from rns.io.outputs import output_paths, read_labels_png, read_probs_npz
+from rns.run.inputs import InputImage
 from rns.segmentation import BACKGROUND
 
 COCO_NAME = "coco.json"

@@ -80,7 +80,7 @@ def open_import(request: ImportRequest) -> ImportedSet:
 
         return read_yolo(request.yolo, categories)
     from rns.formats.colour_masks import read_colour_masks, read_labelmap, voc_colours
-    from rns.support import pair_by_stem
+    from rns.teach.pairing import pair_by_stem
 
     outside: list[Path] = []
     pairs = pair_by_stem(request.images_dir, request.masks_dir, refused=outside)  # type: ignore[arg-type]

@@ -1,10 +1,10 @@
 """Writing an import's items to a scratch folder as the plain (image, index mask) pairs rns already reads.
 
-Teaching (`rns.support`) and evaluating (`rns.folder_eval`) take image and mask *files*, validated and
-hashed by the code every other input goes through. Rather than a second path for in-memory masks, each
-imported item's mask is written as an 8-bit PNG (value i = class i, 255 unlabelled) into a temporary
-folder, and an image embedded in the export (LabelMe's base64) as a file beside it. The folder lives as
-long as the `with` block; nothing is written anywhere else.
+Teaching (`rns.teach.support`) and evaluating (`rns.evaluate.folder_eval`) take image and mask *files*,
+validated and hashed by the code every other input goes through. Rather than a second path for in-memory
+masks, each imported item's mask is written as an 8-bit PNG (value i = class i, 255 unlabelled) into a
+temporary folder, and an image embedded in the export (LabelMe's base64) as a file beside it. The folder lives
+as long as the `with` block; nothing is written anywhere else.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Teaching the support memory from another tool's export (what `rns add-support --coco ...` runs).
 
 The import's items are staged as plain (image, mask) files (`rns.formats.staging`) and go through the
-same checks and the same batched, atomic adding as any other support images (`rns.support`). What
+same checks and the same batched, atomic adding as any other support images (`rns.teach.support`). What
 differs is how problems are handled: an export has many items made by other people, so an item that
 cannot be used (missing image, unknown category, polygon outside the image, undecodable file, the same
 photo twice) is reported and left out while the rest is added; the report's exit code is then 1.
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from rns.errors import InputError
 from rns.formats.items import ImportedSet, ItemProblem
 from rns.formats.staging import staged_items
-from rns.mask_conventions import LabelMapping
-from rns.prototypes import DEFAULT_POOLING
-from rns.support import (
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.prototypes import DEFAULT_POOLING
+from rns.teach.support import (
     DEFAULT_BATCH_SIZE,
     AddReport,
     CheckedSupport,
@@ -55,7 +55,7 @@ def check_staged(
     pairs: list[tuple[os.PathLike, os.PathLike]], names: list[str], mapping: LabelMapping,
     problems: list[ItemProblem], progress: ProgressCallback | None = None,
 ) -> tuple[list[CheckedSupport], list[str]]:
-    """`rns.support.check_supports` item by item: a failing item becomes a problem, not an abort."""
+    """`rns.teach.support.check_supports` item by item: a failing item becomes a problem, not an abort."""
     checked: list[CheckedSupport] = []
     kept: list[str] = []
     seen: dict[str, str] = {}
@@ -89,7 +89,7 @@ def add_imported(
 
     `load_backbone` is called only once every item has been read and checked, so a broken export fails
     in seconds, before the model loads. Raises `InputError` when no item labels anything. `pooling` is
-    `rns.support`'s (how mask pixels weigh patches).
+    `rns.teach.support`'s (how mask pixels weigh patches).
     """
     from support_memory import SupportMemory
 

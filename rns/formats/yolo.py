@@ -28,7 +28,6 @@ from types import ModuleType
 
 import numpy as np
 
-from rns.atomic import fsync_directory
 from rns.errors import InputError
 from rns.formats import _deps
 from rns.formats.coco import image_size
@@ -36,7 +35,8 @@ from rns.formats.confine import Confinement, is_regular_file
 from rns.formats.fields import class_name, describe, file_level
 from rns.formats.instances import connected_instances, fill_polygon, instance_polygon
 from rns.formats.items import ImportedSet, ItemError, ItemProblem, LabelledItem, new_mask, select_classes
-from rns.imageio import IMAGE_EXTENSIONS
+from rns.io.atomic import fsync_directory
+from rns.io.imageio import IMAGE_EXTENSIONS
 
 DATA_YAML = "data.yaml"
 COORDINATE_DIGITS = 6  # a millionth of the side: sub-pixel for images up to 500k pixels wide

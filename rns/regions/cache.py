@@ -3,7 +3,7 @@
 Key: sha256 over the decoded image (size, mode and RGB bytes, so a re-saved file with identical pixels
 hits and a re-encoded one that changed pixels misses), the proposer's name and its `settings_key()` (which
 names the weights file for SAM). Entry: `<dir>/<key[:2]>/<key>.npz`, a compressed npz of the map stored in
-the smallest unsigned dtype that holds its ids. Writes go through `rns.atomic` (a temporary file in the
+the smallest unsigned dtype that holds its ids. Writes go through `rns.io.atomic` (a temporary file in the
 same directory, fsynced and renamed into place), so a reader never sees half an entry; an entry that cannot
 be read or does not fit the image is treated as missing and rewritten.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rns.atomic import atomic_write
+from rns.io.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from rns.backbone.geometry import ImageGeometry
-from rns.prototypes import block_counts
+from rns.teach.prototypes import block_counts
 
 
 def _axis_overlaps(pixels: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rns.errors import InputError, RnsError
-from rns.palette import class_colour, hex_colour, named_colours
+from rns.io.palette import class_colour, hex_colour, named_colours
 from rns.ui.body_limit import BodyLimitMiddleware
 from rns.ui.config import folder_listing, printable_name, resolve_folder_image
 from rns.ui.encoding import decode_mask, labels_png_base64, parse_classes, regions_png_base64

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rns.errors import InputError
-from rns.imageio import IMAGE_EXTENSIONS
+from rns.io.imageio import IMAGE_EXTENSIONS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860

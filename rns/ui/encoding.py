@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rns.errors import InputError
-from rns.requested_classes import parse_class_list
+from rns.segment.requested_classes import parse_class_list
 
 _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
 

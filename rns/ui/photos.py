@@ -26,7 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from rns.errors import InputError
-from rns.imageio import bytes_content_hash, decode_image
+from rns.io.imageio import bytes_content_hash, decode_image
 
 
 def check_pixels(data: bytes, name: str, max_pixels: int) -> None:

@@ -2,8 +2,8 @@
 
 No web code here, so the whole loop is testable without a server. Rules that matter:
 
-- Teaching goes through `rns.support.add_checked_supports`, the same path as `rns add-support`: the photo
-  is identified by the hash of its bytes (teaching the same photo again replaces its example, identical
+- Teaching goes through `rns.teach.support.add_checked_supports`, the same path as `rns add-support`: the
+  photo is identified by the hash of its bytes (teaching the same photo again replaces its example, identical
   masks change nothing), and the memory commits atomically under its writer lock, so concurrent teaches
   (threads here, or another `rns add-support` process) queue instead of losing rows.
 - Teaching uses the photo's support features, computed on its first teach and then cached
@@ -28,14 +28,14 @@ import torch
 from PIL import Image
 
 from rns.errors import InputError
-from rns.fingerprints import check_memory_fingerprint, support_fingerprint
-from rns.mask_conventions import IGNORE_VALUE, LabelMapping, clean_class_name
 from rns.paths import default_memory_path
-from rns.pipeline import Segmenter, SegmentOptions, open_memory_if_present
-from rns.prototypes import DEFAULT_POOLING
+from rns.segment.pipeline import Segmenter, SegmentOptions, open_memory_if_present
 from rns.segmentation import Segmentation
-from rns.support import add_checked_supports, check_supports
-from rns.support_ids import image_of_source
+from rns.teach.fingerprints import check_memory_fingerprint, support_fingerprint
+from rns.teach.mask_conventions import IGNORE_VALUE, LabelMapping, clean_class_name
+from rns.teach.prototypes import DEFAULT_POOLING
+from rns.teach.support import add_checked_supports, check_supports
+from rns.teach.support_ids import image_of_source
 from rns.ui.config import UiConfig
 from rns.ui.photos import OpenPhoto, PhotoCache, pixel_digest
 from support_memory import SourceEntry, SupportMemory
@@ -45,7 +45,7 @@ _SEGMENTERS_KEPT = 8
 
 
 class CachedFeatureBackbone:
-    """The backbone as `rns.support` sees it (`FeatureBackbone`), answering from the open photo's cache.
+    """The backbone as `rns.teach.support` sees it (`FeatureBackbone`), answering from the open photo's cache.
 
     Any other image (there is none on the UI path, but the protocol allows it) goes to the real backbone.
     """

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY
 from PIL import Image
 from synthetic_images import left_half_mask, save_pair
 
@@ -22,11 +23,10 @@ from rns.audit.run import audit_memory
 from rns.audit.truth import SKIP_CHANGED, SKIP_GONE
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
-from rns.mask_conventions import LabelMapping
-from rns.support import add_supports
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 MAPPING = "0=background,1=red"
 
 

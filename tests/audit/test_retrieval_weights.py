@@ -11,10 +11,11 @@ from synthetic_images import save_pair, two_texture_image
 
 from rns.adapt import retrieve_support, score_queries
 from rns.adapt.retrieval import ArraySource, merged_class_prototypes
-from rns.mask_conventions import LabelMapping
-from rns.pipeline import Segmenter, memory_class_index
-from rns.retrieval_weights import WEIGHT_KEY, WeightedSource, weighted_source
-from rns.support import add_supports
+from rns.segment.class_plan import memory_class_index
+from rns.segment.pipeline import Segmenter
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.retrieval_weights import WEIGHT_KEY, WeightedSource, weighted_source
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 

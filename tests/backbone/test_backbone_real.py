@@ -7,38 +7,21 @@ from `dense_features` and `encode_text`, so it checks the backbone alone, not th
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from real_weights import real_weights_or_skip
 from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
-from rns.backbone import DEFAULT_MODEL, DEFAULT_PRETRAINED, build_backbone, check_weights
+from rns.backbone import build_backbone
 
 CAMVID_TEST = CAMVID / "test"
 ROAD, CAR, IGNORE = 3, 8, 255
 MIN_IOU = {"road": 0.30, "car": 0.15}  # modest: training-free CLIP features, one image, no post-processing
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
-
-
-def _real_weights() -> tuple[str, str | None, str | None]:
-    """(model, pretrained, checkpoint) of usable real weights, or skip saying why there are none."""
-    model = os.environ.get("RNS_MODEL") or DEFAULT_MODEL
-    checkpoint = os.environ.get("RNS_CHECKPOINT")
-    if checkpoint:
-        if not Path(checkpoint).is_file():
-            pytest.skip(f"RNS_CHECKPOINT={checkpoint} is not a file")
-        return model, None, checkpoint
-    pretrained = os.environ.get("RNS_PRETRAINED") or DEFAULT_PRETRAINED
-    check = check_weights(model, pretrained, None)
-    if not check.available_offline:
-        pytest.skip(f"no real weights: {model} / {pretrained} {check.detail}")
-    return model, pretrained, None
 
 
 def _photo_with_road_and_car() -> tuple[Image.Image, np.ndarray]:
@@ -59,7 +42,7 @@ def _iou(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> float:
 
 
 def test_zero_shot_road_and_car_on_a_real_photo():
-    model, pretrained, checkpoint = _real_weights()
+    model, pretrained, checkpoint = real_weights_or_skip()
     image, mask = _photo_with_road_and_car()
     backbone = build_backbone(model, pretrained, checkpoint)
     feats = backbone.dense_features(image)  # [gh, gw, d]

@@ -17,7 +17,7 @@ from shared_data import CAMVID  # RNS_SHARED, else ../shared
 from rns.backbone import build_backbone
 from rns.backbone.batching import MAX_AUTO_IMAGES, images_per_forward
 from rns.backbone.geometry import window_starts
-from rns.pipeline import Segmenter, SegmentOptions
+from rns.segment.pipeline import Segmenter, SegmentOptions
 
 # (width, height): landscape, portrait, panoramas, a strip thinner than a crop (another crop shape), tiny
 SIZES = [(480, 360), (360, 480), (1000, 300), (3000, 200), (40, 40), (1200, 448)]

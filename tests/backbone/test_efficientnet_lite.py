@@ -20,7 +20,7 @@ from rns.backbone.efficientnet_weights import (
     remap_state_dict,
 )
 from rns.errors import InputError
-from rns.fingerprints import check_memory_fingerprint, support_fingerprint
+from rns.teach.fingerprints import check_memory_fingerprint, support_fingerprint
 from support_memory import SupportMemory
 from support_memory.errors import FingerprintMismatchError
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from rns.backbone import NoTextError, build_backbone
-from rns.mask_conventions import LabelMapping
-from rns.pipeline import Segmenter, SegmentOptions
-from rns.support import add_supports
+from rns.segment.pipeline import Segmenter, SegmentOptions
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -50,7 +50,7 @@ def test_ui_teaches_a_new_class_before_segmenting_it(lite0, tmp_path):
 
 
 def test_a_ray_worker_rebuilds_the_drivers_lite_segmenter(lite0, memory):
-    from rns.ray_worker import build_worker_segmenter, worker_recipe
+    from rns.run.ray_worker import build_worker_segmenter, worker_recipe
 
     driver = Segmenter(lite0, ["road", "car"], memory=memory)
     worker = build_worker_segmenter(worker_recipe(driver))

@@ -11,9 +11,9 @@ from support_fakes import DIM, FakeBackbone, index_mask, write_image, write_mask
 
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
-from rns.imageio import image_content_hash
-from rns.mask_conventions import LabelMapping
-from rns.support import add_supports
+from rns.io.imageio import image_content_hash
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
 

@@ -10,23 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from synthetic_images import save_pair, two_texture_image
 
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-from rns.mask_conventions import LabelMapping
-from rns.support import add_supports
+from rns.teach.mask_conventions import LabelMapping
+from rns.teach.support import add_supports
 from support_memory import SupportMemory
 
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 LABELS = "0=background,1=widget"
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import LITE, rns
 from PIL import Image
 
 from rns.cli import cli
@@ -19,13 +20,6 @@ from rns.cli.errors import run_with_user_errors
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-LITE = ["--model", "efficientnet-lite0", "--device", "cpu"]
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,10 @@ from PIL import Image
 from synthetic_images import two_texture_image
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
+from cli_runner import TINY, rns  # noqa: E402
 from s3_server import local_s3  # noqa: E402
 
-from rns.cli import cli  # noqa: E402
-from rns.cli.errors import run_with_user_errors  # noqa: E402
-
 pytest.importorskip("s3fs", reason="the s3 extra is not installed (pip install -e '.[s3,test]')")
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture()

@@ -63,7 +63,7 @@ def test_light_choice_lists_match_the_modules_that_use_them():
     from rns.backbone.dense import DEFAULT_VARIANT, VARIANTS
     from rns.backbone.registry import TINY_TEST_MODEL
     from rns.devices import DEVICE_CHOICES
-    from rns.support import DEFAULT_BATCH_SIZE
+    from rns.teach.support import DEFAULT_BATCH_SIZE
 
     assert (VARIANTS, DEFAULT_VARIANT) == (choices.VARIANTS, choices.DEFAULT_VARIANT)
     assert DEVICE_CHOICES == choices.DEVICE_CHOICES

@@ -7,19 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from support_fakes import index_mask, write_image, write_mask
 
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
 from support_memory import SupportMemory
-
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -36,14 +27,14 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_end_to_end_through_the_tiny_model(files: dict[str, Path], tmp_path: Path, capsys) -> None:
     memory = ["--memory", str(files["memory"])]
-    code, out, err = run(
+    code, out, err = rns(
         ["add-support", str(files["image"]), str(files["mask"]), "--labels", "0=road,1=bus", *memory, *TINY],
         capsys,
     )
     assert code == 0, err
     assert "1 image(s): 1 added, 0 replaced, 0 unchanged" in out and "classes: road, bus" in out
 
-    code, out, err = run(
+    code, out, err = rns(
         [
             "add-support",
             str(files["image2"]),
@@ -64,7 +55,7 @@ def test_end_to_end_through_the_tiny_model(files: dict[str, Path], tmp_path: Pat
         ("road",), ("bus",)
     ]
 
-    code, out, err = run(
+    code, out, err = rns(
         [
             "add-support",
             str(files["image2"]),
@@ -84,7 +75,7 @@ def test_end_to_end_through_the_tiny_model(files: dict[str, Path], tmp_path: Pat
     assert not classes["my-bus"].has_text and classes["road"].text == "road"
     assert store.stats()["dim"] == 32 and store.fingerprint["model"] == "rns-tiny-test"
 
-    code, out, err = run(
+    code, out, err = rns(
         ["add-support", str(files["image"]), str(files["mask"]), "--labels", "0=road,1=bus", *memory, *TINY],
         capsys,
     )
@@ -100,7 +91,7 @@ def test_bulk_mode_pairs_folders_by_name(tmp_path: Path, capsys) -> None:
         write_mask(masks / f"{stem}.png", index_mask())
     classes = tmp_path / "classes.txt"
     classes.write_text("road\nbus\n", encoding="utf-8")
-    code, out, err = run(
+    code, out, err = rns(
         [
             "add-support",
             "--images",
@@ -145,7 +136,7 @@ def test_bad_input_exits_2_with_one_line(args, message, files, tmp_path: Path, c
     names = {key: str(value) for key, value in files.items()}
     names.update(tmp=str(tmp_path), empty=str(tmp_path / "empty.png"), small=str(tmp_path / "small.png"))
     argv = ["add-support", *[a.format(**names) for a in args], "--memory", names["memory"], *TINY]
-    code, out, err = run(argv, capsys)
+    code, out, err = rns(argv, capsys)
     assert code == 2
     assert err.startswith("rns: error: ") and err.count("\n") == 1 and message in err
     assert not files["memory"].exists()  # checked before the memory is even created
@@ -155,7 +146,7 @@ def test_memory_from_another_model_is_refused_untouched(files: dict[str, Path], 
     store = SupportMemory.open(files["memory"])
     store.put_source("x", np.eye(1, 32, dtype=np.float32), ["road"], fingerprint={"model": "another"})
     before = (store.stats(), store.sources())
-    code, out, err = run(
+    code, out, err = rns(
         [
             "add-support",
             str(files["image"]),

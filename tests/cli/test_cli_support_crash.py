@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY
 from PIL import Image
 
 from support_memory import SupportMemory
 
 IMAGES, COMMIT_EVERY = 32, 4
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

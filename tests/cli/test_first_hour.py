@@ -11,20 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from synthetic_images import two_texture_image
 
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def photo(path: Path, seed: int = 0) -> Path:
@@ -56,7 +47,7 @@ def test_a_second_run_into_the_same_out_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    hold = ("import sys; from pathlib import Path; from rns.outlock import output_folder_lock\n"
+    hold = ("import sys; from pathlib import Path; from rns.run.outlock import output_folder_lock\n"
             "with output_folder_lock(Path(sys.argv[1])):\n"
             "    print('locked', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], env=env, stdin=subprocess.PIPE,
@@ -175,7 +166,7 @@ def test_the_colour_mask_error_suggests_only_options_that_exist(tmp_path, capsys
 
 def test_the_legend_draws_non_ascii_names_or_says_visibly_which_characters_it_cannot():
     """A CJK name must not come out as the same boxes as characters no font has (0.1.0 did exactly that)."""
-    from rns.outputs import render_overlay
+    from rns.io.outputs import render_overlay
     from rns.segmentation import Segmentation
 
     picture = Image.new("RGB", (400, 60), (128, 128, 128))
@@ -187,7 +178,7 @@ def test_the_legend_draws_non_ascii_names_or_says_visibly_which_characters_it_ca
 
     names = ["background", "café", "自行车"]
     assert not np.array_equal(legend(names), legend(["background", "café", "\uffff\uffff\uffff"]))
-    from rns.legend_font import has_glyph, legend_texts
+    from rns.io.legend_font import has_glyph, legend_texts
 
     font, shown = legend_texts(names, 14)
     for name, text in zip(names, shown, strict=True):
@@ -201,7 +192,7 @@ def test_the_legend_draws_non_ascii_names_or_says_visibly_which_characters_it_ca
 def test_an_eval_classes_file_naming_one_class_twice_in_two_cases_is_refused(tmp_path):
     """With case-insensitive names, "car" and "Car" on two lines would merge two ids: refused, one line."""
     from rns.errors import InputError
-    from rns.folder_eval import load_labelled_set
+    from rns.evaluate.folder_eval import load_labelled_set
 
     classes = tmp_path / "classes.txt"
     classes.write_text("road\ncar\nCar\n")

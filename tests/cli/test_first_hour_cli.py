@@ -14,20 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from synthetic_images import two_texture_image
 
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def photo(path: Path, seed: int = 0) -> Path:
@@ -127,7 +118,7 @@ def test_add_support_prints_the_name_the_memory_keeps_and_progress_lines_in_a_lo
 
 
 def test_the_output_lock_refuses_a_second_holder_and_leaves_no_file(tmp_path):
-    from rns.outlock import OutputFolderBusyError, output_folder_lock
+    from rns.run.outlock import OutputFolderBusyError, output_folder_lock
 
     with output_folder_lock(tmp_path):
         assert (tmp_path / ".rns.lock").read_text() == str(os.getpid())

@@ -4,13 +4,13 @@ traceback, before the model is loaded."""
 from __future__ import annotations
 
 import pytest
+from cli_runner import TINY
 from PIL import Image
 from synthetic_images import save_pair, two_texture_image
 
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
 
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 ONE_LINE = "is a file, not a support memory; a memory is a directory"
 
 

@@ -25,9 +25,9 @@ from rns.formats.instances import connected_instances, fill_polygon  # noqa: E40
 from rns.formats.items import ItemProblem  # noqa: E402
 from rns.formats.teach import add_imported  # noqa: E402
 from rns.formats.yolo import YoloImage, read_yolo, write_dataset  # noqa: E402
-from rns.imageio import load_mask  # noqa: E402
-from rns.mask_conventions import LabelMapping  # noqa: E402
-from rns.support import add_supports  # noqa: E402
+from rns.io.imageio import load_mask  # noqa: E402
+from rns.teach.mask_conventions import LabelMapping  # noqa: E402
+from rns.teach.support import add_supports  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
 NUM_IMAGES = 6  # spread over the train split: about 140 instances of 100 px or more, holes and all

@@ -13,29 +13,21 @@ import pytest
 pytest.importorskip("pycocotools", reason="the formats extra is not installed: pip install 'rns[formats]'")
 pytest.importorskip("cv2", reason="the formats extra is not installed: pip install 'rns[formats]'")
 
+from cli_runner import TINY, rns  # noqa: E402
 from pycocotools import mask as mask_utils  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
-from rns.cli import cli  # noqa: E402
-from rns.cli.errors import run_with_user_errors  # noqa: E402
-from rns.outputs import read_labels_png  # noqa: E402
+from rns.io.outputs import read_labels_png  # noqa: E402
 from support_memory import SupportMemory  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "formats"
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, [str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_add_support_from_coco_adds_the_good_images_and_lists_the_rest(tmp_path: Path, capsys) -> None:
     memory = tmp_path / "memory.zarr"
     argv = ["add-support", "--coco", DATA / "coco" / "instances.json", "--images", DATA / "images",
             "--memory", memory, *TINY]
-    code, out, err = run(argv, capsys)
+    code, out, err = rns(argv, capsys)
     assert code == 1, err
     assert "2 image(s): 2 added, 0 replaced, 0 unchanged; 3 with problems (left out)" in out
     assert "classes: person, car, road" in out
@@ -43,7 +35,7 @@ def test_add_support_from_coco_adds_the_good_images_and_lists_the_rest(tmp_path:
     sources = SupportMemory.open(memory, create=False).sources()
     # one memory entry per (image, class)
     assert sorted(sorted(s.class_names) for s in sources) == [["car"], ["person"], ["person"], ["road"]]
-    code, out, _ = run(argv, capsys)  # the same export again: nothing recomputed
+    code, out, _ = rns(argv, capsys)  # the same export again: nothing recomputed
     assert code == 1 and "0 added, 0 replaced, 2 unchanged" in out
 
 
@@ -60,7 +52,7 @@ def test_add_support_from_coco_adds_the_good_images_and_lists_the_rest(tmp_path:
     ],
 )
 def test_add_support_from_each_tool(tmp_path: Path, capsys, options, added, problems, classes) -> None:
-    code, out, err = run(["add-support", *options, "--memory", tmp_path / "m.zarr", *TINY], capsys)
+    code, out, err = rns(["add-support", *options, "--memory", tmp_path / "m.zarr", *TINY], capsys)
     assert code == (1 if problems else 0), err
     assert f"{added} image(s): {added} added" in out and f"{problems} with problems" in out
     assert f"classes: {classes}" in out
@@ -74,7 +66,7 @@ def test_add_support_import_with_only_problems_leaves_no_memory(tmp_path: Path, 
     coco.write_text(json.dumps(document))
     memory = tmp_path / "memory.zarr"
     argv = ["add-support", "--coco", coco, "--images", DATA / "images", "--memory", memory, *TINY]
-    code, out, err = run(argv, capsys)
+    code, out, err = rns(argv, capsys)
     assert code == 1 and "0 image(s)" in out and err.count("problem: ") == 3
     assert not memory.exists()
 
@@ -95,7 +87,7 @@ def test_add_support_import_with_only_problems_leaves_no_memory(tmp_path: Path, 
     ],
 )
 def test_add_support_import_usage_errors(tmp_path: Path, capsys, options, message: str) -> None:
-    code, _, err = run(["add-support", *options, "--memory", tmp_path / "m.zarr", *TINY], capsys)
+    code, _, err = rns(["add-support", *options, "--memory", tmp_path / "m.zarr", *TINY], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.zarr").exists()
 
@@ -103,12 +95,12 @@ def test_add_support_import_usage_errors(tmp_path: Path, capsys, options, messag
 def test_eval_with_coco_ground_truth(tmp_path: Path, capsys) -> None:
     argv = ["eval", "--images", DATA / "images", "--coco", DATA / "coco" / "instances.json", "--json",
             "--memory", tmp_path / "none.zarr", *TINY]
-    code, out, err = run(argv, capsys)
+    code, out, err = rns(argv, capsys)
     assert code == 1, err  # three images could not be used: listed, and the exit code says so
     result = json.loads(out)
     assert result["num_images"] == 2 and list(result["iou"]) == ["person", "road", "car"]
     assert err.count("problem (not scored)") == 3
-    code, _, err = run(["eval", "--images", DATA / "images", "--coco", DATA / "coco" / "instances.json",
+    code, _, err = rns(["eval", "--images", DATA / "images", "--coco", DATA / "coco" / "instances.json",
                         "--masks", DATA / "images", *TINY], capsys)
     assert code == 2 and "leave out --masks" in err
 
@@ -122,11 +114,11 @@ def test_segment_export_coco_and_yolo_agree_with_the_label_files(tmp_path: Path,
     shutil.copytree(DATA / "images", photos)
     out = tmp_path / "out"
     memory = tmp_path / "memory.zarr"  # taught, so that the random model labels more than background
-    run(["add-support", "--coco", DATA / "coco" / "instances.json", "--images", DATA / "images", "--memory",
+    rns(["add-support", "--coco", DATA / "coco" / "instances.json", "--images", DATA / "images", "--memory",
          memory, *TINY], capsys)
     argv = ["segment", photos, "--classes", "car,road,person", "--out", out, "--export", "coco,yolo",
             "--quiet", "--memory", memory, *TINY]
-    code, _, err = run(argv, capsys)
+    code, _, err = rns(argv, capsys)
     assert code == 0, err
     stems = sorted(p.stem for p in photos.iterdir())
     labels = coco_of_labels(out, stems)
@@ -163,7 +155,7 @@ def test_segment_export_coco_and_yolo_agree_with_the_label_files(tmp_path: Path,
     first_labels = {p.name: p.read_bytes() for p in (out / "yolo" / "labels").iterdir()}
     (out / "coco.json").unlink()
     shutil.rmtree(out / "yolo")
-    code, _, err = run(argv, capsys)
+    code, _, err = rns(argv, capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["skipped"] == len(stems) and summary["counts"]["done"] == 0
@@ -177,27 +169,27 @@ def test_segment_export_leaves_failed_images_out(tmp_path: Path, capsys) -> None
     shutil.copytree(DATA / "images", photos)
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "out"
-    code, _, _ = run(["segment", photos, "--classes", "car", "--out", out, "--export", "coco", "--quiet",
+    code, _, _ = rns(["segment", photos, "--classes", "car", "--out", out, "--export", "coco", "--quiet",
                       "--memory", tmp_path / "none.zarr", *TINY], capsys)
     assert code == 1
     names = [image["file_name"] for image in json.loads((out / "coco.json").read_text())["images"]]
     assert sorted(names) == sorted(p.name for p in (DATA / "images").iterdir())
-    code, _, err = run(["segment", photos, "--export", "voc", "--out", out, *TINY], capsys)
+    code, _, err = rns(["segment", photos, "--export", "voc", "--out", out, *TINY], capsys)
     assert code == 2 and "--export 'voc': choose from coco, yolo" in err
 
 
 def test_add_support_import_passes_the_pooling_on(tmp_path: Path, capsys) -> None:
     memory = tmp_path / "memory.zarr"
     argv = ["add-support", "--labelme", DATA / "labelme", "--memory", memory, *TINY]
-    code, _, err = run([*argv, "--pooling", "area"], capsys)
+    code, _, err = rns([*argv, "--pooling", "area"], capsys)
     assert code == 1, err  # street3.json's polygon is outside its image
-    code, _, err = run(argv, capsys)  # default pooling "count": this memory holds "area" prototypes
+    code, _, err = rns(argv, capsys)  # default pooling "count": this memory holds "area" prototypes
     assert code == 2 and "pooling" in err
 
 
 def test_segment_export_without_background_numbers_categories_from_one(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    code, _, err = run(["segment", DATA / "images", "--classes", "car,road", "--no-background", "--out", out,
+    code, _, err = rns(["segment", DATA / "images", "--classes", "car,road", "--no-background", "--out", out,
                         "--export", "coco", "--quiet", "--memory", tmp_path / "none.zarr", *TINY], capsys)
     assert code == 0, err
     coco = COCO(str(out / "coco.json"))
@@ -212,7 +204,7 @@ def test_segment_export_without_background_numbers_categories_from_one(tmp_path:
 
 def test_segment_export_in_json_lines_mode_reports_the_export(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    code, stdout, err = run(["segment", DATA / "images", "--classes", "car", "--out", out, "--export", "yolo",
+    code, stdout, err = rns(["segment", DATA / "images", "--classes", "car", "--out", out, "--export", "yolo",
                              "--json", "--memory", tmp_path / "none.zarr", *TINY], capsys)
     assert code == 0, err
     last = json.loads(stdout.strip().splitlines()[-1])

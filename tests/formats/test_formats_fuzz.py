@@ -38,7 +38,7 @@ from rns.errors import InputError  # noqa: E402
 from rns.formats.items import ItemProblem, LabelledItem  # noqa: E402
 from rns.formats.sources import open_import  # noqa: E402
 from rns.formats.teach import add_imported  # noqa: E402
-from rns.imageio import image_content_hash  # noqa: E402
+from rns.io.imageio import image_content_hash  # noqa: E402
 
 CASES = 150
 SECONDS = 3.0

@@ -20,12 +20,13 @@ import pytest
 pytest.importorskip("pycocotools", reason="the formats extra is not installed: pip install 'rns[formats]'")
 pytest.importorskip("cv2", reason="the formats extra is not installed: pip install 'rns[formats]'")
 
+from cli_runner import TINY  # noqa: E402
 from import_datasets import Export, build_export, opens_outside, png_declaring  # noqa: E402
 
 from rns.errors import InputError  # noqa: E402
 from rns.formats.items import ItemProblem, LabelledItem  # noqa: E402
 from rns.formats.sources import open_import  # noqa: E402
-from rns.support import pair_by_stem  # noqa: E402
+from rns.teach.pairing import pair_by_stem  # noqa: E402
 
 
 def read_all(export: Export) -> tuple[dict[str, LabelledItem], list[ItemProblem]]:
@@ -334,13 +335,12 @@ def test_a_null_label_is_refused_not_a_class_named_none(tmp_path: Path, kind: st
 
 
 # ------------------------------------------------------------------------------ the command, end to end
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 
 
 def test_add_support_refuses_the_outside_photo_adds_the_rest_and_exits_1(tmp_path: Path, capsys) -> None:
     from rns.cli import cli
     from rns.cli.errors import run_with_user_errors
-    from rns.imageio import image_content_hash
+    from rns.io.imageio import image_content_hash
     from support_memory import SupportMemory
 
     export = build_export(tmp_path, "coco")

@@ -15,24 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from shared_data import CAMVID  # RNS_SHARED, else ../shared
 
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
 from rns.errors import InputError
-from rns.runner import run_folder
+from rns.run.runner import run_folder
 from rns.segmentation import Segmentation
 
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 # What changes from run to run in the JSON files: timings, and the size of files that hold timings.
 VOLATILE = {"seconds", "timings", "finished_at", "out_dir"}
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def stable(value: object) -> object:
@@ -91,7 +85,7 @@ def segment(root: Path, out: str, capsys, *extra: str) -> tuple[int, str, str]:
 
 
 def test_batch_of_three_writes_the_files_of_one_at_a_time_and_resumes_it(camvid_run, capsys, monkeypatch):
-    from rns.pipeline import Segmenter
+    from rns.segment.pipeline import Segmenter
 
     batches: list[int] = []
     segment_many = Segmenter.segment_many

@@ -11,13 +11,12 @@ import sys
 
 import numpy as np
 import pytest
+from cli_runner import TINY
 from PIL import Image
 from synthetic_images import two_texture_image
 
 from rns.cli import cli
 from rns.cli.errors import run_with_user_errors
-
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 
 
 @pytest.fixture()
@@ -27,7 +26,7 @@ def without_ray(monkeypatch):
 
 
 def test_the_library_names_the_extra(without_ray):
-    from rns.ray_session import RayUnavailableError, import_ray
+    from rns.run.ray_session import RayUnavailableError, import_ray
 
     with pytest.raises(RayUnavailableError, match=r"pip install 'rns\[ray\]'") as caught:
         import_ray("auto")
@@ -48,7 +47,7 @@ def test_the_cli_exits_2_with_one_line_and_writes_nothing(without_ray, tmp_path,
 
 def test_a_folder_taken_as_the_ray_address_is_refused(tmp_path):
     from rns.errors import InputError
-    from rns.ray_session import check_address
+    from rns.run.ray_session import check_address
 
     check_address("auto")
     check_address("ray://head:10001")
@@ -74,7 +73,7 @@ def test_a_batch_size_with_ray_is_refused_before_anything_starts(tmp_path, capsy
 
 
 def test_a_memory_replaced_at_the_pinned_location_is_refused(tmp_path, capsys):
-    from rns.ray_worker import MemoryChangedError, open_pinned_memory
+    from rns.run.ray_worker import MemoryChangedError, open_pinned_memory
     from support_memory import SupportMemory
 
     image, mask = tmp_path / "s.png", tmp_path / "m.png"

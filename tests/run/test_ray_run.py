@@ -17,13 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from synthetic_images import two_texture_image
 
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 SESSION_LIMIT_S = 120
 TEST_LIMIT_S = 180
 # What differs between two runs of the same images: wall times and dates, never content.
@@ -94,7 +91,7 @@ def ray_local(s3_endpoint):
     """A local Ray instance with 2 CPUs, on 127.0.0.1 only, for the whole module."""
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'rns[ray]')")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from rns.ray_session import node_addresses, ray_connection
+    from rns.run.ray_session import node_addresses, ray_connection
 
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("Ray did not start")))
     signal.alarm(SESSION_LIMIT_S)
@@ -113,12 +110,6 @@ def ray_local(s3_endpoint):
             if _is_ray_process(pid):  # only Ray's processes that this module's session started
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, [str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def comparable(path: Path) -> object:
@@ -233,9 +224,9 @@ def test_resume_across_local_and_ray_runs(ray_local, photos, tmp_path, capsys):
 
 
 def test_workers_read_the_memory_at_the_commit_the_driver_pinned(ray_local, photos, memory, tmp_path, capsys):
-    from rns.pipeline import build_segmenter
-    from rns.ray_run import run_folder_on_ray
-    from rns.runner import run_folder
+    from rns.run.ray_run import run_folder_on_ray
+    from rns.run.runner import run_folder
+    from rns.segment.pipeline import build_segmenter
 
     def segmenter():
         return build_segmenter("car", memory_path=memory, model="rns-tiny-test", pretrained="random",

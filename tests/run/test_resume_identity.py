@@ -12,19 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY, rns
 from PIL import Image
 from synthetic_images import two_texture_image
-
-from rns.cli import cli
-from rns.cli.errors import run_with_user_errors
-
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
-
-
-def rns(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = run_with_user_errors(cli, argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def counts(out_dir: Path) -> dict[str, int]:
@@ -113,7 +103,7 @@ def test_every_option_that_changes_pixels_redoes_the_outputs(changed, photos, tm
 def test_the_settings_dict_covers_every_field_of_the_options(tiny_backbone):
     """Settings added to SegmentOptions or AdaptConfig later join the key without anyone listing them."""
     from rns.adapt import AdaptConfig
-    from rns.pipeline import Segmenter, SegmentOptions
+    from rns.segment.pipeline import Segmenter, SegmentOptions
 
     segmenter = Segmenter(tiny_backbone, "car", options=SegmentOptions(zero_shot=True))
     settings = segmenter.settings()

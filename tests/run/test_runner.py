@@ -18,9 +18,9 @@ from PIL import Image
 from rich.console import Console
 
 from rns.errors import InputError
-from rns.outputs import read_labels_png
-from rns.progress import JsonLinesProgress, RichProgress
-from rns.runner import DONE_SUFFIX, done_record_path, run_folder
+from rns.io.outputs import read_labels_png
+from rns.run.progress import JsonLinesProgress, RichProgress
+from rns.run.runner import DONE_SUFFIX, done_record_path, run_folder
 from rns.segmentation import Segmentation
 
 CLASSES = ["background", "bright", "very bright"]
@@ -252,8 +252,8 @@ _KILL_SCRIPT = textwrap.dedent(
     import sys
     sys.path.insert(0, sys.argv[1])
     from test_runner import BrightnessSegmenter
-    from rns.progress import JsonLinesProgress
-    from rns.runner import run_folder
+    from rns.run.progress import JsonLinesProgress
+    from rns.run.runner import run_folder
     run_folder(BrightnessSegmenter(delay=0.03), [sys.argv[2]], sys.argv[3], save="all",
                observer=JsonLinesProgress())
     """
@@ -320,7 +320,7 @@ def test_output_folder_that_cannot_be_created_is_one_line_input_error(tmp_path):
 def test_a_write_error_of_one_image_fails_that_image_and_the_run_goes_on(tmp_path, monkeypatch):
     import errno
 
-    import rns.image_work as image_work
+    import rns.run.image_work as image_work
 
     make_folder(tmp_path / "in", count=4, corrupt=())
     real_save = image_work.save_segmentation
@@ -341,8 +341,8 @@ def test_a_full_disk_stops_the_run_with_one_error_naming_the_file(tmp_path, monk
     """Every later image would fail the same way: one error, not one failure per image (issue 12)."""
     import errno
 
-    import rns.image_work as image_work
-    from rns.output_errors import OutputWriteError
+    import rns.run.image_work as image_work
+    from rns.io.output_errors import OutputWriteError
 
     make_folder(tmp_path / "in", count=4, corrupt=())
     real_save = image_work.save_segmentation
@@ -364,9 +364,9 @@ def test_a_full_disk_when_writing_summary_json_is_one_error_and_no_half_written_
     """0.1.0 crashed with a traceback here (issue 12, item 5)."""
     import errno
 
-    import rns.image_work as image_work
-    from rns.atomic import atomic_write_json as real_write
-    from rns.output_errors import OutputWriteError
+    import rns.run.image_work as image_work
+    from rns.io.atomic import atomic_write_json as real_write
+    from rns.io.output_errors import OutputWriteError
 
     make_folder(tmp_path / "in", count=2, corrupt=())
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rns.runner import run_folder
+from rns.run.runner import run_folder
 from tests.run.test_runner import BrightnessSegmenter, make_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def _run_in_child(tmp_path: Path, inputs: list[str], timeout: float = 120) -> di
     script = textwrap.dedent(f"""
         import json, resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-        from rns.runner import run_folder
+        from rns.run.runner import run_folder
         from tests.run.test_runner import BrightnessSegmenter
         report = run_folder(BrightnessSegmenter(), {inputs!r}, {str(tmp_path / "out")!r})
         print(json.dumps({{"done": report.done, "exit": report.exit_code,

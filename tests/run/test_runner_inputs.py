@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rns.errors import InputError
-from rns.inputs import expand_inputs
+from rns.run.inputs import expand_inputs
 
 
 def _touch(path: Path) -> Path:

@@ -60,8 +60,8 @@ def test_segment_returns_classes_fractions_and_an_id_png_of_the_image_size(serve
 
 
 def test_teach_stores_the_photo_as_add_support_would_and_undo_takes_it_back(tiny_backbone, tmp_path) -> None:
-    from rns.imageio import image_content_hash
-    from rns.support_ids import support_source_id
+    from rns.io.imageio import image_content_hash
+    from rns.teach.support_ids import support_source_id
     from support_memory import SupportMemory
 
     (photo,) = camvid_photos(1)

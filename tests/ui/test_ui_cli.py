@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import TINY
 
 from tests.ui_helpers import camvid_photos, decode_png_base64
 
-TINY = ["--model", "rns-tiny-test", "--pretrained", "random", "--device", "cpu"]
 CHROMIUM = os.environ.get("RNS_CHROMIUM", "/usr/bin/chromium")
 
 
