@@ -48,7 +48,8 @@ def main() -> None:
 
     start = time.perf_counter()
     prompts = list(names) + background_words(names)
-    backbone.encode_text(prompts)
+    if backbone.has_text:  # an image-only backbone (EfficientNet-Lite) segments from the examples alone
+        backbone.encode_text(prompts)
     text_seconds = time.perf_counter() - start
 
     chosen = draw_supports(train, len(names), args.shots, 0)
@@ -75,8 +76,11 @@ def main() -> None:
     print(f"\nmemory: {memory.stats()['n_prototypes']} prototypes (B={args.shots} per class); "
           f"solver: {config.solver}; {len(test.images)} images, 480x360 -> 448 px short side; "
           f"busy: {args.busy} background process(es)\n")
-    print(f"text encoding ({len(prompts)} prompts x 80 templates, once per run): "
-          f"{1000 * text_seconds:.0f} ms\n")
+    if backbone.has_text:
+        print(f"text encoding ({len(prompts)} prompts x 80 templates, once per run): "
+              f"{1000 * text_seconds:.0f} ms\n")
+    else:
+        print(f"no text encoder ({backbone.spec.model}): the no-text setting, no fused anchors\n")
     medians = {column: {stage: statistics.median(values) for stage, values in stages[column].items()}
                for column in columns}
     header = " | ".join(f"{column} median ms | {column} / backbone" for column in columns)
