@@ -1,4 +1,4 @@
-"""Where rns keeps things on disk: the support memory and caches.
+"""Where rns keeps things on disk (the support memory and caches), and how a path is shown in a message.
 
 Precedence for the memory: an explicit location (`--memory`), then `RNS_MEMORY`, then a per-user data
 directory (XDG_DATA_HOME on Linux, ~/Library/Application Support on macOS, %LOCALAPPDATA% on Windows).
@@ -44,3 +44,8 @@ def cache_dir() -> Path:
     """Per-user cache (text features, region proposals); `RNS_CACHE` overrides it."""
     env = os.environ.get(CACHE_ENV)
     return Path(env).expanduser() if env else _user_dir("cache")
+
+
+def printable(path: str | os.PathLike) -> str:
+    """A path as text that can always be printed and written to JSON (non-UTF-8 bytes as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

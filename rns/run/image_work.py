@@ -29,12 +29,13 @@ from rns.io.outputs import (
     save_segmentation,
     write_classes_json,
 )
+from rns.paths import printable
 from rns.run.done_records import (
     fresh_record,
     stat_source,
     write_done_record,
 )
-from rns.run.inputs import InputImage, expand_inputs, printable
+from rns.run.inputs import InputImage, expand_inputs
 from rns.run.run_events import (
     CLASSES_NAME,
     RUN_SUMMARY_NAME,

@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from rns.errors import InputError
 from rns.io.imageio import IMAGE_EXTENSIONS
+from rns.paths import printable
 
 DEFAULT_GLOB = "**/*"
 LIST_PREFIX = "@"
@@ -165,11 +166,6 @@ def _is_output(path: Path, out_folders: list[Path]) -> bool:
     if _is_under(resolved, [folder / _EXPORT_FOLDER for folder in out_folders]):
         return True
     return path.name.lower().endswith(_OUTPUT_IMAGE_SUFFIXES) and _is_under(resolved, out_folders)
-
-
-def printable(path: str | os.PathLike) -> str:
-    """A path as text that can always be printed and written to JSON (non-UTF-8 bytes as \\xNN)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _is_under(path: Path, folders: list[Path]) -> bool:
