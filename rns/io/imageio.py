@@ -22,17 +22,22 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rns.errors import InputError
+from rns.paths import printable
 
 # File extensions treated as images when a folder is scanned (compared lower-case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"})
 
 # 100 megapixels: a 10000 x 10000 photo. Decoded as RGB that is 300 MB, before any model work.
 DEFAULT_MAX_PIXELS = 100_000_000
+# The largest file read as a photo or mask: far above any real one (a 40 MP 16-bit TIFF is 240 MB), low
+# enough that a huge or endless file is refused instead of filling the memory.
+MAX_IMAGE_FILE_BYTES = 1 << 30
 
 # Transparent pixels are shown on white, as browsers and document viewers do.
 TRANSPARENT_BACKGROUND = (255, 255, 255)
@@ -45,19 +50,50 @@ _DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib
 _HASH_CHUNK = 1 << 20
 
 
-def _read_file(path: Path, what: str) -> bytes:
-    """The file's bytes, or an InputError saying why there are none."""
-    if not path.exists():
-        raise InputError(f"{what} {path} does not exist: check the path")
-    if path.is_dir():
-        raise InputError(f"{what} {path} is a folder, not a file: name an image file inside it")
+def read_image_file(path: str | os.PathLike, what: str = "image",
+                    max_bytes: int = MAX_IMAGE_FILE_BYTES) -> tuple[os.stat_result, bytes]:
+    """A photo's or mask's stat (taken before reading: a later change shows as a new mtime) and bytes.
+
+    Opened without blocking and read only when it is a regular file of at most `max_bytes`: a FIFO, a
+    device (`/dev/zero`) or a socket is refused at once instead of hanging or filling the memory.
+    `what` ("image", "mask") names the file in the messages.
+    """
+    shown = printable(path)
     try:
-        data = path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError as error:
+        raise InputError(f"{what} {shown} does not exist: check the path") from error
+    except IsADirectoryError as error:
+        raise InputError(f"{what} {shown} is a folder, not a file: name {what} files inside it") from error
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise InputError(f"{what} {path} cannot be read ({reason}): check its permissions") from error
+        raise InputError(f"{what} {shown} cannot be read ({reason}): check its permissions") from error
+    status = os.fstat(descriptor)
+    if not S_ISREG(status.st_mode):
+        os.close(descriptor)
+        if S_ISDIR(status.st_mode):
+            raise InputError(f"{what} {shown} is a folder, not a file: name {what} files inside it")
+        raise InputError(f"{what} {shown} is not a regular file (a FIFO, device or socket): only "
+                         f"{what} files are read")
+    with os.fdopen(descriptor, "rb") as handle:
+        if status.st_size > max_bytes:
+            raise InputError(f"{what} {shown} is {status.st_size:,} bytes, over the {max_bytes:,} an {what} "
+                             "may have: downscale or compress it")
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise InputError(f"{what} {shown} cannot be read ({reason}): check the file") from error
+    if len(data) > max_bytes:  # grew while being read
+        raise InputError(f"{what} {shown} is over the {max_bytes:,} bytes an {what} may have: downscale it")
+    return status, data
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    """The file's bytes (`read_image_file`), or an InputError saying why there are none."""
+    data = read_image_file(path, what)[1]
     if not data:
-        raise InputError(f"{what} {path} is empty (0 bytes): replace it with a complete image file")
+        raise InputError(f"{what} {path} is empty (0 bytes): replace it with a complete {what} file")
     return data
 
 

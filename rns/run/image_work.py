@@ -16,13 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
 
 from PIL import Image
 
 from rns.errors import InputError, RnsError
 from rns.io.atomic import atomic_write_json
-from rns.io.imageio import bytes_content_hash, decode_image
+from rns.io.imageio import bytes_content_hash, decode_image, read_image_file
 from rns.io.output_errors import NO_SPACE
 from rns.io.outputs import (
     pixel_counts,
@@ -59,11 +58,6 @@ class PreparedImage:
     read_seconds: float = 0.0
 
 
-# The largest image file a folder run reads: far above any photo (a 40 MP 16-bit TIFF is 240 MB), low
-# enough that a huge or endless file is refused instead of filling the memory.
-MAX_IMAGE_FILE_BYTES = 1 << 30
-
-
 def prepare_image(
     image: InputImage,
     out_dir: Path,
@@ -93,42 +87,6 @@ def prepare_image(
         )
     source = {**stat_source(stat), "hash": bytes_content_hash(data)}
     return PreparedImage(image, picture=picture, source=source, read_seconds=time.perf_counter() - started)
-
-
-def read_image_file(path: Path, max_bytes: int = MAX_IMAGE_FILE_BYTES) -> tuple[os.stat_result, bytes]:
-    """The file's stat (taken before reading: a later change shows as a new mtime) and bytes.
-
-    Opened without blocking and read only when it is a regular file of at most `max_bytes`: a FIFO, a
-    device (`/dev/zero`) or a socket is refused at once instead of hanging or filling the memory.
-    """
-    shown = printable(path)
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError as error:
-        raise InputError(f"image {shown} does not exist (any more): check the path") from error
-    except IsADirectoryError as error:
-        raise InputError(f"image {shown} is a folder, not a file: name image files") from error
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise InputError(f"image {shown} cannot be read ({reason}): check its permissions") from error
-    with os.fdopen(descriptor, "rb") as handle:
-        stat = os.fstat(descriptor)
-        if S_ISDIR(stat.st_mode):
-            raise InputError(f"image {shown} is a folder, not a file: name image files")
-        if not S_ISREG(stat.st_mode):
-            raise InputError(f"image {shown} is not a regular file (a FIFO, device or socket): only image "
-                             "files are read")
-        if stat.st_size > max_bytes:
-            raise InputError(f"image {shown} is {stat.st_size:,} bytes, over the {max_bytes:,} a photo may "
-                             "have: downscale or compress it")
-        try:
-            data = handle.read(max_bytes + 1)
-        except OSError as error:
-            reason = error.strerror or type(error).__name__
-            raise InputError(f"image {shown} cannot be read ({reason}): check the file") from error
-    if len(data) > max_bytes:  # grew while being read
-        raise InputError(f"image {shown} is over the {max_bytes:,} bytes a photo may have: downscale it")
-    return stat, data
 
 
 def as_images(
