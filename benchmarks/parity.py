@@ -170,25 +170,11 @@ def main() -> int:
         memory = full_table(fixture, backbone, work, args.other)
     else:
         memory = stages.build_reference_memory(backbone, fixture, work / "memory.zarr")
-    features = dense_cache(backbone)
+    features = stages.dense_feature_cache(backbone)
     for setting in stages.SETTINGS[1:]:
         if args.setting in (setting, "all"):
             setting_table(stages.Fixture(setting), backbone, memory, work, features)
     return 0
-
-
-def dense_cache(backbone):
-    """Dense features per test image, computed once for every setting."""
-    from rns.io.imageio import load_image
-
-    cache = {}
-
-    def features_of(name: str):
-        if name not in cache:
-            cache[name] = backbone.dense_features(load_image(stages.image_path(name, "test")))
-        return cache[name]
-
-    return features_of
 
 
 def full_table(fixture, backbone, work: Path, other_count: int):

@@ -11,6 +11,7 @@ without a name (`partial-text`), no text at all (`no-text`). `Fixture(setting)` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -155,6 +156,13 @@ def mask_path(name: str, split: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------- stages
+def dense_feature_cache(backbone):
+    """`name -> dense features` of a test image, each computed once and shared by every setting."""
+    from rns.io.imageio import load_image
+
+    return functools.cache(lambda name: backbone.dense_features(load_image(image_path(name, "test"))))
+
+
 def dense_stage(backbone, fixture: Fixture, name: str) -> dict[str, object]:
     """Grid and dense test-time features from the photo itself."""
     reference = fixture.test(name)

@@ -131,16 +131,7 @@ SETTING_CASES = [(s, name) for s, fixture in SETTING_FIXTURES.items() for name i
 @pytest.fixture(scope="module")
 def dense_features(backbone):
     """Each test image's dense features, computed once for all settings (the same backbone and photo)."""
-    cache = {}
-
-    def features_of(name: str):
-        if name not in cache:
-            from rns.io.imageio import load_image
-
-            cache[name] = backbone.dense_features(load_image(stages.image_path(name, "test")))
-        return cache[name]
-
-    return features_of
+    return stages.dense_feature_cache(backbone)
 
 
 @pytest.fixture(scope="module")
