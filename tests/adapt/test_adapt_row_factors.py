@@ -61,6 +61,13 @@ def test_the_fit_through_the_factors_is_the_direct_fit_and_torchs_adamw(image_pr
         assert torch.allclose(head.bias, reference.bias, atol=1e-5)
 
 
+def test_the_fast_solver_through_the_factors_is_the_fast_solver_directly(image_problem) -> None:
+    config = AdaptConfig(solver="fast")
+    factored, direct = fit_head(image_problem, config), fit_head(replace(image_problem, factors=None), config)
+    assert torch.allclose(factored.weight, direct.weight, atol=1e-5)
+    assert torch.allclose(factored.bias, direct.bias, atol=1e-5)
+
+
 def test_a_problem_of_many_retrieved_rows_gets_no_factors_and_is_multiplied_directly() -> None:
     scene = make_scene(SceneSpec(dim=512, num_classes=12, background_modes=24, supports_per_class=8, seed=3))
     support = retrieve_support(scene.queries, scene.source, scene.class_index, scene.text.num_classes)
