@@ -23,10 +23,23 @@ def server(tiny_backbone, tmp_path_factory):
         yield url, session, photos
 
 
+# Counts the page's busy/idle switches: a quick segment can go busy and back to idle between two polls of
+# `wait_for_function`, so waiting to *see* "busy" could wait forever; a count of switches cannot miss it.
+_COUNT_STATE_CHANGES = """() => {
+    window.rnsStateChanges = 0;
+    if (!window.rnsStateObserver) {
+        const count = (records) => { window.rnsStateChanges += records.length; };
+        window.rnsStateObserver = new MutationObserver(count);
+        window.rnsStateObserver.observe(document.body, {attributes: true, attributeFilter: ["data-state"]});
+    }
+}"""
+
+
 def _segment(page, classes: str) -> None:
     page.fill("#classes", classes)
+    page.evaluate(_COUNT_STATE_CHANGES)
     page.click("#segment-btn")
-    page.wait_for_function("document.body.dataset.state === 'busy'", timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function("window.rnsStateChanges > 0", timeout=STEP_TIMEOUT_MS)
     _wait_idle(page)
 
 
