@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from rns.errors import InputError, RnsError
+from rns.errors import InputError
 from rns.io.atomic import remove_stale_temp_files
 from rns.io.imageio import DEFAULT_MAX_PIXELS, TRANSPARENT_BACKGROUND
 from rns.io.output_errors import output_write_error
@@ -180,8 +180,7 @@ def _run_locked(
         raise
     except BaseException as error:
         failed = True
-        report.stopped = f"{type(error).__name__}: {error}"
-        report.stopped_exit_code = 2 if isinstance(error, RnsError) else 1
+        report.stop_with(error)
         raise
     finally:
         ordered.flush()

@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 
 from PIL import Image
 
+from rns.errors import RnsError
 from rns.io.outputs import class_table
 from rns.run.inputs import InputImage
 from rns.segmentation import Segmentation
@@ -77,6 +78,11 @@ class RunReport:
     stopped_exit_code: int = 1
     # What the request was and which segmenter key it gave (see `rns.run.resume_plan`); None: not recorded.
     request: dict[str, str] | None = None
+
+    def stop_with(self, error: BaseException) -> None:
+        """Record the error that ended the run early: a user-fixable one (`RnsError`) exits 2, a bug 1."""
+        self.stopped = f"{type(error).__name__}: {error}"
+        self.stopped_exit_code = 2 if isinstance(error, RnsError) else 1
 
     @property
     def failed(self) -> int:

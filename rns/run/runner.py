@@ -190,8 +190,7 @@ def _run_locked(
         raise stopping from None
     except BaseException as error:
         failed = True
-        report.stopped = f"{type(error).__name__}: {error}"
-        report.stopped_exit_code = 2 if isinstance(error, RnsError) else 1
+        report.stop_with(error)
         raise
     finally:
         loader.shutdown(wait=True, cancel_futures=True)
