@@ -77,15 +77,16 @@ def read_image_file(path: str | os.PathLike, what: str = "image",
                          f"{what} files are read")
     with os.fdopen(descriptor, "rb") as handle:
         if status.st_size > max_bytes:
-            raise InputError(f"{what} {shown} is {status.st_size:,} bytes, over the {max_bytes:,} an {what} "
-                             "may have: downscale or compress it")
+            raise InputError(f"{what} {shown} is {status.st_size:,} bytes, over the {max_bytes:,} rns reads "
+                             f"for one {what}: downscale or compress it")
         try:
             data = handle.read(max_bytes + 1)
         except OSError as error:
             reason = error.strerror or type(error).__name__
             raise InputError(f"{what} {shown} cannot be read ({reason}): check the file") from error
     if len(data) > max_bytes:  # grew while being read
-        raise InputError(f"{what} {shown} is over the {max_bytes:,} bytes an {what} may have: downscale it")
+        raise InputError(f"{what} {shown} is over the {max_bytes:,} bytes rns reads for one {what}: "
+                         "downscale it")
     return status, data
 
 
